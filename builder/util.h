@@ -1,0 +1,67 @@
+#pragma once
+/* Small helpers every module uses: cleanup attributes, allocation that aborts
+ * on OOM, whole-file I/O and atomic writes. (After bubblewrap's utils.h.) */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+void ib_die_oom(void) __attribute__((noreturn));
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static inline void cleanup_freep(void *p)
+{
+	void **pp = (void **)p;
+	free(*pp);
+}
+void ib_close_fdp(int *fd);
+void ib_fclosep(FILE **f);
+#define cleanup_free __attribute__((cleanup(cleanup_freep)))
+#define cleanup_fd __attribute__((cleanup(ib_close_fdp)))
+#define cleanup_file __attribute__((cleanup(ib_fclosep)))
+
+static inline void *ib_steal_pointer(void *pp)
+{
+	void **ptr = (void **)pp;
+	void *ret = *ptr;
+	*ptr = NULL;
+	return ret;
+}
+#define steal_pointer(pp) ((__typeof__(*(pp)))ib_steal_pointer(pp))
+
+static inline int ib_steal_fd(int *fd)
+{
+	int ret = *fd;
+	*fd = -1;
+	return ret;
+}
+
+/* A growable NULL-terminated string list. */
+struct ib_strv {
+	char **v;
+	size_t n, cap;
+};
+void ib_strv_push(struct ib_strv *s, const char *str);	/* copies str */
+void ib_strv_push_owned(struct ib_strv *s, char *str);
+void ib_strv_free(struct ib_strv *s);
+
+/* Reads a whole file (NUL-terminated, length in *len when len != NULL). */
+char *ib_read_file(const char *path, size_t *len, ib_error_t *err);
+/* Writes to PATH.tmp.PID, fsyncs, renames over PATH: readers see old or new, never half. */
+int ib_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, ib_error_t *err);
+int ib_mkdir_p(const char *path, mode_t mode, ib_error_t *err);
+bool ib_path_exists(const char *path);
+/* Joins two path parts with exactly one '/'. */
+char *ib_path_join(const char *a, const char *b);
+/* Lowercase hex of len bytes into out (2*len+1 bytes). */
+void ib_hex(const uint8_t *bytes, size_t len, char *out);

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian packages imgbuild needs to build and test, and only the missing ones.
+set -eu
+pkgs="libarchive-dev libcurl4-openssl-dev libseccomp-dev libssl-dev libcmocka-dev pkg-config
+clang libclang-rt-14-dev mmdebstrap debootstrap git zstd ccache signify-openbsd python3
+uidmap arch-test gcc make ca-certificates curl"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "imgbuild: missing packages:$missing (run 'make deps' as root)" >&2
+	exit 1
+fi
+echo "imgbuild: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing
