@@ -30,7 +30,9 @@ struct ib_toml_value {
 		double real;
 		bool boolean;
 	} u;
-	/* TABLE: keys in document order; ARRAY: items only (keys NULL). */
+	/* TABLE: keys in document order; ARRAY: items only (keys NULL);
+	 * STRING and date/time types: byte length of u.str, which may hold NUL
+	 * bytes (written as \u0000). */
 	size_t len;
 	char **keys;
 	struct ib_toml_value **items;
@@ -44,3 +46,6 @@ void ib_toml_free(struct ib_toml_value *value);
 /* Lookup in a table; NULL when absent or when TABLE is not a table. */
 const struct ib_toml_value *ib_toml_get(const struct ib_toml_value *table, const char *key);
 const char *ib_toml_type_name(enum ib_toml_type type);
+/* Byte length of TABLE's key I: keys may hold NUL bytes (written as \u0000),
+ * which strlen would miss. 0 when out of range. */
+size_t ib_toml_key_len(const struct ib_toml_value *table, size_t i);

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs each libFuzzer target for SECONDS with a corpus seeded from the tests.
+# Usage: tests/fuzz/run.sh SECONDS build/fuzz/NAME_fuzz...
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=$1
+shift
+shared=${IMGBUILD_SHARED:-$(cd .. && pwd)/shared}
+failed=0
+for target in "$@"; do
+	name=$(basename "$target")
+	corpus=build/fuzz/corpus-$name
+	mkdir -p "$corpus"
+	case "$name" in
+	toml_fuzz | manifest_fuzz)
+		[ -d "$shared/toml-test/valid" ] && find "$shared/toml-test/valid" -name '*.toml' -exec cp -t "$corpus" {} + 2>/dev/null || true
+		cp manifests/*.toml tests/cases/*.toml "$corpus"/ 2>/dev/null || true
+		;;
+	image_fuzz)
+		cp tests/fixtures/fuzz-images/* "$corpus"/ 2>/dev/null || true
+		;;
+	esac
+	echo "== $name: ${seconds}s, corpus $(ls "$corpus" | wc -l) files"
+	if ! "$target" -max_total_time="$seconds" -detect_leaks=1 -print_final_stats=1 \
+		-artifact_prefix="build/fuzz/$name-" "$corpus" >"build/fuzz/$name.log" 2>&1; then
+		echo "not ok - $name found a problem (build/fuzz/$name.log):"
+		tail -n 40 "build/fuzz/$name.log"
+		failed=1
+	else
+		grep -E 'stat::number_of_executed_units|stat::peak_rss_mb' "build/fuzz/$name.log" | sed "s/^/   /"
+		echo "ok - $name: no findings"
+	fi
+done
+exit $failed
