@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -30,6 +31,9 @@ struct node {
 	int depth;
 	size_t cap;
 	size_t *key_lens;	/* keys may hold NUL (from \u0000), so lengths are kept */
+	struct pos {
+		int line, col;
+	} *key_pos;		/* where each key was written, for duplicate-key messages */
 	size_t *index;		/* open-addressing hash of keys: position + 1, 0 empty */
 	size_t index_cap;
 };
@@ -76,6 +80,7 @@ void ib_toml_free(struct ib_toml_value *value)
 		break;
 	}
 	free(n->key_lens);
+	free(n->key_pos);
 	free(n->index);
 	free(n);
 }
@@ -120,21 +125,28 @@ static void index_rebuild(struct node *t)
 		index_put(t, i);
 }
 
-static struct node *table_find(const struct node *t, const char *key, size_t len)
+/* Position of KEY in T, or -1. */
+static ssize_t table_pos(const struct node *t, const char *key, size_t len)
 {
 	if (t->index != NULL) {
 		size_t mask = t->index_cap - 1;
 		for (size_t slot = hash_key(key, len) & mask; t->index[slot] != 0; slot = (slot + 1) & mask) {
 			size_t i = t->index[slot] - 1;
 			if (t->key_lens[i] == len && memcmp(t->v.keys[i], key, len) == 0)
-				return node_of(t->v.items[i]);
+				return (ssize_t)i;
 		}
-		return NULL;
+		return -1;
 	}
 	for (size_t i = 0; i < t->v.len; i++)
 		if (t->key_lens[i] == len && memcmp(t->v.keys[i], key, len) == 0)
-			return node_of(t->v.items[i]);
-	return NULL;
+			return (ssize_t)i;
+	return -1;
+}
+
+static struct node *table_find(const struct node *t, const char *key, size_t len)
+{
+	ssize_t i = table_pos(t, key, len);
+	return i < 0 ? NULL : node_of(t->v.items[i]);
 }
 
 static void grow(struct node *n)
@@ -146,16 +158,18 @@ static void grow(struct node *n)
 	if (n->v.type == IB_TOML_TABLE) {
 		n->v.keys = xrealloc(n->v.keys, n->cap * sizeof(*n->v.keys));
 		n->key_lens = xrealloc(n->key_lens, n->cap * sizeof(*n->key_lens));
+		n->key_pos = xrealloc(n->key_pos, n->cap * sizeof(*n->key_pos));
 	}
 }
 
 /* Takes ownership of KEY (KLEN bytes, NUL-terminated) and CHILD. */
-static void table_insert(struct node *t, char *key, size_t klen, struct node *child)
+static void table_insert(struct node *t, char *key, size_t klen, int line, int col, struct node *child)
 {
 	grow(t);
 	size_t pos = t->v.len++;
 	t->v.keys[pos] = key;
 	t->key_lens[pos] = klen;
+	t->key_pos[pos] = (struct pos){ line, col };
 	t->v.items[pos] = &child->v;
 	if (t->v.len < 8)
 		return;
@@ -255,8 +269,14 @@ struct parser {
 	size_t len, p;
 	int line, col;	/* of the character at p; col counts characters, not bytes */
 	const char *filename;	/* not owned */
+	char *section;	/* dotted path of the current [header], for messages */
 	ib_error_t *err;
 };
+
+static void parser_finip(struct parser *ps)
+{
+	free(ps->section);
+}
 
 static int peek_at(const struct parser *ps, size_t off)
 {
@@ -399,6 +419,16 @@ static void buf_add_key(struct buf *b, const char *s, size_t n)
 	buf_addc(b, '"');
 }
 
+/* Key parts are copied into the tree rather than stolen, so that messages can
+ * still name the whole key after a walk has created tables for some parts. */
+static char *memdup0(const char *s, size_t n)
+{
+	char *d = xmalloc(n + 1);
+	memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}
+
 struct keypart {
 	char *s;
 	size_t len;
@@ -418,12 +448,14 @@ static void key_freep(struct key *k)
 }
 #define cleanup_key __attribute__((cleanup(key_freep)))
 
-/* The dotted path of the first N parts of K, for messages. */
-static char *key_path(const struct key *k, size_t n)
+/* The dotted path PREFIX.K[0]...K[N-1], for messages. */
+static char *key_path(const char *prefix, const struct key *k, size_t n)
 {
 	struct buf b = { 0 };
+	if (prefix != NULL && prefix[0] != '\0')
+		buf_add(&b, prefix, strlen(prefix));
 	for (size_t i = 0; i < n; i++) {
-		if (i > 0)
+		if (b.n > 0)
 			buf_addc(&b, '.');
 		buf_add_key(&b, k->parts[i].s, k->parts[i].len);
 	}
@@ -767,6 +799,11 @@ static int parse_key(struct parser *ps, struct key *k)
 	}
 }
 
+static const char *article(enum ib_toml_type type)
+{
+	return strchr("aeiou", ib_toml_type_name(type)[0]) ? "an" : "a";
+}
+
 static int check_depth(struct parser *ps, int depth, int line, int col)
 {
 	if (depth > MAX_DEPTH)
@@ -774,7 +811,7 @@ static int check_depth(struct parser *ps, int depth, int line, int col)
 	return 0;
 }
 
-static int parse_value(struct parser *ps, int depth, struct node **out);
+static int parse_value(struct parser *ps, const char *path, int depth, struct node **out);
 
 static bool is_leap(int y)
 {
@@ -918,6 +955,19 @@ static int parse_local_time(struct parser *ps, int depth, struct node **out)
 	return 0;
 }
 
+/* strtod follows LC_NUMERIC, and a caller that ran setlocale(LC_ALL, "")
+ * under a comma-decimal locale would make it stop at '.'; TOML floats always
+ * use '.', so parse them in the C locale. */
+static double strtod_c(const char *s, char **end)
+{
+	static locale_t c_locale;
+	if (c_locale == (locale_t)0)
+		c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+	if (c_locale == (locale_t)0)
+		return strtod(s, end);
+	return strtod_l(s, end, c_locale);
+}
+
 /* DIGIT *( DIGIT / '_' DIGIT ) in BASE, starting at *I. NULL or a reason. */
 static const char *scan_digits(const char *t, size_t n, size_t *i, int base, size_t *ndigits)
 {
@@ -1037,7 +1087,7 @@ static int parse_number(struct parser *ps, int depth, struct node **out)
 			clean[m] = '\0';
 			char *end;
 			errno = 0;
-			double d = strtod(clean, &end);
+			double d = strtod_c(clean, &end);
 			if (*end != '\0') {
 				why = "not a number";
 				goto bad;
@@ -1074,9 +1124,9 @@ bad:
 		    n > MAX_SHOWN ? "..." : "", why);
 }
 
-static int parse_keyval(struct parser *ps, struct node *table);
+static int parse_keyval(struct parser *ps, struct node *table, const char *prefix);
 
-static int parse_inline_table(struct parser *ps, int depth, struct node **out)
+static int parse_inline_table(struct parser *ps, const char *path, int depth, struct node **out)
 {
 	int line = ps->line, col = ps->col;
 	if (check_depth(ps, depth, line, col) < 0)
@@ -1088,7 +1138,7 @@ static int parse_inline_table(struct parser *ps, int depth, struct node **out)
 		adv(ps);
 	} else {
 		for (;;) {
-			if (parse_keyval(ps, t) < 0)
+			if (parse_keyval(ps, t, path) < 0)
 				return -1;
 			skip_ws(ps);
 			if (peek(ps) == ',') {
@@ -1112,7 +1162,7 @@ static int parse_inline_table(struct parser *ps, int depth, struct node **out)
 	return 0;
 }
 
-static int parse_array(struct parser *ps, int depth, struct node **out)
+static int parse_array(struct parser *ps, const char *path, int depth, struct node **out)
 {
 	int line = ps->line, col = ps->col;
 	if (check_depth(ps, depth, line, col) < 0)
@@ -1128,7 +1178,7 @@ static int parse_array(struct parser *ps, int depth, struct node **out)
 			break;
 		}
 		struct node *item = NULL;
-		if (parse_value(ps, depth + 1, &item) < 0)
+		if (parse_value(ps, path, depth + 1, &item) < 0)
 			return -1;
 		array_push(a, item);
 		if (skip_ws_comments_newlines(ps) < 0)
@@ -1158,7 +1208,7 @@ static bool looking_at_word(const struct parser *ps, const char *w)
 	return !is_bare(peek_at(ps, n));
 }
 
-static int parse_value(struct parser *ps, int depth, struct node **out)
+static int parse_value(struct parser *ps, const char *path, int depth, struct node **out)
 {
 	int c = peek(ps);
 	int line = ps->line, col = ps->col;
@@ -1173,9 +1223,9 @@ static int parse_value(struct parser *ps, int depth, struct node **out)
 		return 0;
 	}
 	if (c == '[')
-		return parse_array(ps, depth, out);
+		return parse_array(ps, path, depth, out);
 	if (c == '{')
-		return parse_inline_table(ps, depth, out);
+		return parse_inline_table(ps, path, depth, out);
 	if (c == 't' || c == 'f') {
 		bool val = c == 't';
 		if (!looking_at_word(ps, val ? "true" : "false"))
@@ -1198,17 +1248,18 @@ static int parse_value(struct parser *ps, int depth, struct node **out)
 	return expected(ps, "value");
 }
 
-/* key = value, into TABLE (the current [section] or an inline table). Dotted
+/* key = value, into TABLE (the current [section] or an inline table, whose
+ * path PREFIX messages start from). Dotted
  * keys create tables on the way, but may only pass through tables that dotted
  * keys created: the toml-lang/toml#846 ruling forbids reaching into a table
  * that a header defined. */
-static int parse_keyval(struct parser *ps, struct node *table)
+static int parse_keyval(struct parser *ps, struct node *table, const char *prefix)
 {
 	cleanup_key struct key k = { 0 };
 	if (parse_key(ps, &k) < 0)
 		return -1;
 	if (peek(ps) != '=') {
-		cleanup_free char *path = key_path(&k, k.n);
+		cleanup_free char *path = key_path(prefix, &k, k.n);
 		char what[160];
 		snprintf(what, sizeof(what), "'=' after key '%.100s'", path);
 		return expected(ps, what);
@@ -1218,39 +1269,41 @@ static int parse_keyval(struct parser *ps, struct node *table)
 	struct node *t = table;
 	for (size_t i = 0; i < k.n; i++) {
 		struct keypart *part = &k.parts[i];
-		struct node *child = table_find(t, part->s, part->len);
 		if (i + 1 == k.n) {
-			if (child != NULL) {
-				cleanup_free char *path = key_path(&k, i + 1);
+			ssize_t pos = table_pos(t, part->s, part->len);
+			if (pos >= 0) {
+				cleanup_free char *path = key_path(prefix, &k, i + 1);
 				return fail(ps, part->line, part->col, "duplicate key '%s', first defined at %d:%d (each key may be set once)", path,
-					    child->v.line, child->v.col);
+					    t->key_pos[pos].line, t->key_pos[pos].col);
 			}
 			break;
 		}
+		struct node *child = table_find(t, part->s, part->len);
 		if (child == NULL) {
 			if (check_depth(ps, t->depth + 1, part->line, part->col) < 0)
 				return -1;
 			child = node_new(IB_TOML_TABLE, part->line, part->col, t->depth + 1);
 			child->flags |= F_DOTTED;
-			table_insert(t, steal_pointer(&part->s), part->len, child);
+			table_insert(t, memdup0(part->s, part->len), part->len, part->line, part->col, child);
 		} else if (child->v.type != IB_TOML_TABLE) {
-			cleanup_free char *path = key_path(&k, i + 1);
+			cleanup_free char *path = key_path(prefix, &k, i + 1);
 			return fail(ps, part->line, part->col, "expected '%s' to be a table, found %s %s defined at %d:%d", path,
-				    child->v.type == IB_TOML_INTEGER || child->v.type == IB_TOML_ARRAY ? "an" : "a",
-				    ib_toml_type_name(child->v.type), child->v.line, child->v.col);
+				    article(child->v.type), ib_toml_type_name(child->v.type), child->v.line, child->v.col);
 		} else if (child->flags & F_INLINE) {
-			cleanup_free char *path = key_path(&k, i + 1);
+			cleanup_free char *path = key_path(prefix, &k, i + 1);
 			return fail(ps, part->line, part->col, "cannot add keys to inline table '%s' defined at %d:%d (inline tables are complete as written)",
 				    path, child->v.line, child->v.col);
 		} else if (!(child->flags & F_DOTTED)) {
-			cleanup_free char *path = key_path(&k, i + 1);
-			return fail(ps, part->line, part->col, "cannot add to table [%s] (defined at %d:%d) with a dotted key; add the key under the [%s] header",
+			cleanup_free char *path = key_path(prefix, &k, i + 1);
+			return fail(ps, part->line, part->col, "cannot add to table [%s] (defined at %d:%d) with a dotted key; add the key under a [%s] header",
 				    path, child->v.line, child->v.col, path);
 		}
 		t = child;
 	}
 	struct node *val = NULL;
-	if (parse_value(ps, t->depth + 1, &val) < 0)
+	/* Only containers can fail on a nested key, so only they need the path. */
+	cleanup_free char *vpath = peek(ps) == '{' || peek(ps) == '[' ? key_path(prefix, &k, k.n) : NULL;
+	if (parse_value(ps, vpath, t->depth + 1, &val) < 0)
 		return -1;
 	struct keypart *last = &k.parts[k.n - 1];
 	/* A table's position is that of its key; other values keep their own. */
@@ -1258,7 +1311,7 @@ static int parse_keyval(struct parser *ps, struct node *table)
 		val->v.line = last->line;
 		val->v.col = last->col;
 	}
-	table_insert(t, steal_pointer(&last->s), last->len, val);
+	table_insert(t, steal_pointer(&last->s), last->len, last->line, last->col, val);
 	return 0;
 }
 
@@ -1282,6 +1335,7 @@ static int parse_header(struct parser *ps, struct node *root, struct node **cur)
 			return expected(ps, close);
 		adv(ps);
 	}
+	cleanup_free char *section = key_path(NULL, &k, k.n);
 	struct node *t = root;
 	for (size_t i = 0; i < k.n; i++) {
 		struct keypart *part = &k.parts[i];
@@ -1297,17 +1351,17 @@ static int parse_header(struct parser *ps, struct node *root, struct node **cur)
 				child = node_new(IB_TOML_TABLE, part->line, part->col, t->depth + 2);
 				child->flags |= F_DEFINED;
 				array_push(arr, child);
-				table_insert(t, steal_pointer(&part->s), part->len, arr);
+				table_insert(t, memdup0(part->s, part->len), part->len, part->line, part->col, arr);
 			} else {
 				child = node_new(IB_TOML_TABLE, part->line, part->col, t->depth + 1);
 				if (last)
 					child->flags |= F_DEFINED;
-				table_insert(t, steal_pointer(&part->s), part->len, child);
+				table_insert(t, memdup0(part->s, part->len), part->len, part->line, part->col, child);
 			}
 			t = child;
 			continue;
 		}
-		path = key_path(&k, i + 1);
+		path = key_path(NULL, &k, i + 1);
 		if (child->v.type == IB_TOML_ARRAY && (child->flags & F_AOT)) {
 			if (last && !aot)
 				return fail(ps, part->line, part->col, "expected [[%s]] for the array of tables defined at %d:%d, found [%s]", path,
@@ -1330,7 +1384,7 @@ static int parse_header(struct parser *ps, struct node *root, struct node **cur)
 				    path, child->v.line, child->v.col, path);
 		if (child->v.type != IB_TOML_TABLE)
 			return fail(ps, part->line, part->col, "expected '%s' to be a table, found %s %s defined at %d:%d", path,
-				    child->v.type == IB_TOML_INTEGER ? "an" : "a", ib_toml_type_name(child->v.type), child->v.line, child->v.col);
+				    article(child->v.type), ib_toml_type_name(child->v.type), child->v.line, child->v.col);
 		if (child->flags & F_INLINE)
 			return fail(ps, part->line, part->col, "cannot extend inline table '%s' defined at %d:%d (inline tables are complete as written)",
 				    path, child->v.line, child->v.col);
@@ -1351,13 +1405,15 @@ static int parse_header(struct parser *ps, struct node *root, struct node **cur)
 		}
 		t = child;
 	}
+	free(ps->section);
+	ps->section = steal_pointer(&section);
 	*cur = t;
 	return 0;
 }
 
 struct ib_toml_value *ib_toml_parse(const char *text, size_t len, const char *filename, ib_error_t *err)
 {
-	struct parser ps = {
+	__attribute__((cleanup(parser_finip))) struct parser ps = {
 		.s = text,
 		.len = text != NULL ? len : 0,
 		.line = 1,
@@ -1381,7 +1437,7 @@ struct ib_toml_value *ib_toml_parse(const char *text, size_t len, const char *fi
 			if (parse_header(&ps, root, &cur) < 0)
 				return NULL;
 		} else if (c != '#' && !is_newline_at(&ps, 0)) {
-			if (parse_keyval(&ps, cur) < 0)
+			if (parse_keyval(&ps, cur, ps.section) < 0)
 				return NULL;
 		}
 		skip_ws(&ps);
