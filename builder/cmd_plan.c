@@ -1,0 +1,255 @@
+/* imgbuild plan MANIFEST: everything a build would do, decided before it does
+ * any of it - the base, the stages with their pinned inputs and cache keys, the
+ * network each uses, the compatibility verdicts, and the host driver. Nothing
+ * is downloaded and nothing runs; a failing rule makes the exit status 2 so
+ * that a mistake like the seed's (CUDA 9.2 with cuDNN and magma built for 9.0)
+ * is caught in a second rather than after hours of compiling. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "compat.h"
+#include "driver.h"
+#include "layers.h"
+#include "manifest.h"
+#include "util.h"
+
+static void manifest_cleanup(struct ib_manifest **m)
+{
+	ib_manifest_free(*m);
+}
+#define cleanup_manifest __attribute__((cleanup(manifest_cleanup)))
+
+static void print_list(const char *label, const struct ib_strv *v, const char *none)
+{
+	printf("  %-11s", label);
+	if (v->n == 0)
+		printf(" %s", none);
+	for (size_t i = 0; i < v->n; i++)
+		printf(" %s", v->v[i]);
+	printf("\n");
+}
+
+/* A path as the user would write it: relative to the project when inside it. */
+static const char *rel(const struct ib_manifest *m, const char *path)
+{
+	size_t n = strlen(m->project_root);
+	if (strncmp(path, m->project_root, n) == 0 && path[n] == '/')
+		return path + n + 1;
+	return path;
+}
+
+static void print_base(const struct ib_manifest *m, const char *key)
+{
+	printf("base       %s %s", m->base.distro, m->base.suite);
+	for (size_t i = 0; i < m->base.extra_suites.n; i++)
+		printf(" + %s", m->base.extra_suites.v[i]);
+	printf(", variant %s\n", m->base.variant);
+	if (m->base.mirrors.n > 0)
+		print_list("mirrors", &m->base.mirrors, "");
+	else if (strcmp(m->base.distro, "debian") == 0)
+		printf("  %-11s the host's apt mirror at build time (see `imgbuild mirror debian`)\n", "mirrors");
+	else
+		printf("  %-11s the distribution's archive\n", "mirrors");
+	print_list("components", &m->base.components, "main");
+	printf("  %-11s %s\n", "keyring", m->base.keyring ? rel(m, m->base.keyring) : "the host's keyring for the distribution");
+	print_list("packages", &m->base.packages, "(none beyond the variant)");
+	printf("  %-11s %s\n", "key", key);
+}
+
+static void print_stack(const struct ib_manifest *m)
+{
+	printf("toolchain  gcc %s\n", m->toolchain.gcc ? m->toolchain.gcc : "(the distribution's default)");
+	printf("stack     ");
+	const struct {
+		const char *name, *value;
+	} facts[] = {
+		{ "cuda", m->stack.cuda },	    { "cudnn", m->stack.cudnn },   { "cudnn_cuda", m->stack.cudnn_cuda },
+		{ "magma_cuda", m->stack.magma_cuda }, { "python", m->stack.python }, { "torch", m->stack.torch },
+		{ "torchvision", m->stack.torchvision },
+	};
+	bool any = false;
+	for (size_t i = 0; i < sizeof(facts) / sizeof(facts[0]); i++)
+		if (facts[i].value) {
+			printf(" %s %s", facts[i].name, facts[i].value);
+			any = true;
+		}
+	if (m->stack.archs.n) {
+		printf(" archs");
+		for (size_t i = 0; i < m->stack.archs.n; i++)
+			printf("%s%s", i ? ";" : " ", m->stack.archs.v[i]);
+		any = true;
+	}
+	if (m->stack.min_driver) {
+		printf(" min_driver %s%s", m->stack.min_driver, m->stack.min_driver_derived ? " (derived from cuda)" : "");
+		any = true;
+	}
+	printf("%s\n", any ? "" : " (nothing declared)");
+}
+
+static void print_input(const struct ib_manifest *m, const char *name)
+{
+	const struct ib_download *d = ib_manifest_download(m, name);
+	const struct ib_source *s = ib_manifest_source(m, name);
+	if (d) {
+		printf("     input %-10s download %s\n", name, d->url);
+		printf("     %-16s sha256 %s\n", "", d->sha256 ? d->sha256 : "UNKNOWN (run imgbuild pin)");
+		if (d->mirrors.n)
+			printf("     %-16s %zu fallback mirror%s\n", "", d->mirrors.n, d->mirrors.n > 1 ? "s" : "");
+	} else if (s) {
+		printf("     input %-10s git %s\n", name, s->url);
+		printf("     %-16s tag %s = commit %s%s\n", "", s->tag, s->commit, s->submodules ? ", with submodules" : "");
+		if (s->mirrors.n)
+			printf("     %-16s %zu fallback mirror%s%s\n", "", s->mirrors.n, s->mirrors.n > 1 ? "s" : "",
+			       s->rewrites.n ? " (submodule URLs rewritten)" : "");
+	}
+}
+
+static void print_driver(const struct ib_manifest *m)
+{
+	struct ib_driver d;
+	memset(&d, 0, sizeof(d));
+	ib_error_t err = NULL;
+	if (ib_driver_discover(&d, &err) < 0) {
+		printf("driver     discovery failed (%s); see `imgbuild driver`\n", err ? err->msg : "?");
+		ib_error_free(&err);
+		return;
+	}
+	if (!d.found)
+		printf("driver     no NVIDIA driver on this host: stages run without one, nothing is bound\n");
+	else {
+		printf("driver     host driver %s: bound read-only into every stage and `imgbuild run --gpu`", d.version);
+		if (m->stack.min_driver)
+			printf(" (the image needs >= %s: %s)", m->stack.min_driver,
+			       ib_driver_version_compare(d.version, m->stack.min_driver) >= 0 ? "ok" : "TOO OLD");
+		printf("\n");
+	}
+	printf("           details: `imgbuild driver`\n");
+	ib_driver_free(&d);
+}
+
+int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
+{
+	static const struct ib_cmd_help help = {
+		.usage = "imgbuild plan MANIFEST",
+		.summary = "check a manifest and print what a build would do: the base, the stages in order with\n"
+			   "their pinned inputs, network use and cache keys, every compatibility rule's verdict,\n"
+			   "and the host driver. Downloads and runs nothing.\n"
+			   "exit status: 0 no rule fails (warnings allowed), 2 a rule fails or the manifest is invalid",
+		.options = NULL,
+	};
+	if (ib_cmd_wants_help(argc, argv, &help))
+		return IB_EXIT_OK;
+	if (argc != 2 || argv[1][0] == '-')
+		return ib_error_usage(err, "usage: %s", help.usage);
+
+	cleanup_manifest struct ib_manifest *m = ib_manifest_load(argv[1], err);
+	if (m == NULL)
+		return -1;
+	const struct ib_compat *compat = ib_compat_default(err);
+	if (compat == NULL)
+		return -1;
+
+	printf("manifest   %s\n", m->path);
+	printf("project    %s\n", m->project_root);
+	printf("image      %s -> %s (compression %s, SOURCE_DATE_EPOCH %lld)\n", m->image.name, m->image.output,
+	       m->image.compression == IB_COMPRESS_ZSTD ? "zstd" : "none", (long long)m->image.source_date_epoch);
+	if (m->image.sign_key)
+		printf("sign       %s\n", m->image.sign_key);
+	printf("\n");
+
+	/* Keys chain: a stage's key covers its parent's, so one unknown pin leaves
+	 * every later key unknown too. */
+	char base_key[IB_KEY_LEN + 1] = "";
+	cleanup_free char *key_problem = NULL;
+	ib_error_t kerr = NULL;
+	if (ib_layers_base_key(m, base_key, &kerr) < 0) {
+		key_problem = xstrdup(kerr ? kerr->msg : "?");
+		ib_error_free(&kerr);
+		snprintf(base_key, sizeof(base_key), "unknown (%s)", "see below");
+	}
+	print_base(m, key_problem ? key_problem : base_key);
+	printf("\n");
+	print_stack(m);
+	printf("\n");
+
+	printf("stages     %zu, in order\n", m->n_stages);
+	const char *parent = key_problem ? NULL : base_key;
+	char key[IB_KEY_LEN + 1];
+	struct ib_strv net = { 0 };
+	for (size_t i = 0; i < m->n_stages; i++) {
+		const struct ib_stage *s = &m->stages[i];
+		printf("  %2zu %-12s %-32s %s\n", i + 1, s->name, rel(m, s->script), s->network ? "network" : "no network");
+		if (s->retries)
+			printf("     retries %d%s%s\n", s->retries, s->clean ? ", clean: " : "", s->clean ? s->clean : "");
+		for (size_t k = 0; k < s->inputs.n; k++)
+			print_input(m, s->inputs.v[k]);
+		for (size_t k = 0; k < s->env.n; k++)
+			printf("     env   %s=%s\n", s->env.v[k].key, s->env.v[k].value);
+		if (parent && ib_layers_stage_key(m, s, parent, key, &kerr) == 0) {
+			printf("     key   %s\n", key);
+			parent = key;
+		} else {
+			if (parent)
+				printf("     key   unknown: %s\n", kerr ? kerr->msg : "?");
+			else
+				printf("     key   unknown until the stages before it have keys\n");
+			ib_error_free(&kerr);
+			parent = NULL;
+		}
+		if (s->network)
+			ib_strv_push(&net, s->name);
+	}
+	printf("\nnetwork    ");
+	if (net.n == 0)
+		printf("no stage uses the network");
+	else {
+		printf("stage%s", net.n > 1 ? "s" : "");
+		for (size_t i = 0; i < net.n; i++)
+			printf("%s%s", i ? ", " : " ", net.v[i]);
+		printf(" use%s the network; the other%s run%s in an empty network namespace", net.n > 1 ? "" : "s",
+		       m->n_stages - net.n == 1 ? "" : "s", m->n_stages - net.n == 1 ? "s" : "");
+	}
+	printf("\n           the base and every input are fetched before any stage runs\n");
+	ib_strv_free(&net);
+
+	struct ib_verdicts v = { 0 };
+	if (ib_compat_check(compat, m, &v, err) < 0) {
+		ib_verdicts_free(&v);
+		return -1;
+	}
+	size_t fails = 0, warns = 0;
+	printf("\nchecks     (rules: builder/compat.toml)\n");
+	for (size_t i = 0; i < v.n; i++) {
+		const struct ib_verdict *x = &v.v[i];
+		fails += x->level == IB_VERDICT_FAIL;
+		warns += x->level == IB_VERDICT_WARN;
+		if (x->level == IB_VERDICT_FAIL && x->fix)
+			printf("  %-5s %-15s %s: %s\n", ib_verdict_level_name(x->level), x->rule, x->message, x->fix);
+		else
+			printf("  %-5s %-15s %s\n", ib_verdict_level_name(x->level), x->rule, x->message);
+		if (x->level == IB_VERDICT_WARN && x->fix)
+			printf("  %-5s %-15s fix: %s\n", "", "", x->fix);
+		if (x->level != IB_VERDICT_OK)
+			printf("  %-5s %-15s source: %s\n", "", "", x->source);
+	}
+	printf("\n");
+	print_driver(m);
+	printf("\n");
+
+	if (fails) {
+		printf("plan: %zu check%s failed%s", fails, fails > 1 ? "s" : "",
+		       warns ? "," : "\n");
+		if (warns)
+			printf(" %zu warning%s\n", warns, warns > 1 ? "s" : "");
+		for (size_t i = 0; i < v.n; i++)
+			if (v.v[i].level == IB_VERDICT_FAIL)
+				fprintf(stderr, "imgbuild: plan: rule %s failed: %s\n  fix: %s\n  source: %s\n", v.v[i].rule,
+					v.v[i].message, v.v[i].fix ? v.v[i].fix : "-", v.v[i].source);
+		ib_verdicts_free(&v);
+		return IB_EXIT_USAGE;
+	}
+	printf("plan: ok, %zu warning%s\n", warns, warns == 1 ? "" : "s");
+	ib_verdicts_free(&v);
+	return IB_EXIT_OK;
+}

@@ -1,0 +1,941 @@
+/* Compatibility rules: builder/compat.toml loaded into row tables, and the
+ * checks `imgbuild plan` runs on a manifest. The rows are data; what is code
+ * here is only how a row applies (ranges, pairings, nearest release). */
+#include "compat.h"
+#include "paths.h"
+#include "toml.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+struct gcc_row {
+	char *cuda_min, *cuda_max, *gcc_min, *gcc_max, *source;
+};
+struct driver_row {
+	char *cuda, *min_driver, *source;
+};
+struct arch_row {
+	char *arch, *cuda_min, *cuda_max, *source;
+};
+struct ext_arch_row {
+	char *arch, *torch_min, *fix, *source;
+};
+struct torch_row {
+	char *torch, *commit;
+	struct ib_strv torchvision;
+	char *python_min, *python_max, *cuda_min, *cuda_max, *gcc_min, *gcc_max, *source;
+};
+struct cudnn_row {
+	char *cudnn_min, *cudnn_max;
+	struct ib_strv cuda;
+	char *source;
+};
+struct magma_row {
+	char *cuda, *package, *source;
+};
+
+struct ib_compat {
+	struct gcc_row *gcc;
+	size_t n_gcc;
+	struct driver_row *driver;
+	size_t n_driver;
+	struct arch_row *arch;
+	size_t n_arch;
+	struct ext_arch_row *ext_arch;
+	size_t n_ext_arch;
+	struct torch_row *torch;
+	size_t n_torch;
+	struct cudnn_row *cudnn;
+	size_t n_cudnn;
+	struct magma_row *magma;
+	size_t n_magma;
+	struct ib_kv_list rule_sources;	/* [rule.ID] source = "..." */
+};
+
+/* ---- versions ------------------------------------------------------------ */
+
+/* Reads component I of V into *out; false when V has fewer components. */
+static bool version_comp(const char *v, int i, unsigned long long *out)
+{
+	const char *p = v;
+	for (int k = 0; k < i; k++) {
+		while (isdigit((unsigned char)*p))
+			p++;
+		if (*p != '.' || !isdigit((unsigned char)p[1]))
+			return false;
+		p++;
+	}
+	if (!isdigit((unsigned char)*p))
+		return false;
+	unsigned long long n = 0;
+	for (; isdigit((unsigned char)*p); p++)
+		n = n > 100000000000ULL ? n : n * 10 + (unsigned)(*p - '0');
+	*out = n;
+	return true;
+}
+
+int ib_version_ncomp(const char *v)
+{
+	int n = 0;
+	unsigned long long dummy;
+	while (n < 64 && version_comp(v, n, &dummy))
+		n++;
+	return n;
+}
+
+int ib_version_cmp_n(const char *a, const char *b, int n)
+{
+	for (int i = 0; i < n; i++) {
+		unsigned long long x = 0, y = 0;
+		bool ha = version_comp(a, i, &x), hb = version_comp(b, i, &y);
+		if (!ha && !hb)
+			return 0;
+		if (x != y)
+			return x < y ? -1 : 1;
+	}
+	return 0;
+}
+
+int ib_version_cmp(const char *a, const char *b)
+{
+	return ib_version_cmp_n(a, b, 64);
+}
+
+static int cmp_short(const char *a, const char *b)
+{
+	int na = ib_version_ncomp(a), nb = ib_version_ncomp(b);
+	return ib_version_cmp_n(a, b, na < nb ? na : nb);
+}
+
+bool ib_version_in(const char *v, const char *lo, const char *hi)
+{
+	if (lo && cmp_short(v, lo) < 0)
+		return false;
+	if (hi && cmp_short(v, hi) > 0)
+		return false;
+	return true;
+}
+
+bool ib_version_valid(const char *v)
+{
+	if (v == NULL || !isdigit((unsigned char)*v))
+		return false;
+	for (const char *p = v; *p; p++) {
+		if (*p == '.') {
+			if (!isdigit((unsigned char)p[1]))
+				return false;
+		} else if (!isdigit((unsigned char)*p))
+			return false;
+	}
+	return strlen(v) < 64;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+enum field_kind { F_STR, F_VERSION, F_STRV_VERSION };
+struct field {
+	const char *key;
+	size_t off;
+	enum field_kind kind;
+	bool required;
+};
+struct section {
+	const char *name;
+	const struct field *fields;
+	size_t row_size;
+	size_t off_rows, off_n;
+};
+
+#define FLD(type, key, kind, req) { #key, offsetof(type, key), kind, req }
+static const struct field gcc_fields[] = {
+	FLD(struct gcc_row, cuda_min, F_VERSION, true), FLD(struct gcc_row, cuda_max, F_VERSION, true),
+	FLD(struct gcc_row, gcc_min, F_VERSION, false), FLD(struct gcc_row, gcc_max, F_VERSION, true),
+	FLD(struct gcc_row, source, F_STR, true), { NULL, 0, 0, false },
+};
+static const struct field driver_fields[] = {
+	FLD(struct driver_row, cuda, F_VERSION, true), FLD(struct driver_row, min_driver, F_VERSION, true),
+	FLD(struct driver_row, source, F_STR, true), { NULL, 0, 0, false },
+};
+static const struct field arch_fields[] = {
+	FLD(struct arch_row, arch, F_VERSION, true), FLD(struct arch_row, cuda_min, F_VERSION, true),
+	FLD(struct arch_row, cuda_max, F_VERSION, false), FLD(struct arch_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
+};
+static const struct field ext_arch_fields[] = {
+	FLD(struct ext_arch_row, arch, F_VERSION, true), FLD(struct ext_arch_row, torch_min, F_VERSION, true),
+	FLD(struct ext_arch_row, fix, F_STR, true), FLD(struct ext_arch_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
+};
+static const struct field torch_fields[] = {
+	FLD(struct torch_row, torch, F_VERSION, true), FLD(struct torch_row, commit, F_STR, false),
+	FLD(struct torch_row, torchvision, F_STRV_VERSION, true), FLD(struct torch_row, python_min, F_VERSION, false),
+	FLD(struct torch_row, python_max, F_VERSION, false), FLD(struct torch_row, cuda_min, F_VERSION, false),
+	FLD(struct torch_row, cuda_max, F_VERSION, false), FLD(struct torch_row, gcc_min, F_VERSION, false),
+	FLD(struct torch_row, gcc_max, F_VERSION, false), FLD(struct torch_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
+};
+static const struct field cudnn_fields[] = {
+	FLD(struct cudnn_row, cudnn_min, F_VERSION, true), FLD(struct cudnn_row, cudnn_max, F_VERSION, true),
+	FLD(struct cudnn_row, cuda, F_STRV_VERSION, true), FLD(struct cudnn_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
+};
+static const struct field magma_fields[] = {
+	FLD(struct magma_row, cuda, F_VERSION, true), FLD(struct magma_row, package, F_STR, true),
+	FLD(struct magma_row, source, F_STR, true), { NULL, 0, 0, false },
+};
+#define SEC(name, fields, type, member) \
+	{ name, fields, sizeof(type), offsetof(struct ib_compat, member), offsetof(struct ib_compat, n_##member) }
+static const struct section sections[] = {
+	SEC("cuda_gcc", gcc_fields, struct gcc_row, gcc),
+	SEC("cuda_driver", driver_fields, struct driver_row, driver),
+	SEC("cuda_arch", arch_fields, struct arch_row, arch),
+	SEC("extension_arch", ext_arch_fields, struct ext_arch_row, ext_arch),
+	SEC("torch", torch_fields, struct torch_row, torch),
+	SEC("cudnn", cudnn_fields, struct cudnn_row, cudnn),
+	SEC("magma", magma_fields, struct magma_row, magma),
+};
+#define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
+
+static void free_row(const struct section *s, void *row)
+{
+	for (const struct field *f = s->fields; f->key; f++) {
+		void *p = (char *)row + f->off;
+		if (f->kind == F_STRV_VERSION)
+			ib_strv_free(p);
+		else
+			free(*(char **)p);
+	}
+}
+
+void ib_compat_free(struct ib_compat *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < N_SECTIONS; i++) {
+		const struct section *s = &sections[i];
+		char *rows = *(char **)((char *)c + s->off_rows);
+		size_t n = *(size_t *)((char *)c + s->off_n);
+		for (size_t k = 0; k < n; k++)
+			free_row(s, rows + k * s->row_size);
+		free(rows);
+	}
+	for (size_t i = 0; i < c->rule_sources.n; i++) {
+		free(c->rule_sources.v[i].key);
+		free(c->rule_sources.v[i].value);
+	}
+	free(c->rule_sources.v);
+	free(c);
+}
+
+static void toml_cleanup(struct ib_toml_value **v)
+{
+	ib_toml_free(*v);
+}
+#define cleanup_toml __attribute__((cleanup(toml_cleanup)))
+static void compat_cleanup(struct ib_compat **c)
+{
+	ib_compat_free(*c);
+}
+#define cleanup_compat __attribute__((cleanup(compat_cleanup)))
+
+static int load_row(const char *path, const struct section *s, const struct ib_toml_value *t, void *row, ib_error_t *err)
+{
+	if (t->type != IB_TOML_TABLE)
+		return ib_error_usage(err, "%s:%d:%d: '%s' must be an array of tables ([[%s]]), found %s", path, t->line,
+				      t->col, s->name, s->name, ib_toml_type_name(t->type));
+	for (size_t i = 0; i < t->len; i++) {
+		const struct field *f = s->fields;
+		while (f->key && strcmp(f->key, t->keys[i]) != 0)
+			f++;
+		if (f->key == NULL)
+			return ib_error_usage(err, "%s:%d:%d: unknown key '%s' in [[%s]]", path, t->items[i]->line,
+					      t->items[i]->col, t->keys[i], s->name);
+	}
+	for (const struct field *f = s->fields; f->key; f++) {
+		const struct ib_toml_value *v = ib_toml_get(t, f->key);
+		if (v == NULL) {
+			if (f->required)
+				return ib_error_usage(err, "%s:%d:%d: missing key '%s' in [[%s]]", path, t->line, t->col,
+						      f->key, s->name);
+			continue;
+		}
+		void *dst = (char *)row + f->off;
+		if (f->kind == F_STRV_VERSION) {
+			if (v->type != IB_TOML_ARRAY)
+				return ib_error_usage(err, "%s:%d:%d: '%s' must be an array of strings, found %s", path,
+						      v->line, v->col, f->key, ib_toml_type_name(v->type));
+			for (size_t k = 0; k < v->len; k++) {
+				const struct ib_toml_value *it = v->items[k];
+				if (it->type != IB_TOML_STRING || !ib_version_valid(it->u.str))
+					return ib_error_usage(err, "%s:%d:%d: '%s' items must be version strings like \"10.0\"",
+							      path, it->line, it->col, f->key);
+				ib_strv_push(dst, it->u.str);
+			}
+			continue;
+		}
+		if (v->type != IB_TOML_STRING)
+			return ib_error_usage(err, "%s:%d:%d: '%s' must be a string, found %s", path, v->line, v->col, f->key,
+					      ib_toml_type_name(v->type));
+		if (f->kind == F_VERSION && !ib_version_valid(v->u.str))
+			return ib_error_usage(err, "%s:%d:%d: '%s' must be a version like \"10.0\", found '%s'", path, v->line,
+					      v->col, f->key, v->u.str);
+		*(char **)dst = xstrdup(v->u.str);
+	}
+	return 0;
+}
+
+struct ib_compat *ib_compat_load(const char *path, ib_error_t *err)
+{
+	size_t len = 0;
+	cleanup_free char *text = ib_read_file(path, &len, err);
+	if (text == NULL) {
+		ib_error_wrap(err, "load compatibility rules");
+		return NULL;
+	}
+	cleanup_toml struct ib_toml_value *root = ib_toml_parse(text, len, path, err);
+	if (root == NULL)
+		return NULL;
+	cleanup_compat struct ib_compat *c = xcalloc(1, sizeof(*c));
+	for (size_t i = 0; i < root->len; i++) {
+		const char *key = root->keys[i];
+		const struct ib_toml_value *v = root->items[i];
+		if (strcmp(key, "rule") == 0) {
+			if (v->type != IB_TOML_TABLE) {
+				ib_error_usage(err, "%s:%d:%d: 'rule' must be a table", path, v->line, v->col);
+				return NULL;
+			}
+			for (size_t k = 0; k < v->len; k++) {
+				const struct ib_toml_value *src = ib_toml_get(v->items[k], "source");
+				if (v->items[k]->type != IB_TOML_TABLE || src == NULL || src->type != IB_TOML_STRING) {
+					ib_error_usage(err, "%s:%d:%d: [rule.%s] needs source = \"...\"", path,
+						       v->items[k]->line, v->items[k]->col, v->keys[k]);
+					return NULL;
+				}
+				struct ib_kv_list *l = &c->rule_sources;
+				l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+				l->v[l->n++] = (struct ib_kv){ xstrdup(v->keys[k]), xstrdup(src->u.str), { 0, 0 } };
+			}
+			continue;
+		}
+		const struct section *s = NULL;
+		for (size_t k = 0; k < N_SECTIONS; k++)
+			if (strcmp(sections[k].name, key) == 0)
+				s = &sections[k];
+		if (s == NULL) {
+			ib_error_usage(err, "%s:%d:%d: unknown table '%s'", path, v->line, v->col, key);
+			return NULL;
+		}
+		if (v->type != IB_TOML_ARRAY) {
+			ib_error_usage(err, "%s:%d:%d: '%s' must be an array of tables ([[%s]])", path, v->line, v->col, key,
+				       key);
+			return NULL;
+		}
+		char **rows = (char **)((char *)c + s->off_rows);
+		size_t *n = (size_t *)((char *)c + s->off_n);
+		*rows = xrealloc(*rows, (*n + v->len) * s->row_size);
+		for (size_t k = 0; k < v->len; k++) {
+			void *row = *rows + *n * s->row_size;
+			memset(row, 0, s->row_size);
+			(*n)++;
+			if (load_row(path, s, v->items[k], row, err) < 0)
+				return NULL;
+		}
+	}
+	return steal_pointer(&c);
+}
+
+const struct ib_compat *ib_compat_default(ib_error_t *err)
+{
+	/* Loaded once: plan and manifest parsing (min_driver) both need it, and
+	 * the fuzzer parses manifests millions of times. */
+	static struct ib_compat *cached;
+	if (cached)
+		return cached;
+	cleanup_free char *path = xasprintf("%s/builder/compat.toml", ib_data_dir());
+	cached = ib_compat_load(path, err);
+	return cached;
+}
+
+/* ---- lookups ------------------------------------------------------------- */
+
+const char *ib_compat_min_driver(const struct ib_compat *c, const char *cuda)
+{
+	const char *best = NULL;
+	for (size_t i = 0; i < c->n_driver; i++) {
+		const struct driver_row *r = &c->driver[i];
+		if (cmp_short(r->cuda, cuda) != 0)
+			continue;
+		/* "9.2" matches 9.2.88 and 9.2.148: the GA's driver is the oldest that runs some 9.2. */
+		if (best == NULL || ib_version_cmp(r->min_driver, best) < 0)
+			best = r->min_driver;
+	}
+	return best;
+}
+
+static const struct driver_row *driver_row_for(const struct ib_compat *c, const char *cuda, const char *driver)
+{
+	for (size_t i = 0; i < c->n_driver; i++)
+		if (cmp_short(c->driver[i].cuda, cuda) == 0 && strcmp(c->driver[i].min_driver, driver) == 0)
+			return &c->driver[i];
+	return NULL;
+}
+
+static const char *rule_source(const struct ib_compat *c, const char *id)
+{
+	const char *s = ib_kv_get(&c->rule_sources, id);
+	return s ? s : "builder/compat.toml";
+}
+
+static const struct torch_row *torch_row_for(const struct ib_compat *c, const char *torch)
+{
+	for (size_t i = 0; i < c->n_torch; i++)
+		if (ib_version_cmp(c->torch[i].torch, torch) == 0)
+			return &c->torch[i];
+	return NULL;
+}
+
+/* ---- verdicts ------------------------------------------------------------ */
+
+const char *ib_verdict_level_name(enum ib_verdict_level level)
+{
+	switch (level) {
+	case IB_VERDICT_OK:
+		return "ok";
+	case IB_VERDICT_WARN:
+		return "warn";
+	case IB_VERDICT_FAIL:
+		return "FAIL";
+	}
+	return "?";
+}
+
+void ib_verdicts_free(struct ib_verdicts *v)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < v->n; i++) {
+		free(v->v[i].rule);
+		free(v->v[i].message);
+		free(v->v[i].source);
+		free(v->v[i].fix);
+	}
+	free(v->v);
+	v->v = NULL;
+	v->n = 0;
+}
+
+/* FIX is taken over (may be NULL). */
+__attribute__((format(printf, 6, 7))) static void add(struct ib_verdicts *out, const char *rule,
+						      enum ib_verdict_level level, const char *source, char *fix,
+						      const char *fmt, ...)
+{
+	va_list ap;
+	char *msg = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		ib_die_oom();
+	va_end(ap);
+	out->v = xrealloc(out->v, (out->n + 1) * sizeof(*out->v));
+	out->v[out->n++] = (struct ib_verdict){
+		.rule = xstrdup(rule),
+		.level = level,
+		.message = msg,
+		.source = xstrdup(source ? source : "builder/compat.toml"),
+		.fix = fix,
+	};
+}
+
+static void na(struct ib_verdicts *out, const char *rule, const char *source, const char *what)
+{
+	add(out, rule, IB_VERDICT_OK, source, NULL, "not applicable: the manifest sets no %s", what);
+}
+
+/* "10.0" -> "magma-cuda100", "9.2.148" -> "magma-cuda92". */
+static char *magma_name(const char *cuda)
+{
+	unsigned long long major = 0, minor = 0;
+	version_comp(cuda, 0, &major);
+	version_comp(cuda, 1, &minor);
+	return xasprintf("magma-cuda%llu%llu", major, minor);
+}
+
+static char *major_minor(const char *v)
+{
+	unsigned long long major = 0, minor = 0;
+	version_comp(v, 0, &major);
+	version_comp(v, 1, &minor);
+	return xasprintf("%llu.%llu", major, minor);
+}
+
+static bool torch_fits(const struct torch_row *r, const struct ib_manifest *m)
+{
+	if (m->stack.python && !ib_version_in(m->stack.python, r->python_min, r->python_max))
+		return false;
+	if (m->stack.cuda && !ib_version_in(m->stack.cuda, r->cuda_min, r->cuda_max))
+		return false;
+	if (m->toolchain.gcc && !ib_version_in(m->toolchain.gcc, r->gcc_min, r->gcc_max))
+		return false;
+	return true;
+}
+
+/* The torch release nearest to the manifest's (in release order) whose Python,
+ * CUDA and gcc ranges all hold: the seed's lesson was to move torch before
+ * touching the toolchain. */
+static const struct torch_row *nearest_torch(const struct ib_compat *c, const struct ib_manifest *m)
+{
+	size_t at = 0;
+	while (at < c->n_torch && ib_version_cmp(c->torch[at].torch, m->stack.torch) < 0)
+		at++;
+	const struct torch_row *best = NULL;
+	size_t best_d = (size_t)-1;
+	for (size_t i = 0; i < c->n_torch; i++) {
+		if (!torch_fits(&c->torch[i], m))
+			continue;
+		size_t d = i >= at ? i - at : at - i;
+		/* Ties go to the older release: old GPUs and old toolchains fare better there. */
+		if (d < best_d || (d == best_d && best && ib_version_cmp(c->torch[i].torch, best->torch) < 0)) {
+			best = &c->torch[i];
+			best_d = d;
+		}
+	}
+	return best;
+}
+
+static char *torch_fix(const struct ib_compat *c, const struct ib_manifest *m, const char *otherwise)
+{
+	const struct torch_row *r = nearest_torch(c, m);
+	if (r == NULL)
+		return xasprintf("no torch release in builder/compat.toml fits; %s", otherwise);
+	return xasprintf("set stack torch = \"%s\" and torchvision = \"%s\" (the nearest release that fits), or %s",
+			 r->torch, r->torchvision.n ? r->torchvision.v[0] : "?", otherwise);
+}
+
+static void range_text(char *buf, size_t len, const char *lo, const char *hi)
+{
+	if (lo && hi)
+		snprintf(buf, len, "%s-%s", lo, hi);
+	else if (lo)
+		snprintf(buf, len, ">= %s", lo);
+	else if (hi)
+		snprintf(buf, len, "<= %s", hi);
+	else
+		snprintf(buf, len, "any");
+}
+
+static void check_driver(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "cuda-driver";
+	if (!m->stack.cuda)
+		{ na(out, rule, "compat-facts §1a", "stack.cuda"); return; }
+	const char *need = ib_compat_min_driver(c, m->stack.cuda);
+	if (need == NULL) {
+		add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
+		    xasprintf("add a [[cuda_driver]] row for CUDA %s to builder/compat.toml", m->stack.cuda),
+		    "no driver data for CUDA %s", m->stack.cuda);
+		return;
+	}
+	const struct driver_row *r = driver_row_for(c, m->stack.cuda, need);
+	const char *src = r ? r->source : "builder/compat.toml";
+	const char *have = m->stack.min_driver;
+	if (have && !m->stack.min_driver_derived && ib_version_cmp(have, need) < 0) {
+		add(out, rule, IB_VERDICT_FAIL, src,
+		    xasprintf("set stack min_driver = \"%s\" (or remove it to derive it)", need),
+		    "min_driver %s is older than CUDA %s needs (>= %s)", have, m->stack.cuda, need);
+		return;
+	}
+	add(out, rule, IB_VERDICT_OK, src, NULL, "CUDA %s needs driver >= %s; the image asks for >= %s%s",
+	    m->stack.cuda, need, have ? have : need, m->stack.min_driver_derived ? " (derived)" : "");
+}
+
+static void check_gcc(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "cuda-gcc";
+	if (!m->stack.cuda || !m->toolchain.gcc)
+		{ na(out, rule, "compat-facts §2", m->stack.cuda ? "toolchain.gcc" : "stack.cuda"); return; }
+	const struct gcc_row *r = NULL;
+	for (size_t i = 0; i < c->n_gcc && !r; i++)
+		if (ib_version_in(m->stack.cuda, c->gcc[i].cuda_min, c->gcc[i].cuda_max))
+			r = &c->gcc[i];
+	if (r == NULL) {
+		add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
+		    xasprintf("add a [[cuda_gcc]] row for CUDA %s to builder/compat.toml", m->stack.cuda),
+		    "no gcc data for CUDA %s", m->stack.cuda);
+		return;
+	}
+	const char *gcc = m->toolchain.gcc;
+	if (!ib_version_in(gcc, NULL, r->gcc_max)) {
+		/* "11.1" means 11.1 but not 11.2: as a major to install, only 10 is safe. */
+		unsigned long long major = 0;
+		version_comp(r->gcc_max, 0, &major);
+		char *want = ib_version_ncomp(r->gcc_max) > 1 && major > 0 ? xasprintf("%llu", major - 1)
+									   : xstrdup(r->gcc_max);
+		add(out, rule, IB_VERDICT_FAIL, r->source, xasprintf("set toolchain gcc = \"%s\"", want),
+		    "gcc %s is newer than CUDA %s accepts (<= %s)", gcc, m->stack.cuda, r->gcc_max);
+		free(want);
+		return;
+	}
+	if (!ib_version_in(gcc, r->gcc_min, NULL)) {
+		add(out, rule, IB_VERDICT_FAIL, r->source, xasprintf("set toolchain gcc = \"%s\"", r->gcc_min),
+		    "gcc %s is older than CUDA %s accepts (>= %s)", gcc, m->stack.cuda, r->gcc_min);
+		return;
+	}
+	add(out, rule, IB_VERDICT_OK, r->source, NULL, "gcc %s is accepted by CUDA %s (<= %s)", gcc, m->stack.cuda,
+	    r->gcc_max);
+}
+
+static void check_arch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "cuda-arch";
+	if (!m->stack.cuda || m->stack.archs.n == 0)
+		{ na(out, rule, "compat-facts §4a", m->stack.cuda ? "stack.archs" : "stack.cuda"); return; }
+	size_t before = out->n;
+	const char *src = "compat-facts §4a";
+	for (size_t i = 0; i < m->stack.archs.n; i++) {
+		const char *a = m->stack.archs.v[i];
+		const struct arch_row *r = NULL;
+		for (size_t k = 0; k < c->n_arch && !r; k++)
+			if (ib_version_cmp(c->arch[k].arch, a) == 0)
+				r = &c->arch[k];
+		if (r == NULL) {
+			add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
+			    xasprintf("check the compute capability, or add a [[cuda_arch]] row to builder/compat.toml"),
+			    "no data for GPU architecture %s", a);
+			continue;
+		}
+		src = r->source;
+		if (!ib_version_in(m->stack.cuda, r->cuda_min, r->cuda_max)) {
+			char range[64];
+			range_text(range, sizeof(range), r->cuda_min, r->cuda_max);
+			bool too_new = !ib_version_in(m->stack.cuda, NULL, r->cuda_max);
+			add(out, rule, IB_VERDICT_FAIL, r->source,
+			    xasprintf("remove \"%s\" from stack archs, or use CUDA %s %s", a, too_new ? "<=" : ">=",
+				      too_new ? r->cuda_max : r->cuda_min),
+			    "CUDA %s cannot target GPU architecture %s (CUDA %s can)", m->stack.cuda, a, range);
+		}
+	}
+	if (out->n == before) {
+		cleanup_free char *list = NULL;
+		for (size_t i = 0; i < m->stack.archs.n; i++) {
+			char *next = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", m->stack.archs.v[i]);
+			free(list);
+			list = next;
+		}
+		add(out, rule, IB_VERDICT_OK, src, NULL, "CUDA %s can target %s", m->stack.cuda, list);
+	}
+}
+
+static void check_ext_arch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "torch-ext-arch";
+	if (!m->stack.torch || m->stack.archs.n == 0)
+		{ na(out, rule, "compat-facts §4b", m->stack.torch ? "stack.archs" : "stack.torch"); return; }
+	size_t before = out->n;
+	for (size_t i = 0; i < m->stack.archs.n; i++) {
+		const char *a = m->stack.archs.v[i];
+		for (size_t k = 0; k < c->n_ext_arch; k++) {
+			const struct ext_arch_row *r = &c->ext_arch[k];
+			if (ib_version_cmp(r->arch, a) != 0 || !ib_version_in(m->stack.torch, r->torch_min, NULL))
+				continue;
+			add(out, rule, IB_VERDICT_WARN, r->source, xstrdup(r->fix),
+			    "torch %s's extension builder (torch.utils.cpp_extension) rejects arch %s from torch %s on: "
+			    "torchvision's CUDA ops will not build with it in TORCH_CUDA_ARCH_LIST",
+			    m->stack.torch, a, r->torch_min);
+		}
+	}
+	if (out->n == before)
+		add(out, rule, IB_VERDICT_OK, "compat-facts §4b", NULL,
+		    "torch %s's extension builder accepts every arch listed", m->stack.torch);
+}
+
+static void no_torch_data(struct ib_verdicts *out, const char *rule, const char *torch)
+{
+	add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
+	    xasprintf("add a [[torch]] row for %s to builder/compat.toml", torch), "no compatibility data for torch %s",
+	    torch);
+}
+
+static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *t = m->stack.torch;
+	if (!t) {
+		na(out, "torch-cuda", "compat-facts §3c", "stack.torch");
+		na(out, "torch-gcc", "compat-facts §3d", "stack.torch");
+		na(out, "torch-python", "compat-facts §3a", "stack.torch");
+		na(out, "torch-vision", "compat-facts §3a", "stack.torch");
+		return;
+	}
+	const struct torch_row *r = torch_row_for(c, t);
+	char range[64];
+
+	/* torch-cuda */
+	if (!m->stack.cuda)
+		na(out, "torch-cuda", "compat-facts §3c", "stack.cuda");
+	else if (!r)
+		no_torch_data(out, "torch-cuda", t);
+	else if (!ib_version_in(m->stack.cuda, r->cuda_min, r->cuda_max)) {
+		range_text(range, sizeof(range), r->cuda_min, r->cuda_max);
+		cleanup_free char *other = xasprintf("use a CUDA in %s", range);
+		add(out, "torch-cuda", IB_VERDICT_FAIL, r->source, torch_fix(c, m, other),
+		    "torch %s builds with CUDA %s, not %s", t, range, m->stack.cuda);
+	} else {
+		range_text(range, sizeof(range), r->cuda_min, r->cuda_max);
+		add(out, "torch-cuda", IB_VERDICT_OK, r->source, NULL, "torch %s builds with CUDA %s (%s)", t,
+		    m->stack.cuda, range);
+	}
+
+	/* torch-gcc */
+	if (!m->toolchain.gcc)
+		na(out, "torch-gcc", "compat-facts §3d", "toolchain.gcc");
+	else if (!r)
+		no_torch_data(out, "torch-gcc", t);
+	else if (!ib_version_in(m->toolchain.gcc, r->gcc_min, r->gcc_max)) {
+		range_text(range, sizeof(range), r->gcc_min, r->gcc_max);
+		bool too_new = !ib_version_in(m->toolchain.gcc, NULL, r->gcc_max);
+		cleanup_free char *other = xasprintf("set toolchain gcc = \"%s\"", too_new ? r->gcc_max : r->gcc_min);
+		add(out, "torch-gcc", IB_VERDICT_FAIL, r->source, torch_fix(c, m, other),
+		    "gcc %s is %s than torch %s builds with (%s)", m->toolchain.gcc, too_new ? "newer" : "older", t, range);
+	} else {
+		range_text(range, sizeof(range), r->gcc_min, r->gcc_max);
+		add(out, "torch-gcc", IB_VERDICT_OK, r->source, NULL, "torch %s builds with gcc %s (%s)", t,
+		    m->toolchain.gcc, range);
+	}
+
+	/* torch-python */
+	if (!m->stack.python)
+		na(out, "torch-python", "compat-facts §3a", "stack.python");
+	else if (!r)
+		no_torch_data(out, "torch-python", t);
+	else if (!ib_version_in(m->stack.python, r->python_min, r->python_max)) {
+		range_text(range, sizeof(range), r->python_min, r->python_max);
+		bool too_new = !ib_version_in(m->stack.python, NULL, r->python_max);
+		cleanup_free char *other =
+			xasprintf("set stack python = \"%s\"", too_new ? r->python_max : r->python_min);
+		add(out, "torch-python", IB_VERDICT_FAIL, r->source, torch_fix(c, m, other),
+		    "python %s is outside torch %s's range (%s)", m->stack.python, t, range);
+	} else {
+		range_text(range, sizeof(range), r->python_min, r->python_max);
+		add(out, "torch-python", IB_VERDICT_OK, r->source, NULL, "torch %s supports python %s (%s)", t,
+		    m->stack.python, range);
+	}
+
+	/* torch-vision */
+	const char *tv = m->stack.torchvision;
+	if (!tv) {
+		na(out, "torch-vision", "compat-facts §3a", "stack.torchvision");
+		return;
+	}
+	if (!r)
+		{ no_torch_data(out, "torch-vision", t); return; }
+	for (size_t i = 0; i < r->torchvision.n; i++)
+		if (ib_version_cmp(r->torchvision.v[i], tv) == 0) {
+			add(out, "torch-vision", IB_VERDICT_OK, r->source, NULL, "torchvision %s pairs with torch %s", tv, t);
+			return;
+		}
+	const struct torch_row *other = NULL;
+	for (size_t i = 0; i < c->n_torch && !other; i++)
+		for (size_t k = 0; k < c->torch[i].torchvision.n; k++)
+			if (ib_version_cmp(c->torch[i].torchvision.v[k], tv) == 0)
+				other = &c->torch[i];
+	char *fix = other ? xasprintf("set stack torchvision = \"%s\" (or torch = \"%s\", which pairs with torchvision %s)",
+				      r->torchvision.v[0], other->torch, tv)
+			  : xasprintf("set stack torchvision = \"%s\"", r->torchvision.v[0]);
+	add(out, "torch-vision", IB_VERDICT_FAIL, r->source, fix, "torchvision %s does not pair with torch %s (%s does)", tv,
+	    t, r->torchvision.v[0]);
+}
+
+/* The [[source]] that builds torch should be the tag the compat data knows, at its commit. */
+static void check_torch_source(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "torch-commit";
+	const char *src = "compat-facts §9a";
+	size_t before = out->n;
+	bool seen = false;
+	for (size_t i = 0; i < m->n_sources; i++) {
+		const struct ib_source *s = &m->sources[i];
+		if (strstr(s->url, "pytorch/pytorch") == NULL && strstr(s->url, "/pytorch.git") == NULL)
+			continue;
+		seen = true;
+		const char *tag = s->tag[0] == 'v' ? s->tag + 1 : s->tag;
+		if (m->stack.torch && ib_version_valid(tag) && ib_version_cmp(tag, m->stack.torch) != 0)
+			add(out, rule, IB_VERDICT_FAIL, src, xasprintf("set the source's tag = \"v%s\" and its commit", m->stack.torch),
+			    "source '%s' is tag %s but stack.torch is %s", s->name, s->tag, m->stack.torch);
+		const struct torch_row *r = ib_version_valid(tag) ? torch_row_for(c, tag) : NULL;
+		if (r && r->commit && strcmp(r->commit, s->commit) != 0)
+			add(out, rule, IB_VERDICT_FAIL, r->source, xasprintf("set commit = \"%s\"", r->commit),
+			    "source '%s' tag %s is commit %s, the manifest pins %s", s->name, s->tag, r->commit, s->commit);
+	}
+	if (!seen)
+		{ na(out, rule, src, "pytorch [[source]]"); return; }
+	if (out->n == before)
+		add(out, rule, IB_VERDICT_OK, src, NULL, "the pytorch source's tag and commit match");
+}
+
+static void check_cudnn(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "cudnn-cuda";
+	const char *src = rule_source(c, rule);
+	if (!m->stack.cuda)
+		{ na(out, rule, src, "stack.cuda"); return; }
+	size_t before = out->n;
+	cleanup_free char *cuda_mm = major_minor(m->stack.cuda);
+	const char *ver = m->stack.cudnn ? m->stack.cudnn : "X.Y.Z";
+	if (m->stack.cudnn_cuda && ib_version_cmp_n(m->stack.cudnn_cuda, m->stack.cuda, 2) != 0)
+		add(out, rule, IB_VERDICT_FAIL, src,
+		    xasprintf("download the cuDNN %s tarball built for CUDA %s (cudnn-%s-linux-x64-v%s*.tgz) and set "
+			      "stack cudnn_cuda = \"%s\"",
+			      ver, cuda_mm, cuda_mm, ver, cuda_mm),
+		    "the cuDNN tarball is built for CUDA %s, the image has CUDA %s", m->stack.cudnn_cuda, m->stack.cuda);
+	/* The tarball's name says which CUDA it is for; catch a mismatch even when
+	 * stack.cudnn_cuda was copied from the wrong place. */
+	for (size_t i = 0; i < m->n_downloads; i++) {
+		const char *base = strrchr(m->downloads[i].url, '/');
+		base = base ? base + 1 : m->downloads[i].url;
+		const char *at = strstr(base, "cudnn-");
+		if (at == NULL || !isdigit((unsigned char)at[6]))
+			continue;
+		char built[32];
+		size_t n = 0;
+		for (const char *p = at + 6; (isdigit((unsigned char)*p) || *p == '.') && n < sizeof(built) - 1; p++)
+			built[n++] = *p;
+		built[n] = '\0';
+		if (strncmp(at + 6 + n, "-linux", 6) != 0 || !ib_version_valid(built))
+			continue;
+		if (ib_version_cmp_n(built, m->stack.cuda, 2) != 0)
+			add(out, rule, IB_VERDICT_FAIL, src,
+			    xasprintf("download cudnn-%s-linux-x64-v%s*.tgz instead", cuda_mm, ver),
+			    "download '%s' (%s) is built for CUDA %s, the image has CUDA %s", m->downloads[i].name, base,
+			    built, m->stack.cuda);
+	}
+	if (m->stack.cudnn) {
+		const struct cudnn_row *r = NULL;
+		for (size_t i = 0; i < c->n_cudnn && !r; i++)
+			if (ib_version_in(m->stack.cudnn, c->cudnn[i].cudnn_min, c->cudnn[i].cudnn_max))
+				r = &c->cudnn[i];
+		if (r == NULL)
+			add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
+			    xasprintf("add a [[cudnn]] row for %s to builder/compat.toml", m->stack.cudnn),
+			    "no support-matrix data for cuDNN %s", m->stack.cudnn);
+		else {
+			bool ok = false;
+			cleanup_free char *list = NULL;
+			for (size_t i = 0; i < r->cuda.n; i++) {
+				ok = ok || ib_version_cmp_n(r->cuda.v[i], m->stack.cuda, 2) == 0;
+				char *next = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", r->cuda.v[i]);
+				free(list);
+				list = next;
+			}
+			if (!ok)
+				add(out, rule, IB_VERDICT_FAIL, r->source,
+				    xasprintf("use a CUDA cuDNN %s was built for (%s), or another cuDNN", m->stack.cudnn, list),
+				    "cuDNN %s has no build for CUDA %s (it has %s)", m->stack.cudnn, m->stack.cuda, list);
+			src = r->source;
+		}
+		if (!m->stack.cudnn_cuda)
+			add(out, rule, IB_VERDICT_WARN, rule_source(c, rule),
+			    xasprintf("set stack cudnn_cuda = \"%s\" (the CUDA in the tarball's name)", cuda_mm),
+			    "stack.cudnn_cuda is not set: the cuDNN tarball's CUDA cannot be checked");
+	}
+	if (out->n == before) {
+		if (m->stack.cudnn)
+			add(out, rule, IB_VERDICT_OK, src, NULL, "cuDNN %s is built for CUDA %s", m->stack.cudnn, cuda_mm);
+		else
+			na(out, rule, src, "stack.cudnn");
+	}
+}
+
+/* Every "magma-cudaNN" named in an env value (conda package lists) must match CUDA. */
+static void scan_magma(const struct ib_compat *c, const struct ib_kv_list *env, const char *where, const char *want,
+		       const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	for (size_t i = 0; i < env->n; i++) {
+		for (const char *p = strstr(env->v[i].value, "magma-cuda"); p; p = strstr(p + 1, "magma-cuda")) {
+			size_t n = 10;
+			while (isdigit((unsigned char)p[n]))
+				n++;
+			if (n == 10 || (strncmp(p, want, n) == 0 && strlen(want) == n))
+				continue;
+			cleanup_free char *found = xstrndup(p, n);
+			const char *for_cuda = NULL;
+			for (size_t k = 0; k < c->n_magma; k++)
+				if (strcmp(c->magma[k].package, found) == 0)
+					for_cuda = c->magma[k].cuda;
+			add(out, "magma-cuda", IB_VERDICT_FAIL, rule_source(c, "magma-cuda"),
+			    xasprintf("install %s instead of %s", want, found), "%s %s installs %s%s%s%s, the image has CUDA %s",
+			    where, env->v[i].key, found, for_cuda ? " (built for CUDA " : "", for_cuda ? for_cuda : "",
+			    for_cuda ? ")" : "", m->stack.cuda);
+		}
+	}
+}
+
+static void check_magma(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "magma-cuda";
+	const char *src = rule_source(c, rule);
+	if (!m->stack.cuda)
+		{ na(out, rule, src, "stack.cuda"); return; }
+	size_t before = out->n;
+	cleanup_free char *want = magma_name(m->stack.cuda);
+	cleanup_free char *cuda_mm = major_minor(m->stack.cuda);
+	if (m->stack.magma_cuda && ib_version_cmp_n(m->stack.magma_cuda, m->stack.cuda, 2) != 0) {
+		cleanup_free char *have = magma_name(m->stack.magma_cuda);
+		add(out, rule, IB_VERDICT_FAIL, src,
+		    xasprintf("install %s and set stack magma_cuda = \"%s\"", want, cuda_mm),
+		    "%s is built for CUDA %s, the image has CUDA %s", have, m->stack.magma_cuda, m->stack.cuda);
+	}
+	scan_magma(c, &m->env, "[env]", want, m, out);
+	for (size_t i = 0; i < m->n_stages; i++) {
+		cleanup_free char *where = xasprintf("stage '%s' env", m->stages[i].name);
+		scan_magma(c, &m->stages[i].env, where, want, m, out);
+	}
+	if (m->stack.magma_cuda) {
+		bool exists = false;
+		for (size_t k = 0; k < c->n_magma; k++)
+			if (ib_version_cmp_n(c->magma[k].cuda, m->stack.cuda, 2) == 0) {
+				exists = true;
+				src = c->magma[k].source;
+			}
+		if (!exists)
+			add(out, rule, IB_VERDICT_WARN, rule_source(c, rule),
+			    xasprintf("build magma for CUDA %s yourself, or drop magma", cuda_mm),
+			    "the pytorch conda channel has no %s (compat data)", want);
+	}
+	if (out->n == before) {
+		if (m->stack.magma_cuda)
+			add(out, rule, IB_VERDICT_OK, src, NULL, "%s is built for CUDA %s", want, cuda_mm);
+		else
+			na(out, rule, src, "stack.magma_cuda");
+	}
+}
+
+static void check_pins(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "download-pinned";
+	const char *src = rule_source(c, rule);
+	size_t before = out->n;
+	for (size_t i = 0; i < m->n_downloads; i++)
+		if (m->downloads[i].sha256 == NULL)
+			add(out, rule, IB_VERDICT_WARN, src, xasprintf("imgbuild pin %s", m->path),
+			    "download '%s' has sha256 \"unknown\": build refuses to download it; run imgbuild pin",
+			    m->downloads[i].name);
+	if (out->n == before)
+		add(out, rule, IB_VERDICT_OK, src, NULL, "every download has a sha256 (%zu)", m->n_downloads);
+}
+
+int ib_compat_check(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out, ib_error_t *err)
+{
+	(void)err;
+	check_driver(c, m, out);
+	check_gcc(c, m, out);
+	check_arch(c, m, out);
+	check_cudnn(c, m, out);
+	check_magma(c, m, out);
+	check_torch(c, m, out);
+	check_torch_source(c, m, out);
+	check_ext_arch(c, m, out);
+	check_pins(c, m, out);
+	return 0;
+}

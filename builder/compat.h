@@ -1,0 +1,57 @@
+#pragma once
+/* Compatibility rules between the parts of the stack (CUDA, gcc, driver, GPU
+ * architectures, cuDNN, magma, torch, torchvision, Python). The rules are data,
+ * builder/compat.toml, so that a person can read and extend them without
+ * recompiling; this module loads them and turns them into verdicts on a manifest. */
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "manifest.h"
+
+enum ib_verdict_level { IB_VERDICT_OK, IB_VERDICT_WARN, IB_VERDICT_FAIL };
+
+struct ib_verdict {
+	char *rule;	/* "cuda-gcc", "torch-vision", ... */
+	enum ib_verdict_level level;
+	char *message;	/* one line, lowercase */
+	char *source;	/* where the rule comes from */
+	char *fix;	/* what to change; NULL when ok */
+};
+
+struct ib_verdicts {
+	struct ib_verdict *v;
+	size_t n;
+};
+
+struct ib_compat;	/* opaque: the loaded rule tables */
+
+/* Loads rules from PATH (a compat.toml). Errors name PATH:LINE:COL. */
+struct ib_compat *ib_compat_load(const char *path, ib_error_t *err);
+/* The rules at ib_data_dir()/builder/compat.toml, loaded once per process and
+ * kept until exit (not owned by the caller: do not free). */
+const struct ib_compat *ib_compat_default(ib_error_t *err);
+void ib_compat_free(struct ib_compat *c);
+
+/* Evaluates every rule on M and appends one or more verdicts per rule to OUT. */
+int ib_compat_check(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out, ib_error_t *err);
+void ib_verdicts_free(struct ib_verdicts *v);
+const char *ib_verdict_level_name(enum ib_verdict_level level);	/* "ok", "warn", "FAIL" */
+
+/* Oldest Linux driver for CUDA release CUDA, or NULL when the data has no row for it.
+ * The string belongs to C. */
+const char *ib_compat_min_driver(const struct ib_compat *c, const char *cuda);
+
+/* Numeric per-component comparison: "9.2" < "9.2.148" < "10.0" < "10.2" < "11.0";
+ * missing components count as 0 ("10" == "10.0"). Anything from the first character
+ * that is neither digit nor '.' is ignored ("6.1+PTX" == "6.1"). Returns <0, 0, >0. */
+int ib_version_cmp(const char *a, const char *b);
+/* As ib_version_cmp, comparing only the first N components. */
+int ib_version_cmp_n(const char *a, const char *b, int n);
+/* Number of dot-separated components ("9.2.148" -> 3). */
+int ib_version_ncomp(const char *v);
+/* V within [LO, HI] (either may be NULL: open), each bound compared at the
+ * precision of the shorter version: "10.0.130" <= "10.0", "3.6" >= "3.6.1". */
+bool ib_version_in(const char *v, const char *lo, const char *hi);
+/* True when V is digits separated by single dots ("10.0", "7.6.5.32"). */
+bool ib_version_valid(const char *v);
