@@ -1,0 +1,511 @@
+/* The base root file system. See bootstrap.h. */
+#include "bootstrap.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "aptsource.h"
+#include "build.h"
+#include "crypto.h"
+#include "log.h"
+#include "manifest.h"
+#include "paths.h"
+#include "sandbox.h"
+#include "store.h"
+#include "util.h"
+
+#define UBUNTU_ARCHIVE "http://archive.ubuntu.com/ubuntu"
+
+char *ib_bootstrap_keyring(const struct ib_manifest *m)
+{
+	if (m->base.keyring)
+		return xstrdup(m->base.keyring);
+	if (m->base.distro && strcmp(m->base.distro, "ubuntu") == 0) {
+		char *ours = ib_path_join(ib_data_dir(), "keys/ubuntu-archive-keyring.gpg");
+		if (ib_path_exists(ours))
+			return ours;
+		free(ours);
+		if (ib_path_exists("/usr/share/keyrings/ubuntu-archive-keyring.gpg"))
+			return xstrdup("/usr/share/keyrings/ubuntu-archive-keyring.gpg");
+		return NULL;
+	}
+	if (ib_path_exists("/usr/share/keyrings/debian-archive-keyring.gpg"))
+		return xstrdup("/usr/share/keyrings/debian-archive-keyring.gpg");
+	return NULL;
+}
+
+static bool in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	cleanup_free char *copy = xstrdup(path && *path ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
+	char *save = NULL;
+	for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+		cleanup_free char *full = ib_path_join(dir, prog);
+		if (access(full, X_OK) == 0)
+			return true;
+	}
+	/* root's PATH may lack the sbin folders where debootstrap lives. */
+	cleanup_free char *sbin = ib_path_join("/usr/sbin", prog);
+	return access(sbin, X_OK) == 0;
+}
+
+enum ib_bootstrap_tool ib_bootstrap_pick_tool(void)
+{
+	const char *force = getenv("IMGBUILD_BOOTSTRAP");
+	if (force && strcmp(force, "debootstrap") == 0)
+		return IB_BOOTSTRAP_DEBOOTSTRAP;
+	return in_path("mmdebstrap") ? IB_BOOTSTRAP_MMDEBSTRAP : IB_BOOTSTRAP_DEBOOTSTRAP;
+}
+
+/* --- the per-suite index of cached .deb files: "NAME SHA256\n" lines --- */
+
+struct deb_index {
+	struct ib_strv names, digests;
+	bool dirty;
+};
+
+static void deb_index_free(struct deb_index *x)
+{
+	ib_strv_free(&x->names);
+	ib_strv_free(&x->digests);
+}
+
+static char *deb_index_path(const struct ib_manifest *m, ib_error_t *err)
+{
+	cleanup_free char *dir = ib_cache_subdir("debs", err);
+	if (dir == NULL)
+		return NULL;
+	return xasprintf("%s/%s-%s.index", dir, m->base.distro, m->base.suite);
+}
+
+static const char *deb_index_get(const struct deb_index *x, const char *name)
+{
+	for (size_t i = 0; i < x->names.n; i++)
+		if (strcmp(x->names.v[i], name) == 0)
+			return x->digests.v[i];
+	return NULL;
+}
+
+static void deb_index_put(struct deb_index *x, const char *name, const char *digest)
+{
+	for (size_t i = 0; i < x->names.n; i++) {
+		if (strcmp(x->names.v[i], name) == 0) {
+			if (strcmp(x->digests.v[i], digest) != 0) {
+				free(x->digests.v[i]);
+				x->digests.v[i] = xstrdup(digest);
+				x->dirty = true;
+			}
+			return;
+		}
+	}
+	ib_strv_push(&x->names, name);
+	ib_strv_push(&x->digests, digest);
+	x->dirty = true;
+}
+
+static void deb_index_load(struct deb_index *x, const char *path)
+{
+	ib_error_t err = NULL;
+	cleanup_free char *text = ib_read_file(path, NULL, &err);
+	if (text == NULL) {
+		ib_error_free(&err);
+		return;
+	}
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *sp = strchr(line, ' ');
+		if (sp == NULL)
+			continue;
+		*sp = '\0';
+		if (strchr(line, '/') || !ib_store_valid_digest(sp + 1))
+			continue;
+		ib_strv_push(&x->names, line);
+		ib_strv_push(&x->digests, sp + 1);
+	}
+}
+
+static int deb_index_save(struct deb_index *x, const char *path, ib_error_t *err)
+{
+	if (!x->dirty)
+		return 0;
+	size_t cap = 1, len = 0;
+	for (size_t i = 0; i < x->names.n; i++)
+		cap += strlen(x->names.v[i]) + IB_SHA256_HEX_LEN + 2;
+	cleanup_free char *buf = xmalloc(cap);
+	for (size_t i = 0; i < x->names.n; i++)
+		len += (size_t)sprintf(buf + len, "%s %s\n", x->names.v[i], x->digests.v[i]);
+	return ib_write_file_atomic(path, buf, len, 0644, err);
+}
+
+static bool is_deb(const char *name)
+{
+	size_t n = strlen(name);
+	return n > 4 && strcmp(name + n - 4, ".deb") == 0 && name[0] != '.' && strchr(name, '/') == NULL;
+}
+
+/* Hard-links every cached .deb of the index into DIR under its file name.
+ * Links, not copies: the store, DIR and the new root share the cache's file
+ * system, and apt and dpkg only read them. */
+static unsigned stage_cached_debs(const struct deb_index *x, const char *dir)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < x->names.n; i++) {
+		ib_error_t err = NULL;
+		cleanup_free char *src = ib_store_path(x->digests.v[i], &err);
+		if (src == NULL) {
+			ib_error_free(&err);
+			continue;
+		}
+		cleanup_free char *dst = ib_path_join(dir, x->names.v[i]);
+		if (link(src, dst) == 0)
+			n++;
+		else if (errno != ENOENT)
+			ib_log_debug("cannot link '%s' into '%s': %s", src, dir, strerror(errno));
+	}
+	return n;
+}
+
+/* Moves every new .deb in DIR into the store and the index. */
+static int collect_debs(struct deb_index *x, const char *dir, struct ib_bootstrap_stats *stats, ib_error_t *err)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return ib_error_errno(err, errno, "open '%s'", dir);
+	struct dirent *e;
+	int rc = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (!is_deb(e->d_name))
+			continue;
+		stats->packages++;
+		const char *known = deb_index_get(x, e->d_name);
+		if (known && ib_store_has(known))
+			continue;
+		stats->downloaded++;
+		cleanup_free char *path = ib_path_join(dir, e->d_name);
+		char digest[IB_SHA256_HEX_LEN + 1];
+		if (ib_store_commit(path, NULL, e->d_name, digest, err) < 0) {
+			rc = -1;
+			break;
+		}
+		deb_index_put(x, e->d_name, digest);
+	}
+	closedir(d);
+	return rc;
+}
+
+/* --- running the tool --- */
+
+/* The child: a private mount namespace first, so that whatever the tool
+ * mounts (mmdebstrap and debootstrap mount /proc, /sys and /dev into the new
+ * root in root mode) stays out of the host's namespace and is torn down by the
+ * kernel when the last process in it exits. */
+static void __attribute__((noreturn)) child_exec(char *const *argv, char *const *envp, int out_fd)
+{
+	static const char fail_ns[] = "imgbuild: cannot make a private mount namespace for the bootstrap\n";
+	static const char fail_exec[] = "imgbuild: cannot run the bootstrap tool\n";
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	setpgid(0, 0);
+	sigset_t all;
+	sigemptyset(&all);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+		(void)!write(out_fd, fail_ns, sizeof(fail_ns) - 1);
+		_exit(127);
+	}
+	int devnull = open("/dev/null", O_RDONLY);
+	if (devnull >= 0)
+		dup2(devnull, STDIN_FILENO);
+	dup2(out_fd, STDOUT_FILENO);
+	dup2(out_fd, STDERR_FILENO);
+	execvpe(argv[0], argv, envp);
+	(void)!write(STDERR_FILENO, fail_exec, sizeof(fail_exec) - 1);
+	_exit(127);
+}
+
+static int run_tool(char *const *argv, char *const *envp, int log_fd, const char *label, ib_error_t *err)
+{
+	int write_fd = -1;
+	struct ib_output_pump *pump = ib_output_pump_start(label, log_fd, &write_fd, err);
+	if (pump == NULL)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int saved = errno;
+		close(write_fd);
+		ib_output_pump_finish(pump);
+		return ib_error_errno(err, saved, "fork");
+	}
+	if (pid == 0)
+		child_exec(argv, envp, write_fd);
+	close(write_fd);
+	int status = 0;
+	int rc = ib_build_wait_child(pid, &status, err);
+	ib_output_pump_finish(pump);
+	if (rc < 0)
+		return -1;
+	if (status != 0)
+		return ib_error_set(err, 0, "%s failed with exit status %d", argv[0], status);
+	return 0;
+}
+
+static void push_env(struct ib_strv *env, const char *name)
+{
+	const char *v = getenv(name);
+	if (v && *v)
+		ib_strv_push_owned(env, xasprintf("%s=%s", name, v));
+}
+
+static char *join(const struct ib_strv *v, const char *sep)
+{
+	size_t len = 1;
+	for (size_t i = 0; i < v->n; i++)
+		len += strlen(v->v[i]) + strlen(sep);
+	char *out = xcalloc(1, len);
+	for (size_t i = 0; i < v->n; i++) {
+		if (i)
+			strcat(out, sep);
+		strcat(out, v->v[i]);
+	}
+	return out;
+}
+
+/* Single quotes for a path inside a hook's shell command. */
+static char *shell_quote(const char *s)
+{
+	size_t len = 3;
+	for (const char *p = s; *p; p++)
+		len += *p == '\'' ? 4 : 1;
+	char *out = xmalloc(len), *o = out;
+	*o++ = '\'';
+	for (const char *p = s; *p; p++) {
+		if (*p == '\'') {
+			memcpy(o, "'\\''", 4);
+			o += 4;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o++ = '\'';
+	*o = '\0';
+	return out;
+}
+
+static int resolve_mirrors(const struct ib_manifest *m, struct ib_strv *out, ib_error_t *err)
+{
+	for (size_t i = 0; i < m->base.mirrors.n; i++)
+		ib_strv_push(out, m->base.mirrors.v[i]);
+	if (out->n > 0)
+		return 0;
+	if (strcmp(m->base.distro, "ubuntu") == 0) {
+		ib_strv_push(out, UBUNTU_ARCHIVE);
+		return 0;
+	}
+	/* Debian manifests name no mirror: the host's own, never written into any file here. */
+	char *host = ib_host_apt_mirror(m->base.distro, err);
+	if (host == NULL)
+		return ib_error_wrap(err, "find the host's %s mirror", m->base.distro);
+	ib_strv_push_owned(out, host);
+	return 0;
+}
+
+int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_fd, bool offline,
+		     struct ib_bootstrap_stats *stats, ib_error_t *err)
+{
+	memset(stats, 0, sizeof(*stats));
+	if (offline)
+		return ib_error_set(err, 0, "the base of '%s' (%s %s) is not cached and --offline forbids building it",
+				    m->image.name, m->base.distro, m->base.suite);
+
+	struct ib_strv mirrors = { 0 }, argv = { 0 }, env = { 0 };
+	struct deb_index index = { 0 };
+	int rc = -1;
+	cleanup_free char *index_path = NULL, *debs_in = NULL, *debs_out = NULL, *keyring = NULL;
+	cleanup_free char *components = NULL, *packages = NULL, *q_in = NULL, *q_out = NULL;
+	cleanup_free char *parent = xstrdup(root_dir);
+	char *dir = dirname(parent);
+
+	if (resolve_mirrors(m, &mirrors, err) < 0)
+		goto out;
+	index_path = deb_index_path(m, err);
+	if (index_path == NULL)
+		goto out;
+	deb_index_load(&index, index_path);
+	debs_in = ib_path_join(dir, "debs-in");
+	debs_out = ib_path_join(dir, "debs-out");
+	if (ib_mkdir_p(debs_in, 0755, err) < 0 || ib_mkdir_p(debs_out, 0755, err) < 0)
+		goto out;
+	unsigned staged = stage_cached_debs(&index, debs_in);
+
+	keyring = ib_bootstrap_keyring(m);
+	if (keyring) {
+		/* apt checks signatures as the unprivileged _apt user, which may not
+		 * reach the manifest's folder (mktemp -d makes it 0700): hand it a
+		 * world-readable copy beside the new root. */
+		size_t len = 0;
+		cleanup_free char *bytes = ib_read_file(keyring, &len, err);
+		if (bytes == NULL)
+			goto out;
+		free(keyring);
+		keyring = ib_path_join(dir, "keyring.gpg");
+		if (ib_write_file_atomic(keyring, bytes, len, 0644, err) < 0)
+			goto out;
+	}
+	struct ib_strv comps_default = { 0 };
+	if (m->base.components.n == 0)
+		ib_strv_push(&comps_default, "main");
+	components = join(m->base.components.n ? &m->base.components : &comps_default, ",");
+	packages = join(&m->base.packages, ",");
+	ib_strv_free(&comps_default);
+	const char *variant = m->base.variant ? m->base.variant : "minbase";
+	q_in = shell_quote(debs_in);
+	q_out = shell_quote(debs_out);
+
+	char epoch[32];
+	snprintf(epoch, sizeof(epoch), "%lld", (long long)m->image.source_date_epoch);
+	ib_strv_push(&env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	ib_strv_push(&env, "HOME=/root");
+	ib_strv_push(&env, "TZ=UTC");
+	ib_strv_push(&env, "LC_ALL=C.UTF-8");
+	ib_strv_push_owned(&env, xasprintf("SOURCE_DATE_EPOCH=%s", epoch));
+	ib_strv_push(&env, "DEBIAN_FRONTEND=noninteractive");
+	push_env(&env, "http_proxy");
+	push_env(&env, "https_proxy");
+	push_env(&env, "no_proxy");
+	push_env(&env, "TMPDIR");
+
+	enum ib_bootstrap_tool tool = ib_bootstrap_pick_tool();
+	if (tool == IB_BOOTSTRAP_MMDEBSTRAP) {
+		ib_log_info("bootstrap: %s %s with mmdebstrap (%u cached packages offered)", m->base.distro,
+			    m->base.suite, staged);
+		ib_strv_push(&argv, "mmdebstrap");
+		ib_strv_push(&argv, "--mode=root");
+		ib_strv_push(&argv, "--format=directory");
+		ib_strv_push_owned(&argv, xasprintf("--variant=%s", variant));
+		ib_strv_push_owned(&argv, xasprintf("--components=%s", components));
+		if (keyring)
+			ib_strv_push_owned(&argv, xasprintf("--keyring=%s", keyring));
+		/* debootstrap's minbase has apt; mmdebstrap's has only Priority:
+		 * required, which lacks apt on Ubuntu. Stages need apt either way. */
+		if (strcmp(variant, "minbase") == 0)
+			ib_strv_push_owned(&argv, xasprintf("--include=apt%s%s", m->base.packages.n ? "," : "",
+							    packages));
+		else if (m->base.packages.n > 0)
+			ib_strv_push_owned(&argv, xasprintf("--include=%s", packages));
+		ib_strv_push(&argv, "--aptopt=Acquire::Languages \"none\"");
+		/* The keyring packages of the new root make apt trust the archive;
+		 * a signed-by pointing at a host path would dangle inside it. */
+		ib_strv_push(&argv, "--skip=check/signed-by");
+		/* Keep every downloaded .deb until the customize hook hands them out. */
+		ib_strv_push(&argv, "--skip=essential/unlink");
+		ib_strv_push_owned(&argv, xasprintf("--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && "
+						    "cp -al %s/. \"$1/var/cache/apt/archives/\"",
+						    q_in));
+		ib_strv_push_owned(&argv, xasprintf("--customize-hook=find \"$1/var/cache/apt/archives\" -maxdepth 1 "
+						    "-name '*.deb' -exec cp -al -t %s {} +",
+						    q_out));
+		/* Host files mmdebstrap copies in would make the base differ per host;
+		 * network stages get the host's resolv.conf bound over this file. */
+		ib_strv_push(&argv, "--customize-hook=rm -f \"$1/etc/resolv.conf\" && : > \"$1/etc/resolv.conf\" && "
+				    "echo imgbuild > \"$1/etc/hostname\"");
+		ib_strv_push(&argv, m->base.suite);
+		ib_strv_push(&argv, root_dir);
+		for (size_t i = 0; i < mirrors.n; i++) {
+			ib_strv_push_owned(&argv, xasprintf("deb %s %s %s", mirrors.v[i], m->base.suite,
+							    components));
+			for (size_t j = 0; j < m->base.extra_suites.n; j++)
+				ib_strv_push_owned(&argv, xasprintf("deb %s %s %s", mirrors.v[i],
+								    m->base.extra_suites.v[j], components));
+		}
+		/* --components wants commas, a deb line wants spaces. */
+		for (size_t i = 0; i < argv.n; i++)
+			if (strncmp(argv.v[i], "deb ", 4) == 0)
+				for (char *p = argv.v[i]; *p; p++)
+					if (*p == ',')
+						*p = ' ';
+		if (run_tool(argv.v, env.v, log_fd, "bootstrap", err) < 0)
+			goto out;
+	} else {
+		ib_log_info("bootstrap: %s %s with debootstrap (%s; %u cached packages offered)", m->base.distro,
+			    m->base.suite, in_path("mmdebstrap") ? "IMGBUILD_BOOTSTRAP=debootstrap" : "mmdebstrap not found",
+			    staged);
+		ib_strv_push(&argv, "debootstrap");
+		ib_strv_push_owned(&argv, xasprintf("--variant=%s", variant));
+		ib_strv_push_owned(&argv, xasprintf("--components=%s", components));
+		if (keyring)
+			ib_strv_push_owned(&argv, xasprintf("--keyring=%s", keyring));
+		if (m->base.packages.n > 0)
+			ib_strv_push_owned(&argv, xasprintf("--include=%s", packages));
+		/* debootstrap keeps its downloads in --cache-dir and reuses them. */
+		ib_strv_push_owned(&argv, xasprintf("--cache-dir=%s", debs_in));
+		ib_strv_push(&argv, m->base.suite);
+		ib_strv_push(&argv, root_dir);
+		ib_strv_push(&argv, mirrors.v[0]);
+		if (run_tool(argv.v, env.v, log_fd, "bootstrap", err) < 0)
+			goto out;
+		/* debootstrap knows one suite and one mirror; apt in the stages sees all of them. */
+		cleanup_free char *sources = xstrdup("");
+		for (size_t i = 0; i < mirrors.n; i++) {
+			char *more = xasprintf("%sdeb %s %s %s\n", sources, mirrors.v[i], m->base.suite, components);
+			free(sources);
+			sources = more;
+			for (size_t j = 0; j < m->base.extra_suites.n; j++) {
+				more = xasprintf("%sdeb %s %s %s\n", sources, mirrors.v[i], m->base.extra_suites.v[j],
+						 components);
+				free(sources);
+				sources = more;
+			}
+		}
+		for (char *p = sources; *p; p++)
+			if (*p == ',')
+				*p = ' ';
+		cleanup_free char *list = ib_path_join(root_dir, "etc/apt/sources.list");
+		if (ib_write_file_atomic(list, sources, strlen(sources), 0644, err) < 0)
+			goto out;
+		cleanup_free char *resolv = ib_path_join(root_dir, "etc/resolv.conf");
+		cleanup_free char *hostname = ib_path_join(root_dir, "etc/hostname");
+		unlink(resolv);
+		if (ib_write_file_atomic(resolv, "", 0, 0644, err) < 0 ||
+		    ib_write_file_atomic(hostname, "imgbuild\n", 9, 0644, err) < 0)
+			goto out;
+		free(debs_out);
+		debs_out = xstrdup(debs_in);
+	}
+
+	if (collect_debs(&index, debs_out, stats, err) < 0 || deb_index_save(&index, index_path, err) < 0)
+		goto out;
+	ib_log_info("bootstrap: %u packages, %u downloaded, %u from the cache", stats->packages, stats->downloaded,
+		    stats->packages - stats->downloaded);
+	rc = 0;
+out:
+	if (debs_in && ib_path_exists(debs_in)) {
+		ib_error_t e2 = NULL;
+		if (ib_remove_tree(debs_in, &e2) < 0)
+			ib_error_free(&e2);
+	}
+	if (debs_out && ib_path_exists(debs_out)) {
+		ib_error_t e2 = NULL;
+		if (ib_remove_tree(debs_out, &e2) < 0)
+			ib_error_free(&e2);
+	}
+	if (keyring && strncmp(keyring, dir, strlen(dir)) == 0)
+		unlink(keyring);
+	deb_index_free(&index);
+	ib_strv_free(&mirrors);
+	ib_strv_free(&argv);
+	ib_strv_free(&env);
+	return rc;
+}

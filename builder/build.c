@@ -1,0 +1,1200 @@
+/* The build engine. See build.h; the cache layout is in layers.h and
+ * docs/engine.md. */
+#include "build.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bootstrap.h"
+#include "crypto.h"
+#include "driver.h"
+#include "fetch.h"
+#include "git.h"
+#include "log.h"
+#include "manifest.h"
+#include "mounts.h"
+#include "pack.h"
+#include "paths.h"
+#include "sandbox.h"
+#include "util.h"
+
+#define PACK_KEY_VERSION "imgbuild-pack-1"
+#define TAIL_LINES 20
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* --- signals --- */
+
+static int interrupted_error(int sig, ib_error_t *err)
+{
+	ib_error_set(err, EINTR, "interrupted by %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	(*err)->exit_code = 128 + sig;
+	return -1;
+}
+
+int ib_build_check_interrupt(ib_error_t *err)
+{
+	sigset_t pending;
+	if (sigpending(&pending) < 0)
+		return 0;
+	int sig = sigismember(&pending, SIGINT) ? SIGINT : sigismember(&pending, SIGTERM) ? SIGTERM : 0;
+	if (sig == 0)
+		return 0;
+	sigset_t one;
+	sigemptyset(&one);
+	sigaddset(&one, sig);
+	struct timespec zero = { 0, 0 };
+	sigtimedwait(&one, NULL, &zero);
+	return interrupted_error(sig, err);
+}
+
+static void drain_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	struct timespec zero = { 0, 0 };
+	while (sigtimedwait(&set, NULL, &zero) > 0)
+		;
+}
+
+static int reap(pid_t pid, int *status)
+{
+	int ws;
+	while (waitpid(pid, &ws, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : 1;
+	return 0;
+}
+
+int ib_build_wait_child(pid_t pid, int *status, ib_error_t *err)
+{
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	cleanup_fd int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	cleanup_fd int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int sig = 0;
+	if (sfd >= 0 && pfd >= 0) {
+		struct pollfd fds[2] = { { .fd = pfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+		for (;;) {
+			if (poll(fds, 2, -1) < 0) {
+				if (errno == EINTR)
+					continue;
+				break;
+			}
+			if (fds[1].revents & POLLIN) {
+				struct signalfd_siginfo si;
+				if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+					sig = (int)si.ssi_signo;
+					break;
+				}
+			}
+			if (fds[0].revents)
+				break;
+		}
+	}
+	if (sig != 0) {
+		/* The child leads its own process group: take everything it started. */
+		ib_log_status_clear();
+		ib_log_info("stopping (%s)...", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		kill(-pid, SIGTERM);
+		kill(pid, SIGTERM);
+		struct pollfd pf = { .fd = pfd, .events = POLLIN };
+		if (poll(&pf, 1, 10000) <= 0)
+			kill(-pid, SIGKILL), kill(pid, SIGKILL);
+	}
+	int st = 0;
+	int rc = reap(pid, &st);
+	/* Helpers of the child (apt, dpkg) may outlive it in its group. */
+	if (sig != 0)
+		kill(-pid, SIGKILL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (sig != 0)
+		return interrupted_error(sig, err);
+	if (rc < 0)
+		return ib_error_errno(err, errno, "wait for process %d", (int)pid);
+	*status = st;
+	return 0;
+}
+
+/* --- output pump: child output -> log file + live status line --- */
+
+struct ib_output_pump {
+	pthread_t thread;
+	int read_fd, log_fd;
+	char *label;
+	double start;
+	char cur[256];
+	size_t cur_len;
+	char last[256];
+	char drawn[512];	/* the status line on screen now */
+};
+
+static void pump_status(struct ib_output_pump *p)
+{
+	if (!ib_log_is_tty())
+		return;
+	int secs = (int)(now_s() - p->start);
+	struct winsize ws;
+	int width = 80;
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20)
+		width = ws.ws_col;
+	char head[128];
+	int hl = snprintf(head, sizeof(head), "[%s] %d:%02d  ", p->label, secs / 60, secs % 60);
+	int room = width - 1 - hl;
+	if (room < 0)
+		room = 0;
+	char line[512];
+	snprintf(line, sizeof(line), "%s%.*s", head, room, p->last);
+	if (strcmp(line, p->drawn) == 0)
+		return;
+	memcpy(p->drawn, line, sizeof(p->drawn));
+	ib_log_status("%s", line);
+}
+
+static void pump_feed(struct ib_output_pump *p, const char *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)buf[i];
+		if (c == '\n' || c == '\r') {
+			if (p->cur_len > 0) {
+				memcpy(p->last, p->cur, p->cur_len);
+				p->last[p->cur_len] = '\0';
+				p->cur_len = 0;
+			}
+		} else if (p->cur_len + 1 < sizeof(p->cur)) {
+			p->cur[p->cur_len++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+		}
+	}
+}
+
+static void write_all(int fd, const char *buf, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, buf, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		buf += w;
+		n -= (size_t)w;
+	}
+}
+
+static void *pump_main(void *arg)
+{
+	struct ib_output_pump *p = arg;
+	char buf[16384];
+	double last_draw = 0;
+	bool echo = ib_log_level() >= IB_LOG_VERBOSE;
+	for (;;) {
+		struct pollfd pf = { .fd = p->read_fd, .events = POLLIN };
+		int r = poll(&pf, 1, 250);
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r > 0) {
+			ssize_t n = read(p->read_fd, buf, sizeof(buf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			write_all(p->log_fd, buf, (size_t)n);
+			if (echo) {
+				ib_log_status_clear();
+				write_all(STDERR_FILENO, buf, (size_t)n);
+			}
+			pump_feed(p, buf, (size_t)n);
+		}
+		double t = now_s();
+		if (!echo && t - last_draw >= 0.2) {
+			pump_status(p);
+			last_draw = t;
+		}
+	}
+	return NULL;
+}
+
+struct ib_output_pump *ib_output_pump_start(const char *label, int log_fd, int *write_fd, ib_error_t *err)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		ib_error_errno(err, errno, "pipe");
+		return NULL;
+	}
+	struct ib_output_pump *p = xcalloc(1, sizeof(*p));
+	p->read_fd = fds[0];
+	p->log_fd = log_fd;
+	p->label = xstrdup(label);
+	p->start = now_s();
+	/* The thread must never take SIGINT/SIGTERM: they belong to the waiter. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&p->thread, NULL, pump_main, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		close(fds[0]);
+		close(fds[1]);
+		free(p->label);
+		free(p);
+		ib_error_errno(err, rc, "start a thread");
+		return NULL;
+	}
+	*write_fd = fds[1];
+	return p;
+}
+
+void ib_output_pump_finish(struct ib_output_pump *p)
+{
+	if (p == NULL)
+		return;
+	pthread_join(p->thread, NULL);
+	ib_log_status_clear();
+	close(p->read_fd);
+	free(p->label);
+	free(p);
+}
+
+void ib_build_show_tail(const char *path, int n)
+{
+	ib_error_t err = NULL;
+	size_t len = 0;
+	cleanup_free char *text = ib_read_file(path, &len, &err);
+	if (text == NULL) {
+		ib_error_free(&err);
+		return;
+	}
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+		text[--len] = '\0';
+	size_t start = len;
+	int lines = 0;
+	while (start > 0) {
+		if (text[start - 1] == '\n' && ++lines == n)
+			break;
+		start--;
+	}
+	ib_log_status_clear();
+	fprintf(stderr, "imgbuild: last lines of %s:\n", path);
+	char *save = NULL;
+	for (char *line = strtok_r(text + start, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		/* apt and curl redraw with \r: show what the line ended as. */
+		char *cr = strrchr(line, '\r');
+		fprintf(stderr, "  | %s\n", cr && cr[1] ? cr + 1 : line);
+	}
+}
+
+/* --- the build state --- */
+
+struct ib_build {
+	const struct ib_manifest *m;	/* not owned */
+	struct ib_build_opts opts;	/* strings not owned */
+	char *cache_dir, *build_dir, *logs_dir, *mnt, *ccache_dir;
+	int lock_fd;
+	sigset_t old_mask;
+	char base_key[IB_KEY_LEN + 1];
+	char (*keys)[IB_KEY_LEN + 1];
+	char *base_root;
+	char **uppers;	/* per stage, once its layer exists */
+	bool base_ran;
+	bool *ran;
+	bool driver_probed;
+	struct ib_driver driver;
+	bool packed, pack_cached;
+	char digest[IB_SHA256_HEX_LEN + 1];
+	char *output;
+};
+
+int ib_build_find_stage(const struct ib_manifest *m, const char *name, ib_error_t *err)
+{
+	for (size_t i = 0; i < m->n_stages; i++)
+		if (strcmp(m->stages[i].name, name) == 0)
+			return (int)i;
+	size_t len = 1;
+	for (size_t i = 0; i < m->n_stages; i++)
+		len += strlen(m->stages[i].name) + 2;
+	cleanup_free char *names = xcalloc(1, len);
+	for (size_t i = 0; i < m->n_stages; i++) {
+		if (i)
+			strcat(names, ", ");
+		strcat(names, m->stages[i].name);
+	}
+	return ib_error_usage(err, "no stage '%s' in '%s' (stages: %s)", name, m->path, m->n_stages ? names : "none");
+}
+
+void ib_build_free(struct ib_build *b)
+{
+	if (b == NULL)
+		return;
+	if (b->driver_probed)
+		ib_driver_free(&b->driver);
+	for (size_t i = 0; b->uppers && i < b->m->n_stages; i++)
+		free(b->uppers[i]);
+	free(b->uppers);
+	free(b->ran);
+	free(b->keys);
+	free(b->base_root);
+	free(b->cache_dir);
+	free(b->build_dir);
+	free(b->logs_dir);
+	free(b->mnt);
+	free(b->ccache_dir);
+	free(b->output);
+	if (b->lock_fd >= 0)
+		close(b->lock_fd);
+	/* A signal noticed by a child's waiter is consumed there; one that came
+	 * after must not kill us with its default action now. */
+	drain_signals();
+	sigprocmask(SIG_SETMASK, &b->old_mask, NULL);
+	free(b);
+}
+
+static char *output_path(const struct ib_manifest *m, const struct ib_build_opts *o)
+{
+	if (o->output) {
+		if (o->output[0] == '/')
+			return xstrdup(o->output);
+		char cwd[4096];
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			return xstrdup(o->output);
+		return ib_path_join(cwd, o->output);
+	}
+	if (o->zstd && m->image.compression != IB_COMPRESS_ZSTD) {
+		size_t n = strlen(m->image.output);
+		if (n > 4 && strcmp(m->image.output + n - 4, ".tar") == 0)
+			return xasprintf("%s.zst", m->image.output);
+	}
+	return xstrdup(m->image.output);
+}
+
+struct ib_build *ib_build_new(const struct ib_manifest *m, const struct ib_build_opts *opts, ib_error_t *err)
+{
+	struct ib_build *b = xcalloc(1, sizeof(*b));
+	cleanup_free char *lock = NULL;
+	b->m = m;
+	b->opts = *opts;
+	b->lock_fd = -1;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, &b->old_mask);
+
+	b->keys = xcalloc(m->n_stages ? m->n_stages : 1, sizeof(*b->keys));
+	b->uppers = xcalloc(m->n_stages ? m->n_stages : 1, sizeof(char *));
+	b->ran = xcalloc(m->n_stages ? m->n_stages : 1, sizeof(bool));
+	b->output = output_path(m, opts);
+	if (ib_layers_all_keys(m, b->base_key, b->keys, err) < 0)
+		goto fail;
+	b->cache_dir = ib_cache_dir(err);
+	if (b->cache_dir == NULL)
+		goto fail;
+	if (opts->build_dir) {
+		char cwd[4096];
+		if (opts->build_dir[0] != '/' && getcwd(cwd, sizeof(cwd)))
+			b->build_dir = ib_path_join(cwd, opts->build_dir);
+		else
+			b->build_dir = xstrdup(opts->build_dir);
+	} else {
+		b->build_dir = xasprintf("%s/builds/%s", b->cache_dir, m->image.name);
+	}
+	b->logs_dir = ib_path_join(b->build_dir, "logs");
+	b->mnt = ib_path_join(b->build_dir, "mnt");
+	b->ccache_dir = ib_path_join(b->cache_dir, "ccache");
+	if (ib_mkdir_p(b->logs_dir, 0755, err) < 0 || ib_mkdir_p(b->mnt, 0755, err) < 0 ||
+	    ib_mkdir_p(b->ccache_dir, 0755, err) < 0)
+		goto fail;
+	lock = ib_path_join(b->build_dir, "lock");
+	b->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (b->lock_fd < 0) {
+		ib_error_errno(err, errno, "open '%s'", lock);
+		goto fail;
+	}
+	if (flock(b->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		ib_error_set(err, errno, "another imgbuild is using the build folder '%s'", b->build_dir);
+		goto fail;
+	}
+	ib_layers_sweep();
+	return b;
+fail:
+	ib_build_free(b);
+	return NULL;
+}
+
+static int open_log(const char *path, bool truncate, ib_error_t *err)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND | (truncate ? O_TRUNC : 0), 0644);
+	if (fd < 0)
+		return ib_error_errno(err, errno, "open '%s'", path);
+	return fd;
+}
+
+static int ensure_base(struct ib_build *b, ib_error_t *err)
+{
+	if (b->base_root)
+		return 0;
+	b->base_root = ib_layers_lookup(b->base_key);
+	if (b->base_root) {
+		ib_log_debug("base %s %s: cached layer %.12s", b->m->base.distro, b->m->base.suite, b->base_key);
+		return 0;
+	}
+	struct ib_layer_tmp t;
+	if (ib_layers_begin(&t, b->base_key, false, err) < 0)
+		return -1;
+	cleanup_free char *log_path = ib_path_join(b->logs_dir, "bootstrap.log");
+	cleanup_fd int log_fd = open_log(log_path, true, err);
+	if (log_fd < 0) {
+		ib_layers_abort(&t);
+		return -1;
+	}
+	double t0 = now_s();
+	struct ib_bootstrap_stats stats;
+	if (ib_bootstrap_run(b->m, t.upper, log_fd, b->opts.offline, &stats, err) < 0) {
+		ib_layers_abort(&t);
+		if ((*err)->exit_code == IB_EXIT_FAIL)
+			ib_build_show_tail(log_path, TAIL_LINES);
+		return ib_error_wrap(err, "bootstrap %s %s (log: %s)", b->m->base.distro, b->m->base.suite, log_path);
+	}
+	if (ib_layers_commit(&t, err) < 0) {
+		ib_layers_abort(&t);
+		return -1;
+	}
+	b->base_root = ib_layers_lookup(b->base_key);
+	if (b->base_root == NULL)
+		return ib_error_set(err, 0, "base layer %s vanished after it was made", b->base_key);
+	b->base_ran = true;
+	ib_log_info("bootstrap: done in %.1f s", now_s() - t0);
+	return 0;
+}
+
+/* Everything a stage's sandbox gets besides its root: the binds, the
+ * environment and the command. Shared by stages, their clean commands and
+ * `imgbuild shell`, so a shell sees exactly what the stage saw. */
+struct stage_env {
+	struct ib_bind *binds;
+	size_t n_binds;
+	struct ib_strv owned;	/* strings the binds point into */
+	struct ib_strv env;
+	const char **lowers;
+	char *work;
+};
+
+static void stage_env_free(struct stage_env *e)
+{
+	free(e->binds);
+	ib_strv_free(&e->owned);
+	ib_strv_free(&e->env);
+	free(e->lowers);
+	free(e->work);
+	memset(e, 0, sizeof(*e));
+}
+
+static const struct ib_driver *probe_driver(struct ib_build *b)
+{
+	if (!b->driver_probed) {
+		b->driver_probed = true;
+		ib_error_t err = NULL;
+		if (ib_driver_discover(&b->driver, &err) < 0) {
+			ib_log_warn("NVIDIA driver discovery failed, stages run without it: %s", err ? err->msg : "?");
+			ib_error_free(&err);
+			memset(&b->driver, 0, sizeof(b->driver));
+		}
+	}
+	return b->driver.found ? &b->driver : NULL;
+}
+
+static int stage_env_make(struct ib_build *b, size_t i, bool fresh_work, struct stage_env *e, ib_error_t *err)
+{
+	const struct ib_manifest *m = b->m;
+	const struct ib_stage *s = &m->stages[i];
+	memset(e, 0, sizeof(*e));
+
+	e->lowers = xcalloc(i + 2, sizeof(char *));
+	for (size_t k = 0; k < i; k++)
+		e->lowers[k] = b->uppers[i - 1 - k];
+	e->lowers[i] = b->base_root;
+
+	/* Inputs: downloads verified in the store, sources exported. */
+	if (s->inputs.n > 0 && ib_fetch_downloads(m, (const char *const *)s->inputs.v, b->opts.offline, err) < 0)
+		return ib_error_wrap(err, "stage '%s'", s->name);
+	e->binds = xcalloc(s->inputs.n + 4, sizeof(*e->binds));
+	for (size_t k = 0; k < s->inputs.n; k++) {
+		const char *name = s->inputs.v[k];
+		const struct ib_download *d = ib_manifest_download(m, name);
+		char *src = NULL;
+		if (d) {
+			src = ib_fetch_cached_path(d);
+			if (src == NULL)
+				return ib_error_set(err, 0, "stage '%s': download '%s' is not in the cache", s->name, name);
+		} else {
+			const struct ib_source *so = ib_manifest_source(m, name);
+			if (so == NULL)
+				return ib_error_usage(err, "stage '%s': unknown input '%s'", s->name, name);
+			if (ib_git_export(so, b->opts.offline, &src, err) < 0)
+				return ib_error_wrap(err, "stage '%s'", s->name);
+		}
+		ib_strv_push_owned(&e->owned, src);
+		char *dst = xasprintf("/imgbuild/inputs/%s", name);
+		ib_strv_push_owned(&e->owned, dst);
+		e->binds[e->n_binds++] = (struct ib_bind){ src, dst, IB_BIND_RO };
+	}
+
+	e->work = xasprintf("%s/work/%s", b->build_dir, s->name);
+	if (fresh_work && ib_path_exists(e->work) && ib_remove_tree(e->work, err) < 0)
+		return -1;
+	if (ib_mkdir_p(e->work, 0755, err) < 0)
+		return -1;
+	e->binds[e->n_binds++] = (struct ib_bind){ e->work, "/imgbuild/work", 0 };
+	e->binds[e->n_binds++] = (struct ib_bind){ b->ccache_dir, "/imgbuild/ccache", 0 };
+	e->binds[e->n_binds++] = (struct ib_bind){ s->script, "/imgbuild/stage.sh", IB_BIND_RO };
+	/* The sandbox binds the host's resolv.conf itself for network stages. */
+
+	ib_layers_stage_env(m, s, true, &e->env);
+	return 0;
+}
+
+static void spec_fill(struct ib_build *b, size_t i, struct stage_env *e, struct ib_sandbox_spec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->lower_dirs = e->lowers;
+	spec->mount_point = b->mnt;
+	spec->binds = e->binds;
+	spec->n_binds = e->n_binds;
+	spec->driver = probe_driver(b);
+	spec->envp = e->env.v;
+	spec->cwd = "/";
+	spec->hostname = "imgbuild";
+	spec->network = b->m->stages[i].network;
+	spec->seccomp = true;
+	spec->stdin_fd = -1;
+	spec->stdout_fd = -1;
+	spec->stderr_fd = -1;
+}
+
+/* Runs ARGV in SPEC with its output going to LOG_FD (and the status line). */
+static int sandbox_logged(struct ib_sandbox_spec *spec, char *const *argv, const char *label, int log_fd,
+			  int *status, ib_error_t *err)
+{
+	int write_fd = -1;
+	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	struct ib_output_pump *pump = ib_output_pump_start(label, log_fd, &write_fd, err);
+	if (pump == NULL) {
+		if (devnull >= 0)
+			close(devnull);
+		return -1;
+	}
+	spec->argv = argv;
+	spec->stdin_fd = devnull;
+	spec->stdout_fd = write_fd;
+	spec->stderr_fd = write_fd;
+	int rc = ib_sandbox_run(spec, status, err);
+	close(write_fd);
+	if (devnull >= 0)
+		close(devnull);
+	ib_output_pump_finish(pump);
+	return rc;
+}
+
+static void log_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_line(int fd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cleanup_free char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) >= 0)
+		write_all(fd, msg, strlen(msg));
+	va_end(ap);
+}
+
+/* Removes what the sandbox may have left as mount points in the upper layer:
+ * /imgbuild is the engine's, never the image's. */
+static int scrub_upper(const char *upper, ib_error_t *err)
+{
+	cleanup_free char *p = ib_path_join(upper, "imgbuild");
+	struct stat st;
+	if (lstat(p, &st) == 0 && ib_remove_tree(p, err) < 0)
+		return -1;
+	return 0;
+}
+
+static char *const stage_argv[] = {
+	"/bin/sh", "-c",
+	"if [ -x /bin/bash ]; then exec /bin/bash /imgbuild/stage.sh; fi; exec /bin/sh /imgbuild/stage.sh", NULL
+};
+
+static int run_stage(struct ib_build *b, size_t i, ib_error_t *err)
+{
+	const struct ib_stage *s = &b->m->stages[i];
+	struct stage_env e;
+	struct ib_layer_tmp t = { 0 };
+	cleanup_free char *log_path = xasprintf("%s/%s.log", b->logs_dir, s->name);
+	cleanup_fd int log_fd = -1;
+	int rc = -1, status = 0;
+	double t0 = now_s();
+
+	if (stage_env_make(b, i, true, &e, err) < 0)
+		goto out;
+	if (ib_layers_begin(&t, b->keys[i], true, err) < 0)
+		goto out;
+	log_fd = open_log(log_path, true, err);
+	if (log_fd < 0)
+		goto out;
+
+	ib_log_info("stage %s: running (log: %s)", s->name, log_path);
+	struct ib_sandbox_spec spec;
+	for (int attempt = 0; attempt <= s->retries; attempt++) {
+		spec_fill(b, i, &e, &spec);
+		spec.upper_dir = t.upper;
+		spec.work_dir = t.work;
+		if (attempt > 0) {
+			ib_log_info("stage %s: failed with exit status %d, retry %d of %d", s->name, status, attempt,
+				    s->retries);
+			log_line(log_fd, "\n=== imgbuild: retry %d of %d ===\n", attempt, s->retries);
+			if (s->clean) {
+				log_line(log_fd, "=== imgbuild: clean: %s ===\n", s->clean);
+				char *clean_argv[] = { "/bin/sh", "-c", s->clean, NULL };
+				int clean_status = 0;
+				if (sandbox_logged(&spec, clean_argv, s->name, log_fd, &clean_status, err) < 0)
+					goto out;
+				if (clean_status != 0)
+					ib_log_warn("stage %s: clean command exited with status %d", s->name,
+						    clean_status);
+				spec_fill(b, i, &e, &spec);
+				spec.upper_dir = t.upper;
+				spec.work_dir = t.work;
+			}
+		}
+		if (sandbox_logged(&spec, stage_argv, s->name, log_fd, &status, err) < 0)
+			goto out;
+		if (status == 0)
+			break;
+		if (ib_build_check_interrupt(err) < 0)
+			goto out;
+	}
+	if (status != 0) {
+		ib_build_show_tail(log_path, TAIL_LINES);
+		ib_error_set(err, 0, "stage '%s' failed with exit status %d (log: %s; earlier stages are cached, "
+				     "`imgbuild shell %s --stage %s` opens a shell where it ran)",
+			     s->name, status, log_path, b->m->path, s->name);
+		goto out;
+	}
+	if (scrub_upper(t.upper, err) < 0 || ib_layers_commit(&t, err) < 0)
+		goto out;
+	b->uppers[i] = ib_layers_lookup(b->keys[i]);
+	if (b->uppers[i] == NULL) {
+		ib_error_set(err, 0, "layer %s of stage '%s' vanished after it was made", b->keys[i], s->name);
+		goto out;
+	}
+	b->ran[i] = true;
+	ib_log_info("stage %s: done in %.1f s", s->name, now_s() - t0);
+	rc = 0;
+out:
+	if (rc < 0 && t.tmp)
+		ib_layers_abort(&t);
+	stage_env_free(&e);
+	return rc;
+}
+
+int ib_build_stages(struct ib_build *b, size_t upto, ib_error_t *err)
+{
+	if (upto > b->m->n_stages)
+		upto = b->m->n_stages;
+	/* Only what is missing needs the base: a fully cached build never
+	 * touches the mirror, the downloads or git. */
+	size_t first_missing = upto;
+	for (size_t i = 0; i < upto; i++) {
+		if (b->uppers[i] == NULL)
+			b->uppers[i] = ib_layers_lookup(b->keys[i]);
+		if (b->uppers[i] == NULL && first_missing == upto)
+			first_missing = i;
+	}
+	if (ib_build_check_interrupt(err) < 0 || ensure_base(b, err) < 0)
+		return -1;
+	for (size_t i = first_missing; i < upto; i++) {
+		if (ib_build_check_interrupt(err) < 0)
+			return -1;
+		/* A later layer may exist from an earlier build, but everything
+		 * after a re-run stage has a new key, so this only skips layers
+		 * whose whole ancestry matched. */
+		if (b->uppers[i] != NULL)
+			continue;
+		if (run_stage(b, i, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* --- packing --- */
+
+static int pack_key(struct ib_build *b, char key[IB_KEY_LEN + 1], ib_error_t *err)
+{
+	const struct ib_manifest *m = b->m;
+	cleanup_sha256 struct ib_sha256 *h = ib_sha256_new();
+	const char *top = m->n_stages ? b->keys[m->n_stages - 1] : b->base_key;
+	uint8_t text_digest[IB_SHA256_LEN];
+	char text_hex[IB_SHA256_HEX_LEN + 1];
+	ib_sha256_buf(m->text, m->text_len, text_digest);
+	ib_hex(text_digest, sizeof(text_digest), text_hex);
+	const char *sign = b->opts.sign_key ? b->opts.sign_key : m->image.sign_key;
+	char sign_hex[IB_SHA256_HEX_LEN + 1] = "";
+	if (sign && ib_sha256_file(sign, sign_hex, err) < 0)
+		return ib_error_wrap(err, "signing key");
+	bool zstd = b->opts.zstd || m->image.compression == IB_COMPRESS_ZSTD;
+	cleanup_free char *fields = xasprintf("%s\n%s\n%s\n%s\n%s\n%s\n", PACK_KEY_VERSION, top, text_hex, b->output,
+					      zstd ? "zstd" : "none", sign_hex);
+	ib_sha256_update(h, fields, strlen(fields));
+	for (size_t i = 0; i < m->n_stages; i++)
+		ib_sha256_update(h, b->keys[i], IB_KEY_LEN);
+	uint8_t digest[IB_SHA256_LEN];
+	ib_sha256_final(h, digest);
+	ib_hex(digest, sizeof(digest), key);
+	return 0;
+}
+
+/* The digest recorded beside OUTPUT (first word of OUTPUT.sha256), or "" */
+static void read_sidecar(const char *output, char out[IB_SHA256_HEX_LEN + 1])
+{
+	out[0] = '\0';
+	cleanup_free char *path = xasprintf("%s.sha256", output);
+	ib_error_t err = NULL;
+	cleanup_free char *text = ib_read_file(path, NULL, &err);
+	if (text == NULL) {
+		ib_error_free(&err);
+		return;
+	}
+	if (strlen(text) >= IB_SHA256_HEX_LEN) {
+		memcpy(out, text, IB_SHA256_HEX_LEN);
+		out[IB_SHA256_HEX_LEN] = '\0';
+	}
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "name=version" of every installed package in ROOT's dpkg status, sorted. */
+static void installed_packages(const char *root, struct ib_strv *out)
+{
+	cleanup_free char *path = ib_path_join(root, "var/lib/dpkg/status");
+	ib_error_t err = NULL;
+	cleanup_free char *text = ib_read_file(path, NULL, &err);
+	if (text == NULL) {
+		ib_error_free(&err);
+		return;
+	}
+	char *pkg = NULL, *ver = NULL;
+	bool installed = false;
+	char *save = NULL;
+	/* Paragraphs end at an empty line; strtok_r drops those, so a new
+	 * "Package:" line closes the previous paragraph. */
+	for (char *line = strtok_r(text, "\n", &save);; line = strtok_r(NULL, "\n", &save)) {
+		if (line == NULL || strncmp(line, "Package: ", 9) == 0) {
+			if (pkg && ver && installed)
+				ib_strv_push_owned(out, xasprintf("%s=%s", pkg, ver));
+			pkg = ver = NULL;
+			installed = false;
+			if (line == NULL)
+				break;
+			pkg = line + 9;
+		} else if (strncmp(line, "Version: ", 9) == 0) {
+			ver = line + 9;
+		} else if (strncmp(line, "Status: ", 8) == 0) {
+			installed = strstr(line, " installed") != NULL && strstr(line, "not-installed") == NULL;
+		}
+	}
+	if (out->n)
+		qsort(out->v, out->n, sizeof(char *), cmp_strp);
+}
+
+/* Files in ROOT/DIR: "NAME" and its contents (trailing newlines trimmed). */
+static void read_dir_files(const char *root, const char *dir, struct ib_strv *names, struct ib_strv *values)
+{
+	cleanup_free char *path = ib_path_join(root, dir);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return;
+	struct ib_strv found = { 0 };
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			ib_strv_push(&found, e->d_name);
+	closedir(d);
+	if (found.n)
+		qsort(found.v, found.n, sizeof(char *), cmp_strp);
+	for (size_t i = 0; i < found.n; i++) {
+		cleanup_free char *f = ib_path_join(path, found.v[i]);
+		struct stat st;
+		if (lstat(f, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		ib_error_t err = NULL;
+		size_t len = 0;
+		char *text = ib_read_file(f, &len, &err);
+		if (text == NULL) {
+			ib_error_free(&err);
+			continue;
+		}
+		while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+			text[--len] = '\0';
+		ib_strv_push(names, found.v[i]);
+		ib_strv_push_owned(values, text);
+	}
+	ib_strv_free(&found);
+}
+
+static void append(char **buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append(char **buf, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *more = NULL;
+	if (vasprintf(&more, fmt, ap) < 0)
+		ib_die_oom();
+	va_end(ap);
+	char *joined = xasprintf("%s%s", *buf ? *buf : "", more);
+	free(more);
+	free(*buf);
+	*buf = joined;
+}
+
+/* The lock: what exactly went into the image, one "kind name value" line each. */
+static char *make_lock(const struct ib_manifest *m, const char *root)
+{
+	char *lock = xstrdup("");
+	for (size_t i = 0; i < m->n_downloads; i++)
+		append(&lock, "download %s sha256:%s\n", m->downloads[i].name,
+		       m->downloads[i].sha256 ? m->downloads[i].sha256 : "unknown");
+	for (size_t i = 0; i < m->n_sources; i++)
+		append(&lock, "source %s %s\n", m->sources[i].name, m->sources[i].commit);
+	struct ib_strv pkgs = { 0 };
+	installed_packages(root, &pkgs);
+	for (size_t i = 0; i < pkgs.n; i++)
+		append(&lock, "package %s\n", pkgs.v[i]);
+	ib_strv_free(&pkgs);
+	struct ib_strv names = { 0 }, values = { 0 };
+	read_dir_files(root, ".imgbuild/lock.d", &names, &values);
+	for (size_t i = 0; i < names.n; i++) {
+		append(&lock, "# %s\n", names.v[i]);
+		append(&lock, "%s\n", values.v[i]);
+	}
+	ib_strv_free(&names);
+	ib_strv_free(&values);
+	return lock;
+}
+
+static void add_fact(struct ib_strv *keys, struct ib_strv *values, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	for (size_t i = 0; i < keys->n; i++) {
+		if (strcmp(keys->v[i], key) == 0) {
+			free(values->v[i]);
+			values->v[i] = xstrdup(value);
+			return;
+		}
+	}
+	ib_strv_push(keys, key);
+	ib_strv_push(values, value);
+}
+
+static bool reserved_fact(const char *k)
+{
+	if (*k == '\0' || strcmp(k, "name") == 0 || strcmp(k, "builder") == 0 || strcmp(k, "created") == 0 ||
+	    strcmp(k, "archs") == 0)
+		return true;
+	for (; *k; k++)
+		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') || *k == '_' ||
+		      *k == '-'))
+			return true;
+	return false;
+}
+
+/* Facts for facts.toml besides name and archs (pack writes those). */
+static void make_facts(struct ib_build *b, const char *root, struct ib_strv *keys, struct ib_strv *values)
+{
+	const struct ib_manifest *m = b->m;
+	add_fact(keys, values, "distro", m->base.distro);
+	add_fact(keys, values, "suite", m->base.suite);
+	add_fact(keys, values, "gcc", m->toolchain.gcc);
+	add_fact(keys, values, "cuda", m->stack.cuda);
+	add_fact(keys, values, "cudnn", m->stack.cudnn);
+	add_fact(keys, values, "min_driver", m->stack.min_driver);
+	add_fact(keys, values, "torch", m->stack.torch);
+	add_fact(keys, values, "torchvision", m->stack.torchvision);
+	add_fact(keys, values, "python", m->stack.python);
+	add_fact(keys, values, "base_key", b->base_key);
+	for (size_t i = 0; i < m->n_stages; i++) {
+		cleanup_free char *k = xasprintf("stage_key_%s", m->stages[i].name);
+		add_fact(keys, values, k, b->keys[i]);
+	}
+	struct ib_strv names = { 0 }, vals = { 0 };
+	read_dir_files(root, ".imgbuild/facts.d", &names, &vals);
+	for (size_t i = 0; i < names.n; i++) {
+		if (reserved_fact(names.v[i]))
+			ib_log_warn("ignoring /.imgbuild/facts.d/%s: not a plain key or set by imgbuild", names.v[i]);
+		else
+			add_fact(keys, values, names.v[i], vals.v[i]);
+	}
+	ib_strv_free(&names);
+	ib_strv_free(&vals);
+}
+
+/* In the pack child: assemble the read-only root and pack it. Writes the
+ * digest (or "!message") to RESULT_FD. */
+static void __attribute__((noreturn)) pack_child(struct ib_build *b, int result_fd)
+{
+	const struct ib_manifest *m = b->m;
+	ib_error_t err = NULL;
+	const char *root = NULL;
+	char digest[IB_SHA256_HEX_LEN + 1] = "";
+	struct ib_strv fact_keys = { 0 }, fact_values = { 0 };
+	cleanup_free char *lock = NULL;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	setpgid(0, 0);
+	sigset_t none;
+	sigemptyset(&none);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Mounts only in a namespace of our own, gone when this child exits. */
+	if (unshare(CLONE_NEWNS) < 0) {
+		ib_error_errno(&err, errno, "unshare a mount namespace");
+		goto fail;
+	}
+	if (ib_xmount(NULL, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, &err) < 0)
+		goto fail;
+	if (m->n_stages == 0) {
+		if (ib_xmount(NULL, b->base_root, b->mnt, NULL, MS_BIND | MS_REC, NULL, &err) < 0 ||
+		    ib_xmount(NULL, NULL, b->mnt, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL, &err) < 0)
+			goto fail;
+	} else {
+		/* Relative lowerdir paths from the layers folder keep the option
+		 * string under the page-size limit for many more layers. */
+		cleanup_free char *layers = ib_layers_dir(&err);
+		if (layers == NULL || chdir(layers) < 0) {
+			if (err == NULL)
+				ib_error_errno(&err, errno, "chdir '%s'", layers);
+			goto fail;
+		}
+		char *opt = xstrdup("lowerdir=");
+		for (size_t k = m->n_stages; k-- > 0;)
+			append(&opt, "%s/upper:", b->keys[k]);
+		append(&opt, "%s/upper", b->base_key);
+		int r = ib_xmount(NULL, "imgbuild", b->mnt, "overlay", MS_RDONLY, opt, &err);
+		free(opt);
+		if (r < 0)
+			goto fail;
+		if (chdir("/") < 0) {
+			ib_error_errno(&err, errno, "chdir '/'");
+			goto fail;
+		}
+	}
+	root = b->mnt;
+	lock = make_lock(m, root);
+	make_facts(b, root, &fact_keys, &fact_values);
+
+	struct ib_kv *facts = xcalloc(fact_keys.n + 1, sizeof(*facts));
+	for (size_t i = 0; i < fact_keys.n; i++) {
+		facts[i].key = fact_keys.v[i];
+		facts[i].value = fact_values.v[i];
+	}
+	struct ib_pack_meta meta[] = {
+		{ "manifest.toml", m->text, m->text_len },
+		{ "lock", lock, strlen(lock) },
+	};
+	struct ib_pack_opts po;
+	memset(&po, 0, sizeof(po));
+	po.root = root;
+	po.output = b->output;
+	po.epoch = m->image.source_date_epoch;
+	po.compression = (b->opts.zstd || m->image.compression == IB_COMPRESS_ZSTD) ? IB_COMPRESS_ZSTD
+										       : IB_COMPRESS_NONE;
+	po.sign_key = b->opts.sign_key ? b->opts.sign_key : m->image.sign_key;
+	po.name = m->image.name;
+	po.meta = meta;
+	po.n_meta = sizeof(meta) / sizeof(meta[0]);
+	po.facts = facts;
+	po.n_facts = fact_keys.n;
+	po.fact_archs = m->stack.archs.n ? (const char *const *)m->stack.archs.v : NULL;
+	if (ib_pack(&po, digest, &err) < 0)
+		goto fail;
+	write_all(result_fd, digest, strlen(digest));
+	_exit(0);
+fail: {
+	cleanup_free char *msg = xasprintf("!%s", err ? err->msg : "pack failed");
+	write_all(result_fd, msg, strlen(msg));
+	_exit(1);
+}
+}
+
+int ib_build_pack(struct ib_build *b, ib_error_t *err)
+{
+	const struct ib_manifest *m = b->m;
+	if (m->n_stages && b->uppers[m->n_stages - 1] == NULL)
+		return ib_error_set(err, 0, "pack: the last stage has not been built");
+	char key[IB_KEY_LEN + 1];
+	if (pack_key(b, key, err) < 0)
+		return -1;
+	cleanup_free char *packs = ib_cache_subdir("packs", err);
+	if (packs == NULL)
+		return -1;
+	cleanup_free char *record = ib_path_join(packs, key);
+	ib_error_t e2 = NULL;
+	cleanup_free char *recorded = ib_read_file(record, NULL, &e2);
+	ib_error_free(&e2);
+	char sidecar[IB_SHA256_HEX_LEN + 1];
+	read_sidecar(b->output, sidecar);
+	if (recorded && strlen(recorded) >= IB_SHA256_HEX_LEN && sidecar[0] &&
+	    strncmp(recorded, sidecar, IB_SHA256_HEX_LEN) == 0 && ib_path_exists(b->output)) {
+		memcpy(b->digest, sidecar, sizeof(b->digest));
+		b->pack_cached = true;
+		return 0;
+	}
+	if (ensure_base(b, err) < 0 || ib_build_check_interrupt(err) < 0)
+		return -1;
+
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return ib_error_errno(err, errno, "pipe");
+	ib_log_info("packing %s", b->output);
+	double t0 = now_s();
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0) {
+		int saved = errno;
+		close(fds[0]);
+		close(fds[1]);
+		return ib_error_errno(err, saved, "fork");
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		pack_child(b, fds[1]);
+	}
+	setpgid(pid, pid);
+	close(fds[1]);
+	int status = 0;
+	int rc = ib_build_wait_child(pid, &status, err);
+	char buf[4096];
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fds[0], buf + n, sizeof(buf) - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (n == sizeof(buf) - 1)
+			break;
+	}
+	buf[n] = '\0';
+	close(fds[0]);
+	if (rc < 0)
+		return ib_error_wrap(err, "pack");
+	if (buf[0] == '!')
+		return ib_error_set(err, 0, "pack: %s", buf + 1);
+	if (status != 0 || n != IB_SHA256_HEX_LEN)
+		return ib_error_set(err, 0, "pack: the packing process failed (exit status %d)", status);
+	memcpy(b->digest, buf, sizeof(b->digest));
+	cleanup_free char *line = xasprintf("%s\n", b->digest);
+	if (ib_write_file_atomic(record, line, strlen(line), 0644, err) < 0)
+		return -1;
+	b->packed = true;
+	ib_log_info("packed in %.1f s", now_s() - t0);
+	return 0;
+}
+
+/* --- imgbuild shell --- */
+
+int ib_build_shell(struct ib_build *b, size_t index, char *const *argv, int *status, ib_error_t *err)
+{
+	if (index >= b->m->n_stages)
+		return ib_error_usage(err, "no stage %zu", index);
+	for (size_t k = 0; k < index; k++)
+		if (b->uppers[k] == NULL)
+			return ib_error_set(err, 0, "shell: stage '%s' has not been built", b->m->stages[k].name);
+	if (ensure_base(b, err) < 0)
+		return -1;
+	struct stage_env e;
+	if (stage_env_make(b, index, false, &e, err) < 0) {
+		stage_env_free(&e);
+		return -1;
+	}
+	static char *const shell_argv[] = {
+		"/bin/sh", "-c", "if [ -x /bin/bash ]; then exec /bin/bash -i; fi; exec /bin/sh -i", NULL
+	};
+	struct ib_sandbox_spec spec;
+	spec_fill(b, index, &e, &spec);
+	/* No upper: the sandbox puts a throw-away tmpfs over the layers. */
+	spec.argv = argv && argv[0] ? argv : shell_argv;
+	int rc = ib_sandbox_run(&spec, status, err);
+	stage_env_free(&e);
+	return rc;
+}
+
+/* --- the whole build --- */
+
+int ib_build_run(const struct ib_manifest *m, const struct ib_build_opts *opts, ib_error_t *err)
+{
+	double t0 = now_s();
+	struct ib_build *b = ib_build_new(m, opts, err);
+	if (b == NULL)
+		return -1;
+	int rc = ib_build_stages(b, m->n_stages, err);
+	if (rc == 0)
+		rc = ib_build_pack(b, err);
+
+	cleanup_free char *ran = NULL, *cached = NULL;
+	size_t n_ran = 0;
+	for (size_t i = 0; i < m->n_stages; i++) {
+		if (b->uppers[i] == NULL)
+			continue;
+		if (b->ran[i]) {
+			append(&ran, "%s%s", n_ran ? ", " : "", m->stages[i].name);
+			n_ran++;
+		} else {
+			append(&cached, "%s%s", cached ? ", " : "", m->stages[i].name);
+		}
+	}
+	if (rc == 0) {
+		ib_log_info("stages run: %s; cached: %s; base: %s", ran ? ran : "none", cached ? cached : "none",
+			    b->base_ran ? "bootstrapped" : "cached");
+		ib_log_info("image: %s (sha256 %s%s)", b->output, b->digest, b->pack_cached ? ", unchanged" : "");
+		double dt = now_s() - t0;
+		if (n_ran == 0 && !b->base_ran && b->pack_cached)
+			ib_log_info("no-change rebuild: %.2f s", dt);
+		else
+			ib_log_info("build finished in %.2f s", dt);
+	}
+	ib_build_free(b);
+	return rc;
+}

@@ -1,0 +1,68 @@
+#pragma once
+/* The build engine: bootstrap the base, run each stage in the sandbox on top
+ * of the layers before it, cache every result as a layer (layers.h), and pack
+ * the stacked layers into the image. An unchanged manifest runs no stage and,
+ * when the image on disk is the one the cache recorded, does not even pack.
+ *
+ * Signals: ib_build_prepare blocks SIGINT and SIGTERM for the whole build.
+ * The sandbox and ib_build_wait_child read them while a child runs; between
+ * steps ib_build_check_interrupt notices them. Either way the step's child is
+ * killed, its unfinished layer removed, and the build fails with exit code
+ * 130 (SIGINT) or 143 (SIGTERM). */
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "error.h"
+#include "layers.h"
+
+struct ib_manifest;
+
+struct ib_build_opts {
+	const char *output;	/* -o; NULL: the manifest's image.output */
+	const char *sign_key;	/* --sign; NULL: the manifest's image.sign */
+	bool zstd;		/* --zstd: force zstd compression */
+	bool offline;		/* --offline: no network for fetching (stages keep theirs) */
+	const char *build_dir;	/* --build-dir; NULL: $cache/builds/<image name> */
+};
+
+struct ib_build;	/* opaque build state */
+
+/* Computes every key, takes the build dir's lock and blocks SIGINT/SIGTERM.
+ * M must outlive the build. */
+struct ib_build *ib_build_new(const struct ib_manifest *m, const struct ib_build_opts *opts, ib_error_t *err);
+void ib_build_free(struct ib_build *b);
+
+/* The base, then stages [0, UPTO): cached layers are reused, the rest run. */
+int ib_build_stages(struct ib_build *b, size_t upto, ib_error_t *err);
+/* Packs the stacked layers into the output (skipped when the cached digest
+ * matches the output on disk). Needs ib_build_stages(b, n_stages) first. */
+int ib_build_pack(struct ib_build *b, ib_error_t *err);
+/* bootstrap + every stage + pack + a summary line. */
+int ib_build_run(const struct ib_manifest *m, const struct ib_build_opts *opts, ib_error_t *err);
+
+/* Runs ARGV (NULL: an interactive shell) in stage INDEX's sandbox as the
+ * stage would see it, over the layers before it with a throw-away upper.
+ * Needs ib_build_stages(b, index) first. *status gets the command's status. */
+int ib_build_shell(struct ib_build *b, size_t index, char *const *argv, int *status, ib_error_t *err);
+
+/* Index of the stage NAME in M, or -1 with *err set (listing the names). */
+int ib_build_find_stage(const struct ib_manifest *m, const char *name, ib_error_t *err);
+
+/* --- helpers shared with bootstrap.c --- */
+
+/* Waits for PID (a child in its own process group). On SIGINT/SIGTERM it
+ * kills the group (TERM, then KILL after 10 s), reaps it and fails with exit
+ * code 130/143. *status gets the exit status (128+N when killed by N). */
+int ib_build_wait_child(pid_t pid, int *status, ib_error_t *err);
+/* Fails with exit code 130/143 when SIGINT/SIGTERM arrived since the last check. */
+int ib_build_check_interrupt(ib_error_t *err);
+
+/* Copies what a child writes to *WRITE_FD into LOG_FD and, on a terminal,
+ * into a status line "LABEL  m:ss  last line". The caller hands *write_fd to
+ * the child, closes it, then calls ib_output_pump_finish. */
+struct ib_output_pump;
+struct ib_output_pump *ib_output_pump_start(const char *label, int log_fd, int *write_fd, ib_error_t *err);
+void ib_output_pump_finish(struct ib_output_pump *p);
+/* Prints the last N lines of the file at PATH to stderr, each prefixed "  | ". */
+void ib_build_show_tail(const char *path, int n);
