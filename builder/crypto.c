@@ -72,6 +72,12 @@ void ib_sha256_buf(const void *data, size_t len, uint8_t out[IB_SHA256_LEN])
 	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
 }
 
+void ib_sha512_buf(const void *data, size_t len, uint8_t out[IB_SHA512_LEN])
+{
+	unsigned int n = IB_SHA512_LEN;
+	EVP_Digest(data, len, out, &n, EVP_sha512(), NULL);
+}
+
 int ib_sha256_fd(int fd, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
 {
 	cleanup_sha256 struct ib_sha256 *ctx = ib_sha256_new();

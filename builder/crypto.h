@@ -8,6 +8,7 @@
 
 #define IB_SHA256_LEN 32
 #define IB_SHA256_HEX_LEN 64
+#define IB_SHA512_LEN 64
 #define IB_ED25519_PUBLIC_LEN 32
 #define IB_ED25519_SECRET_LEN 64	/* seed || public key, as signify stores it */
 #define IB_ED25519_SIG_LEN 64
@@ -21,6 +22,8 @@ void ib_sha256_cleanup(struct ib_sha256 **ctx);
 #define cleanup_sha256 __attribute__((cleanup(ib_sha256_cleanup)))
 
 void ib_sha256_buf(const void *data, size_t len, uint8_t out[IB_SHA256_LEN]);
+/* For signify's secret key checksum (first 8 bytes of SHA-512 of the key). */
+void ib_sha512_buf(const void *data, size_t len, uint8_t out[IB_SHA512_LEN]);
 /* Hashes a file; hex receives 64 hex digits and a NUL. */
 int ib_sha256_file(const char *path, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err);
 /* Hashes an open fd from its current offset to EOF. */

@@ -67,3 +67,12 @@ ubuntu_archive_answers() {
 	curl -s -m 10 -o /dev/null -I "${IMGBUILD_UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}/dists/bionic/Release"
 }
 finish() { exit "$TEST_FAILED"; }
+# The test signing key is a fixture and is never trusted by default: a test
+# that needs it trusted puts it in a private user trust folder.
+TEST_KEY=$REPO/tests/fixtures/imgbuild-test.sec
+TEST_PUB=$REPO/tests/fixtures/imgbuild-test.pub
+trust_test_key() {
+	export XDG_CONFIG_HOME=$TMP/config
+	mkdir -p "$XDG_CONFIG_HOME/imgbuild/trusted"
+	cp "$TEST_PUB" "$XDG_CONFIG_HOME/imgbuild/trusted/"
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# bench/pack-verify.sh [ROOT] — imgbuild pack/verify throughput against the
+# plain tools, on a page-cached tree. ROOT defaults to a synthetic tree of
+# about 1 GB (BENCH_MB to change), a mix of many small files and a few large
+# ones; a debootstrapped root given as ROOT works too (run as root).
+# Prints median, min and max of RUNS (default 3) runs, and the ratio of the
+# medians (imgbuild / reference; > 1 means imgbuild is faster).
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+IMGBUILD=${IMGBUILD:-$REPO/build/imgbuild}
+RUNS=${RUNS:-3}
+MB=${BENCH_MB:-1024}
+E=1577836800
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgbuild-bench.XXXXXX")
+trap 'rm -rf --one-file-system "$WORK"' EXIT
+
+ROOT=${1:-}
+if [ -z "$ROOT" ]; then
+	ROOT=$WORK/root
+	mkdir -p "$ROOT"
+	# 40% of the bytes in 4 KiB..64 KiB files (like /usr/lib, /usr/share),
+	# 60% in a few 50-200 MB files (like libcudnn, libtorch).
+	python3 - "$ROOT" "$MB" <<'PY'
+import os, random, sys
+root, mb = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(42)
+small = mb * 1024 * 1024 * 4 // 10
+big = mb * 1024 * 1024 - small
+blob = os.urandom(1 << 20)
+n = 0
+d = 0
+while small > 0:
+    if n % 200 == 0:
+        d += 1
+        os.makedirs(f"{root}/usr/lib/d{d}", exist_ok=True)
+    size = rnd.randint(4096, 65536)
+    off = rnd.randint(0, len(blob) - size)
+    with open(f"{root}/usr/lib/d{d}/f{n}.so", "wb") as f:
+        f.write(blob[off:off + size])
+    small -= size
+    n += 1
+os.makedirs(f"{root}/opt/big", exist_ok=True)
+i = 0
+while big > 0:
+    size = min(big, rnd.randint(50, 200) << 20)
+    with open(f"{root}/opt/big/lib{i}.so", "wb") as f:
+        left = size
+        while left > 0:
+            k = min(left, len(blob))
+            f.write(os.urandom(16) + blob[16:k])
+            left -= k
+    big -= size
+    i += 1
+PY
+fi
+BYTES=$(du -sb --apparent-size "$ROOT" | cut -f1)
+FILES=$(find "$ROOT" -type f | wc -l)
+# Warm the page cache.
+find "$ROOT" -type f -print0 | xargs -0 cat >/dev/null
+
+timeit() {	# prints seconds
+	local s e
+	s=$(date +%s.%N)
+	"$@" >/dev/null 2>&1
+	e=$(date +%s.%N)
+	echo "$e - $s" | bc -l
+}
+stats() {	# seconds... -> "median min max"
+	printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.3f %.3f %.3f", a[int((NR+1)/2)], a[1], a[NR]}'
+}
+run() {	# name, command...: RUNS timings
+	local name=$1
+	shift
+	local t=()
+	for _ in $(seq "$RUNS"); do t+=("$(timeit "$@")"); done
+	RESULT[$name]=$(stats "${t[@]}")
+}
+declare -A RESULT
+
+ref_tar() { cd "$ROOT" && tar --sort=name --mtime=@$E --owner=0 --group=0 --numeric-owner -cf - . | sha256sum; }
+ref_zstd() { cd "$ROOT" && tar --sort=name --mtime=@$E --owner=0 --group=0 --numeric-owner -cf - . | zstd -T0 -3 -q -c | sha256sum; }
+
+run pack "$IMGBUILD" -q pack "$ROOT" -o "$WORK/img.tar" --epoch $E
+run tar ref_tar
+# The floor under any pack: writing the image's bytes into a new file (on a VM
+# whose fresh page-cache pages fault to the host, this alone is slow).
+write_floor() { rm -f "$WORK/copy.tar" && cat "$WORK/img.tar" >"$WORK/copy.tar" && rm -f "$WORK/copy.tar"; }
+run floor write_floor
+run verify "$IMGBUILD" -q verify "$WORK/img.tar" --allow-unsigned
+run sha256sum sha256sum "$WORK/img.tar"
+run packzstd "$IMGBUILD" -q pack "$ROOT" -o "$WORK/img.tar.zst" --epoch $E --zstd
+run tarzstd ref_zstd
+run verifyzstd "$IMGBUILD" -q verify "$WORK/img.tar.zst" --allow-unsigned
+
+TAR_BYTES=$(stat -c %s "$WORK/img.tar")
+ZST_BYTES=$(stat -c %s "$WORK/img.tar.zst")
+mbps() { echo "$1 $2" | awk '{printf "%.0f", $1 / 1e6 / $2}'; }
+row() {	# label, key, bytes
+	read -r med min max <<<"${RESULT[$2]}"
+	printf '%-40s %8.3f %8.3f %8.3f %8s\n' "$1" "$med" "$min" "$max" "$(mbps "$3" "$med")"
+}
+ratio() { awk -v a="${RESULT[$1]%% *}" -v b="${RESULT[$2]%% *}" 'BEGIN {printf "%.2fx", b / a}'; }
+
+echo "tree: $ROOT: $FILES files, $((BYTES / 1000000)) MB; image $((TAR_BYTES / 1000000)) MB, zstd $((ZST_BYTES / 1000000)) MB"
+echo "cpus: $(nproc); runs: $RUNS (median, min, max seconds; MB/s of tree bytes for pack, image bytes for verify)"
+printf '%-40s %8s %8s %8s %8s\n' "" median min max "MB/s"
+row "imgbuild pack (all hashing, .sha256)" pack "$BYTES"
+row "tar --sort=name ... | sha256sum" tar "$BYTES"
+row "  (floor: cat IMAGE > new file)" floor "$TAR_BYTES"
+row "imgbuild verify" verify "$TAR_BYTES"
+row "sha256sum IMAGE" sha256sum "$TAR_BYTES"
+row "imgbuild pack --zstd" packzstd "$BYTES"
+row "tar ... | zstd -T0 -3 | sha256sum" tarzstd "$BYTES"
+row "imgbuild verify (zstd image)" verifyzstd "$ZST_BYTES"
+echo "pack vs tar|sha256sum:          $(ratio pack tar)"
+echo "verify vs sha256sum:            $(ratio verify sha256sum)"
+echo "pack --zstd vs tar|zstd -T0 -3: $(ratio packzstd tarzstd)"

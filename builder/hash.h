@@ -1,0 +1,41 @@
+#pragma once
+/* Hashing that keeps the second core busy: a pipe whose thread SHA-256es (and
+ * optionally writes) the blocks handed to it, in order, and a parallel hasher
+ * for many files. Used by pack (outer digest while writing, file digests before
+ * writing) and by verify/unpack (outer digest while parsing). */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "crypto.h"
+#include "error.h"
+
+struct ib_hash_pipe;
+
+/* OUT_FD >= 0: every block is also written there (not owned, from its
+ * current offset 0 on, with pwrite) by writer threads while one thread hashes. BLOCK_SIZE bytes
+ * per block, N_BLOCKS in flight (>= 3 so a reader may keep the last one). */
+struct ib_hash_pipe *ib_hash_pipe_new(int out_fd, size_t block_size, int n_blocks);
+/* Zero-copy: a free block to fill (waits for one); hand it over with _put. */
+void *ib_hash_pipe_get(struct ib_hash_pipe *p, size_t *cap);
+void ib_hash_pipe_put(struct ib_hash_pipe *p, size_t len);
+/* Copying: appends LEN bytes, handing over each block as it fills.
+ * Fails early (with the writer thread's error) once a write has failed. */
+int ib_hash_pipe_write(struct ib_hash_pipe *p, const void *buf, size_t len, ib_error_t *err);
+/* Flushes, waits for the thread and gives the digest of everything; the write
+ * error, if any, is reported here. Total bytes in *total when not NULL. */
+int ib_hash_pipe_finish(struct ib_hash_pipe *p, uint8_t digest[IB_SHA256_LEN], uint64_t *total, ib_error_t *err);
+/* Stops the thread (if still running) and frees. NULL is a no-op. */
+void ib_hash_pipe_free(struct ib_hash_pipe *p);
+void ib_hash_pipe_cleanup(struct ib_hash_pipe **p);
+#define cleanup_hash_pipe __attribute__((cleanup(ib_hash_pipe_cleanup)))
+
+/* Hashes N files (paths relative to DIRFD, opened O_NOFOLLOW) with THREADS
+ * threads (0: one per CPU). DIGESTS[i] and SIZES[i] receive each file's SHA-256
+ * and byte count, read up to the size fstat reports when it is opened. */
+int ib_hash_files(int dirfd, const char *const *paths, size_t n, int threads, uint8_t (*digests)[IB_SHA256_LEN],
+		  int64_t *sizes, ib_error_t *err);
+
+/* Number of CPUs this process may use (at least 1). */
+int ib_hash_ncpus(void);

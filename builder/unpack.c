@@ -1,0 +1,302 @@
+#include "unpack.h"
+#include "archive.h"
+#include "crypto.h"
+#include "hash.h"
+#include "log.h"
+#include "paths.h"
+#include "sign.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Removes the tree at DIRFD/NAME without following symlinks or crossing into
+ * another file system (a mount inside a half-unpacked tree is not ours). */
+static void rm_tree_at(int at, const char *name, dev_t dev)
+{
+	struct stat st;
+	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		unlinkat(at, name, 0);
+		return;
+	}
+	if (st.st_dev != dev)
+		return;
+	fchmodat(at, name, 0700, 0);	/* a 0555 folder from the image */
+	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return;
+	}
+	struct ib_strv names = { 0 };
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			ib_strv_push(&names, de->d_name);
+	for (size_t i = 0; i < names.n; i++)
+		rm_tree_at(dirfd(d), names.v[i], dev);
+	ib_strv_free(&names);
+	closedir(d);
+	unlinkat(at, name, AT_REMOVEDIR);
+}
+
+static void rm_tree(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return;
+	rm_tree_at(AT_FDCWD, path, st.st_dev);
+}
+
+struct src {
+	int fd;
+	struct ib_hash_pipe *pipe;
+	int error;
+	bool eof;
+};
+
+static ssize_t src_read(void *ctx, const void **buf)
+{
+	struct src *s = ctx;
+	if (s->eof)
+		return 0;
+	size_t cap;
+	uint8_t *b = ib_hash_pipe_get(s->pipe, &cap);
+	size_t got = 0;
+	while (got < cap) {
+		ssize_t r = read(s->fd, b + got, cap - got);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			s->error = errno;
+			return -1;
+		}
+		if (r == 0) {
+			s->eof = true;
+			break;
+		}
+		got += (size_t)r;
+	}
+	if (got == 0)
+		return 0;
+	ib_hash_pipe_put(s->pipe, got);
+	*buf = b;
+	return (ssize_t)got;
+}
+
+/* Extracts into the current directory (TMP); fills DIGEST_HEX with the outer
+ * digest of what was read and ROOT_MODE with the root entry's mode. */
+static int extract_here(int fd, char digest_hex[IB_SHA256_HEX_LEN + 1], struct ib_tar_entry *root_out, ib_error_t *err)
+{
+	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new(-1, 4 << 20, 4);
+	struct src s = { .fd = fd, .pipe = pipe };
+	cleanup_archive_reader struct ib_archive_reader *r = ib_archive_reader_new(src_read, &s, err);
+	if (r == NULL)
+		return -1;
+	cleanup_archive_disk struct ib_archive_disk *d = ib_archive_disk_new(geteuid() == 0, err);
+	if (d == NULL)
+		return -1;
+	cleanup_entry_check struct ib_entry_check *chk = ib_entry_check_new();
+	for (;;) {
+		struct ib_tar_entry e;
+		int rc = ib_archive_reader_next(r, &e, err);
+		if (rc < 0)
+			return -1;
+		if (rc == 0)
+			break;
+		const char *norm;
+		if (ib_entry_check(chk, &e, &norm, err) < 0)
+			return -1;
+		if (strcmp(norm, ".") == 0) {
+			*root_out = e;
+			root_out->path = NULL;
+			root_out->link = NULL;
+			root_out->xattrs = NULL;
+			root_out->n_xattrs = 0;
+			continue;
+		}
+		if (ib_archive_disk_extract(d, r, NULL, NULL, err) < 0)
+			return -1;
+	}
+	if (ib_archive_disk_finish(d, err) < 0)
+		return -1;
+	const void *dummy;
+	while (!s.eof && s.error == 0 && src_read(&s, &dummy) > 0)
+		;
+	if (s.error)
+		return ib_error_errno(err, s.error, "read image");
+	uint8_t digest[IB_SHA256_LEN];
+	if (ib_hash_pipe_finish(pipe, digest, NULL, err) < 0)
+		return -1;
+	ib_hex(digest, sizeof(digest), digest_hex);
+	return 0;
+}
+
+static bool empty_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return false;
+	struct dirent *de;
+	bool empty = true;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+			empty = false;
+			break;
+		}
+	closedir(d);
+	return empty;
+}
+
+int ib_unpack(const char *image, const char *dir, const struct ib_verify_opts *opts, bool no_verify, ib_error_t *err)
+{
+	struct stat st;
+	bool dir_existed = false;
+	if (lstat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode) || !empty_dir(dir))
+			return ib_error_usage(err, "unpack: '%s' exists and is not an empty folder", dir);
+		dir_existed = true;
+	}
+	cleanup_fd int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return ib_error_errno(err, errno, "unpack: open '%s'", image);
+	char verified[IB_SHA256_HEX_LEN + 1] = "";
+	if (no_verify) {
+		ib_log_warn("UNPACKING '%s' WITHOUT VERIFYING IT (--no-verify): its digest, signature and listing are "
+			    "NOT checked; only path safety is", image);
+	} else {
+		struct ib_verify_opts vo = opts ? *opts : (struct ib_verify_opts){ 0 };
+		struct ib_verify_report rep;
+		int rc = ib_verify(image, &vo, &rep, err);
+		memcpy(verified, rep.sha256, sizeof(verified));
+		ib_verify_report_free(&rep);
+		if (rc < 0)
+			return ib_error_wrap(err, "unpack: refusing an image that does not verify");
+	}
+
+	size_t l = strlen(dir);
+	while (l > 1 && dir[l - 1] == '/')
+		l--;
+	cleanup_free char *tmp = xasprintf("%.*s.unpack.XXXXXX", (int)l, dir);
+	if (mkdtemp(tmp) == NULL)
+		return ib_error_errno(err, errno, "unpack: make a temporary folder beside '%s'", dir);
+	cleanup_fd int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cwd < 0 || chdir(tmp) < 0) {
+		int e = errno;
+		rm_tree(tmp);
+		return ib_error_errno(err, e, "unpack: enter '%s'", tmp);
+	}
+	char got[IB_SHA256_HEX_LEN + 1];
+	struct ib_tar_entry root = { .type = IB_ENTRY_DIR, .mode = 0755 };
+	int rc = extract_here(fd, got, &root, err);
+	if (fchdir(cwd) < 0 && rc == 0)
+		rc = ib_error_errno(err, errno, "unpack: return to the working folder");
+	if (rc == 0 && verified[0] && strcmp(got, verified) != 0)
+		rc = ib_error_set(err, 0, "'%s' changed between verify and unpack (sha256 %s, verified %s)", image, got, verified);
+	if (rc == 0 && geteuid() == 0 && chown(tmp, (uid_t)root.uid, (gid_t)root.gid) < 0)
+		rc = ib_error_errno(err, errno, "chown '%s'", tmp);
+	if (rc == 0 && chmod(tmp, root.mode & 07777) < 0)
+		rc = ib_error_errno(err, errno, "chmod '%s'", tmp);
+	if (rc == 0 && dir_existed && rmdir(dir) < 0)
+		rc = ib_error_errno(err, errno, "replace the empty folder '%s'", dir);
+	if (rc == 0 && rename(tmp, dir) < 0)
+		rc = ib_error_errno(err, errno, "rename '%s' to '%s'", tmp, dir);
+	if (rc < 0) {
+		rm_tree(tmp);
+		return ib_error_wrap(err, "unpack '%s'", image);
+	}
+	return 0;
+}
+
+static char *stamp_of(const char *image)
+{
+	struct stat st;
+	if (stat(image, &st) < 0)
+		return NULL;
+	return xasprintf("%lld %lld.%09ld %llu\n", (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+			 (unsigned long long)st.st_ino);
+}
+
+/* The cheap check for a cached tree: IMAGE.sha256 names it and, unless
+ * unsigned images are allowed, IMAGE.sig holds for that digest. */
+static int cheap_check(const char *image, const char *hex, const struct ib_verify_opts *opts, ib_error_t *err)
+{
+	cleanup_free char *sig = xasprintf("%s.sig", image);
+	if (!ib_path_exists(sig)) {
+		if (opts && opts->allow_unsigned)
+			return 0;
+		return ib_error_set(err, 0, "'%s' is not signed", image);
+	}
+	struct ib_pubkey *keys = NULL;
+	size_t n = 0;
+	if (ib_sign_trusted_keys(opts ? opts->key : NULL, &keys, &n, err) < 0)
+		return -1;
+	int rc = ib_sign_verify_image(sig, hex, keys, n, NULL, err);
+	ib_pubkey_list_free(keys, n);
+	return rc;
+}
+
+int ib_unpack_cached(const char *image, const struct ib_verify_opts *opts, char **tree_out, ib_error_t *err)
+{
+	char hex[IB_SHA256_HEX_LEN + 1];
+	if (ib_verify_read_sha256_file(image, hex, err) < 0)
+		return ib_error_wrap(err, "unpack '%s'", image);
+	cleanup_free char *images = ib_cache_subdir("images", err);
+	if (images == NULL)
+		return -1;
+	cleanup_free char *key = ib_path_join(images, hex);
+	cleanup_free char *tree = ib_path_join(key, "tree");
+	cleanup_free char *stamp_path = ib_path_join(key, "image.stamp");
+	cleanup_free char *now = stamp_of(image);
+	if (now == NULL)
+		return ib_error_errno(err, errno, "stat '%s'", image);
+
+	if (ib_path_exists(tree)) {
+		if (cheap_check(image, hex, opts, err) < 0)
+			return ib_error_wrap(err, "cached image '%s'", image);
+		size_t len;
+		cleanup_free char *old = ib_read_file(stamp_path, &len, NULL);
+		if (old == NULL || strcmp(old, now) != 0) {
+			/* The file changed since it was cached: verify it again, and
+			 * take the cached tree only if it still has the same digest. */
+			struct ib_verify_opts vo = opts ? *opts : (struct ib_verify_opts){ 0 };
+			vo.quiet = true;
+			struct ib_verify_report rep;
+			int rc = ib_verify(image, &vo, &rep, err);
+			bool same = strcmp(rep.sha256, hex) == 0;
+			ib_verify_report_free(&rep);
+			if (rc < 0)
+				return -1;
+			if (!same)
+				return ib_error_set(err, 0, "'%s' does not match its .sha256", image);
+			ib_write_file_atomic(stamp_path, now, strlen(now), 0644, NULL);
+		}
+		*tree_out = steal_pointer(&tree);
+		return 0;
+	}
+	if (ib_mkdir_p(key, 0755, err) < 0)
+		return -1;
+	struct ib_verify_opts vo = opts ? *opts : (struct ib_verify_opts){ 0 };
+	vo.quiet = true;
+	if (ib_unpack(image, tree, &vo, false, err) < 0) {
+		/* Another process may have won the race to the same digest. */
+		if (ib_path_exists(tree) && !empty_dir(tree)) {
+			ib_error_free(err);
+			*tree_out = steal_pointer(&tree);
+			return 0;
+		}
+		return -1;
+	}
+	if (ib_write_file_atomic(stamp_path, now, strlen(now), 0644, err) < 0)
+		return -1;
+	*tree_out = steal_pointer(&tree);
+	return 0;
+}

@@ -1,0 +1,790 @@
+#include "verify.h"
+#include "hash.h"
+#include "log.h"
+#include "pack.h"
+#include "sign.h"
+#include "toml.h"
+#include "util.h"
+
+#if __has_include("driver.h")
+#include "driver.h"
+#define HAVE_DRIVER_H 1
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------------- a set of strings (open addressing) ---------------- */
+
+struct strset {
+	char **slot;
+	unsigned char *kind;
+	size_t cap, n;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static void strset_put(struct strset *s, const char *key, unsigned char kind);
+
+static void strset_grow(struct strset *s)
+{
+	struct strset bigger = { 0 };
+	bigger.cap = s->cap ? s->cap * 2 : 1024;
+	bigger.slot = xcalloc(bigger.cap, sizeof(char *));
+	bigger.kind = xcalloc(bigger.cap, 1);
+	for (size_t i = 0; i < s->cap; i++)
+		if (s->slot[i]) {
+			size_t j = hash_str(s->slot[i]) & (bigger.cap - 1);
+			while (bigger.slot[j])
+				j = (j + 1) & (bigger.cap - 1);
+			bigger.slot[j] = s->slot[i];
+			bigger.kind[j] = s->kind[i];
+			bigger.n++;
+		}
+	free(s->slot);
+	free(s->kind);
+	*s = bigger;
+}
+
+static void strset_put(struct strset *s, const char *key, unsigned char kind)
+{
+	if ((s->n + 1) * 2 > s->cap)
+		strset_grow(s);
+	size_t j = hash_str(key) & (s->cap - 1);
+	while (s->slot[j]) {
+		if (strcmp(s->slot[j], key) == 0) {
+			s->kind[j] = kind;
+			return;
+		}
+		j = (j + 1) & (s->cap - 1);
+	}
+	s->slot[j] = xstrdup(key);
+	s->kind[j] = kind;
+	s->n++;
+}
+
+/* The kind stored for KEY, 0 when absent. */
+static unsigned char strset_get(const struct strset *s, const char *key)
+{
+	if (s->cap == 0)
+		return 0;
+	size_t j = hash_str(key) & (s->cap - 1);
+	while (s->slot[j]) {
+		if (strcmp(s->slot[j], key) == 0)
+			return s->kind[j];
+		j = (j + 1) & (s->cap - 1);
+	}
+	return 0;
+}
+
+static void strset_free(struct strset *s)
+{
+	for (size_t i = 0; i < s->cap; i++)
+		free(s->slot[i]);
+	free(s->slot);
+	free(s->kind);
+	memset(s, 0, sizeof(*s));
+}
+
+/* ---------------- entry safety ---------------- */
+
+struct ib_entry_check {
+	struct strset seen;	/* normalised path -> 'd' 'f' 'l' 'h' */
+	char *prev;
+	char *norm;
+	char *link_norm;
+};
+
+struct ib_entry_check *ib_entry_check_new(void)
+{
+	return xcalloc(1, sizeof(struct ib_entry_check));
+}
+
+void ib_entry_check_free(struct ib_entry_check *c)
+{
+	if (c == NULL)
+		return;
+	strset_free(&c->seen);
+	free(c->prev);
+	free(c->norm);
+	free(c->link_norm);
+	free(c);
+}
+
+void ib_entry_check_cleanup(struct ib_entry_check **c)
+{
+	ib_entry_check_free(*c);
+}
+
+/* "." or "./a/b" from a stored name; NULL when it is not a clean relative path. */
+static char *normalise(const char *path, const char **why)
+{
+	size_t n = strlen(path);
+	if (n == 0) {
+		*why = "empty name";
+		return NULL;
+	}
+	if (path[0] == '/') {
+		*why = "absolute path";
+		return NULL;
+	}
+	if (strcmp(path, ".") == 0 || strcmp(path, "./") == 0)
+		return xstrdup(".");
+	if (n < 3 || path[0] != '.' || path[1] != '/') {
+		*why = "name not below ./";
+		return NULL;
+	}
+	char *out = xstrdup(path);
+	if (n > 2 && out[n - 1] == '/')
+		out[--n] = '\0';
+	/* Components after "./": none empty, ".", or "..". */
+	const char *p = out + 2;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) {
+			*why = len == 2 ? "'..' in path" : "empty or '.' component in path";
+			free(out);
+			return NULL;
+		}
+		if (!slash)
+			break;
+		p = slash + 1;
+	}
+	return out;
+}
+
+int ib_entry_check(struct ib_entry_check *c, const struct ib_tar_entry *e, const char **norm_out, ib_error_t *err)
+{
+	const char *why = NULL;
+	free(c->norm);
+	c->norm = normalise(e->path, &why);
+	if (c->norm == NULL)
+		return ib_error_set(err, 0, "unsafe entry '%s': %s", e->path, why);
+	const char *norm = c->norm;
+	if (e->type == IB_ENTRY_OTHER) {
+		const char *what = S_ISCHR(e->filetype) ? "character device" : S_ISBLK(e->filetype) ? "block device"
+				 : S_ISFIFO(e->filetype) ? "fifo" : S_ISSOCK(e->filetype) ? "socket" : "special file";
+		return ib_error_set(err, 0, "unsafe entry '%s': %s", norm, what);
+	}
+	if (c->prev) {
+		int cmp = strcmp(norm, c->prev);
+		if (cmp == 0)
+			return ib_error_set(err, 0, "duplicate entry '%s'", norm);
+		if (cmp < 0)
+			return ib_error_set(err, 0, "entry '%s' out of order (after '%s'): images are sorted", norm, c->prev);
+	} else if (strcmp(norm, ".") != 0) {
+		return ib_error_set(err, 0, "first entry is '%s', not the root './'", norm);
+	}
+	if (strcmp(norm, ".") == 0) {
+		if (e->type != IB_ENTRY_DIR)
+			return ib_error_set(err, 0, "unsafe entry '.': the root is not a folder");
+	} else {
+		/* Every entry sits in a folder entry seen before: an entry below a
+		 * symlink (symlink, then a file through it) is refused here. */
+		char *slash = strrchr(c->norm, '/');
+		*slash = '\0';
+		unsigned char parent = strset_get(&c->seen, c->norm);
+		char parent_copy[64];
+		snprintf(parent_copy, sizeof(parent_copy), "%s", c->norm);
+		*slash = '/';
+		if (parent == 'l')
+			return ib_error_set(err, 0, "unsafe entry '%s': below a symlink ('%s'...)", norm, parent_copy);
+		if (parent != 'd')
+			return ib_error_set(err, 0, "unsafe entry '%s': its folder is not an earlier folder entry", norm);
+	}
+	if (e->type == IB_ENTRY_HARDLINK) {
+		free(c->link_norm);
+		c->link_norm = e->link ? normalise(e->link, &why) : NULL;
+		if (c->link_norm == NULL)
+			return ib_error_set(err, 0, "unsafe entry '%s': hard link to '%s' (%s)", norm, e->link ? e->link : "",
+					    e->link ? why : "no target");
+		if (strset_get(&c->seen, c->link_norm) != 'f')
+			return ib_error_set(err, 0, "unsafe entry '%s': hard link to '%s', which is not an earlier file of the image",
+					    norm, c->link_norm);
+		if (e->size != 0)
+			return ib_error_set(err, 0, "unsafe entry '%s': hard link with content", norm);
+	}
+	if ((e->type == IB_ENTRY_DIR || e->type == IB_ENTRY_SYMLINK) && e->size != 0)
+		return ib_error_set(err, 0, "entry '%s': a folder or symlink with content", norm);
+	unsigned char kind = e->type == IB_ENTRY_DIR ? 'd' : e->type == IB_ENTRY_FILE ? 'f' : e->type == IB_ENTRY_SYMLINK ? 'l' : 'h';
+	strset_put(&c->seen, norm, kind);
+	free(c->prev);
+	c->prev = xstrdup(norm);
+	if (norm_out)
+		*norm_out = norm;
+	return 0;
+}
+
+/* ---------------- the stream ---------------- */
+
+struct seen_entry {
+	char *path;
+	char type;
+	unsigned mode;
+	int64_t uid, gid, size;
+	char sha256[IB_SHA256_HEX_LEN + 1];
+	char *target;
+};
+
+struct state {
+	struct ib_verify_report *rep;
+	struct seen_entry *v;
+	size_t n, cap;
+	char *listing;
+	size_t listing_len;
+	bool have_listing;
+	char *facts;
+	size_t facts_len;
+	bool have_facts;
+	size_t entry_failures;
+};
+
+static void fail(struct ib_verify_report *rep, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct ib_verify_report *rep, const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		ib_die_oom();
+	va_end(ap);
+	ib_strv_push_owned(&rep->failures, s);
+}
+
+/* Per-entry failures: the first 20 are named, the rest counted. */
+static void entry_fail(struct state *st, const char *msg)
+{
+	if (st->entry_failures++ < 20)
+		fail(st->rep, "%s", msg);
+}
+
+#define LISTING_MAX ((size_t)512 << 20)
+#define FACTS_MAX ((size_t)1 << 20)
+
+static void capture(char **buf, size_t *len, const void *data, size_t n)
+{
+	*buf = xrealloc(*buf, *len + n + 1);
+	memcpy(*buf + *len, data, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+}
+
+static void state_free(struct state *st)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		free(st->v[i].path);
+		free(st->v[i].target);
+	}
+	free(st->v);
+	free(st->listing);
+	free(st->facts);
+}
+
+/* Parses the archive from SOURCE: every entry checked for safety and hashed.
+ * Failures go to st->rep; returns after the end (or the first read error). */
+static void read_entries(struct state *st, ib_archive_source_fn source, void *ctx)
+{
+	ib_error_t err = NULL;
+	cleanup_entry_check struct ib_entry_check *chk = ib_entry_check_new();
+	struct ib_archive_reader *r = ib_archive_reader_new(source, ctx, &err);
+	if (r == NULL) {
+		fail(st->rep, "not a readable image: %s", err->msg);
+		ib_error_free(&err);
+		return;
+	}
+	struct ib_sha256 *sha = NULL;
+	for (;;) {
+		struct ib_tar_entry e;
+		int rc = ib_archive_reader_next(r, &e, &err);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			fail(st->rep, "image is truncated or corrupt: %s", err->msg);
+			ib_error_free(&err);
+			break;
+		}
+		st->rep->entries++;
+		const char *norm = NULL;
+		bool safe = ib_entry_check(chk, &e, &norm, &err) == 0;
+		if (!safe) {
+			entry_fail(st, err->msg);
+			ib_error_free(&err);
+		}
+		bool is_listing = safe && strcmp(norm, "./.imgbuild/listing") == 0 && e.type == IB_ENTRY_FILE;
+		bool is_facts = safe && strcmp(norm, "./.imgbuild/facts.toml") == 0 && e.type == IB_ENTRY_FILE;
+		struct seen_entry se = { 0 };
+		if (safe && !is_listing) {
+			se.path = xstrdup(norm);
+			se.type = e.type == IB_ENTRY_FILE ? 'f' : e.type == IB_ENTRY_DIR ? 'd' : e.type == IB_ENTRY_SYMLINK ? 'l' : 'h';
+			se.mode = (unsigned)e.mode;
+			se.uid = e.uid;
+			se.gid = e.gid;
+			se.size = e.type == IB_ENTRY_FILE ? e.size : 0;
+			if (e.type == IB_ENTRY_HARDLINK) {
+				const char *why;
+				se.target = normalise(e.link, &why);
+			} else if (e.type == IB_ENTRY_SYMLINK) {
+				se.target = xstrdup(e.link);
+			}
+		}
+		if (is_listing)
+			st->have_listing = true;
+		if (is_facts)
+			st->have_facts = true;
+		if (e.type == IB_ENTRY_FILE) {
+			st->rep->files++;
+			sha = ib_sha256_new();
+			int64_t got = 0;
+			bool too_big = false;
+			for (;;) {
+				const void *buf;
+				size_t len;
+				int d = ib_archive_reader_data(r, &buf, &len, &err);
+				if (d < 0) {
+					fail(st->rep, "image is truncated or corrupt at '%s': %s", e.path, err->msg);
+					ib_error_free(&err);
+					ib_sha256_free(sha);
+					free(se.path);
+					free(se.target);
+					goto out;
+				}
+				if (d == 0)
+					break;
+				ib_sha256_update(sha, buf, len);
+				got += (int64_t)len;
+				if (is_listing && !too_big) {
+					if (st->listing_len + len > LISTING_MAX)
+						too_big = true;
+					else
+						capture(&st->listing, &st->listing_len, buf, len);
+				}
+				if (is_facts && !too_big) {
+					if (st->facts_len + len > FACTS_MAX)
+						too_big = true;
+					else
+						capture(&st->facts, &st->facts_len, buf, len);
+				}
+			}
+			st->rep->bytes += (uint64_t)got;
+			uint8_t d[IB_SHA256_LEN];
+			ib_sha256_final(sha, d);
+			ib_sha256_free(sha);
+			sha = NULL;
+			ib_hex(d, sizeof(d), se.sha256);
+			if (too_big)
+				entry_fail(st, is_listing ? "the listing is too large" : "facts.toml is too large");
+			if (got != e.size)
+				entry_fail(st, "an entry's content is shorter than its header says");
+		}
+		if (se.path) {
+			if (st->n == st->cap) {
+				st->cap = st->cap ? st->cap * 2 : 1024;
+				st->v = xrealloc(st->v, st->cap * sizeof(*st->v));
+			}
+			st->v[st->n++] = se;
+		}
+	}
+out:
+	ib_archive_reader_free(r);
+}
+
+static const char *type_name(char t)
+{
+	return t == 'f' ? "file" : t == 'd' ? "folder" : t == 'l' ? "symlink" : "hard link";
+}
+
+/* Both sides are sorted by path: a merge names what is missing, extra or different. */
+static void compare_listing(struct state *st)
+{
+	if (!st->have_listing) {
+		fail(st->rep, "the image has no ./.imgbuild/listing");
+		return;
+	}
+	if (st->listing_len < strlen(IB_LISTING_HEADER) || memcmp(st->listing, IB_LISTING_HEADER, strlen(IB_LISTING_HEADER)) != 0) {
+		fail(st->rep, "the listing does not start with '%.*s'", (int)strlen(IB_LISTING_HEADER) - 1, IB_LISTING_HEADER);
+		return;
+	}
+	const char *p = st->listing + strlen(IB_LISTING_HEADER), *end = st->listing + st->listing_len;
+	size_t i = 0, lineno = 1;
+	char *prev = NULL;
+	while (p < end || i < st->n) {
+		struct ib_listing_entry le = { 0 };
+		bool have_le = false;
+		if (p < end) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			if (nl == NULL) {
+				fail(st->rep, "the listing's last line has no newline");
+				break;
+			}
+			lineno++;
+			ib_error_t err = NULL;
+			if (ib_listing_parse_line(p, (size_t)(nl - p), &le, &err) < 0) {
+				fail(st->rep, "the listing's line %zu is malformed: %s", lineno, err->msg);
+				ib_error_free(&err);
+				break;
+			}
+			p = nl + 1;
+			if (prev && strcmp(le.path, prev) <= 0) {
+				fail(st->rep, "the listing is not sorted or lists '%s' twice", le.path);
+				ib_listing_entry_free(&le);
+				break;
+			}
+			free(prev);
+			prev = xstrdup(le.path);
+			have_le = true;
+		}
+		/* Entries before this listing line are extra. */
+		while (i < st->n && (!have_le || strcmp(st->v[i].path, le.path) < 0)) {
+			char msg[512];
+			snprintf(msg, sizeof(msg), "'%s' is in the image but not in the listing", st->v[i].path);
+			entry_fail(st, msg);
+			i++;
+		}
+		if (!have_le)
+			break;
+		if (i == st->n || strcmp(st->v[i].path, le.path) > 0) {
+			char msg[512];
+			snprintf(msg, sizeof(msg), "'%s' is in the listing but missing from the image", le.path);
+			entry_fail(st, msg);
+			ib_listing_entry_free(&le);
+			continue;
+		}
+		struct seen_entry *s = &st->v[i++];
+		char msg[768];
+		msg[0] = '\0';
+		if (s->type != le.type)
+			snprintf(msg, sizeof(msg), "'%s' is a %s, the listing says %s", s->path, type_name(s->type), type_name(le.type));
+		else if (s->type == 'f' && strcmp(s->sha256, le.sha256) != 0)
+			snprintf(msg, sizeof(msg), "'%s': content differs from the listing (sha256 %.16s..., listed %.16s...)", s->path,
+				 s->sha256, le.sha256);
+		else if (s->size != le.size)
+			snprintf(msg, sizeof(msg), "'%s': size %lld, listed %lld", s->path, (long long)s->size, (long long)le.size);
+		else if (s->mode != le.mode)
+			snprintf(msg, sizeof(msg), "'%s': mode %04o, listed %04o", s->path, s->mode, le.mode);
+		else if (s->uid != le.uid || s->gid != le.gid)
+			snprintf(msg, sizeof(msg), "'%s': owner %lld:%lld, listed %lld:%lld", s->path, (long long)s->uid,
+				 (long long)s->gid, (long long)le.uid, (long long)le.gid);
+		else if ((s->target == NULL) != (le.target == NULL) || (s->target && strcmp(s->target, le.target) != 0))
+			snprintf(msg, sizeof(msg), "'%s': link target differs from the listing", s->path);
+		if (msg[0])
+			entry_fail(st, msg);
+		ib_listing_entry_free(&le);
+	}
+	free(prev);
+}
+
+static char *toml_str(const struct ib_toml_value *t, const char *key)
+{
+	const struct ib_toml_value *v = ib_toml_get(t, key);
+	if (v == NULL)
+		return NULL;
+	if (v->type == IB_TOML_STRING)
+		return xstrndup(v->u.str, strlen(v->u.str));
+	if (v->type == IB_TOML_INTEGER)
+		return xasprintf("%lld", (long long)v->u.integer);
+	if (v->type == IB_TOML_ARRAY) {
+		char *out = xstrdup("");
+		for (size_t i = 0; i < v->len; i++) {
+			const struct ib_toml_value *it = v->items[i];
+			if (it->type != IB_TOML_STRING)
+				continue;
+			char *next = xasprintf("%s%s%s", out, *out ? " " : "", it->u.str);
+			free(out);
+			out = next;
+		}
+		return out;
+	}
+	return NULL;
+}
+
+static void read_facts(struct state *st)
+{
+	if (!st->have_facts) {
+		fail(st->rep, "the image has no ./.imgbuild/facts.toml");
+		return;
+	}
+	ib_error_t err = NULL;
+	struct ib_toml_value *t = ib_toml_parse(st->facts ? st->facts : "", st->facts_len, "facts.toml", &err);
+	if (t == NULL) {
+		fail(st->rep, "facts.toml does not parse: %s", err->msg);
+		ib_error_free(&err);
+		return;
+	}
+	st->rep->name = toml_str(t, "name");
+	st->rep->builder = toml_str(t, "builder");
+	st->rep->cuda = toml_str(t, "cuda");
+	st->rep->archs = toml_str(t, "archs");
+	st->rep->min_driver = toml_str(t, "min_driver");
+	st->rep->torch = toml_str(t, "torch");
+	ib_toml_free(t);
+}
+
+void ib_verify_report_free(struct ib_verify_report *r)
+{
+	if (r == NULL)
+		return;
+	free(r->name), free(r->builder), free(r->cuda), free(r->archs), free(r->min_driver), free(r->torch);
+	free(r->signer);
+	ib_strv_free(&r->failures);
+	memset(r, 0, sizeof(*r));
+}
+
+static int verdict(struct ib_verify_report *rep, const char *what, ib_error_t *err)
+{
+	if (rep->failures.n == 0)
+		return 0;
+	return ib_error_set(err, 0, "verify '%s': %s%s", what, rep->failures.v[0],
+			    rep->failures.n > 1 ? " (and more, see the report)" : "");
+}
+
+/* ---------------- memory source (fuzzer) ---------------- */
+
+struct mem_source {
+	const uint8_t *data;
+	size_t len, off;
+};
+
+static ssize_t mem_read(void *ctx, const void **buf)
+{
+	struct mem_source *m = ctx;
+	size_t n = m->len - m->off;
+	if (n > 65536)
+		n = 65536;
+	*buf = m->data + m->off;
+	m->off += n;
+	return (ssize_t)n;
+}
+
+int ib_verify_memory(const void *data, size_t len, struct ib_verify_report *rep_out, ib_error_t *err)
+{
+	struct ib_verify_report local = { 0 };
+	struct ib_verify_report *rep = rep_out ? rep_out : &local;
+	memset(rep, 0, sizeof(*rep));
+	struct state st = { .rep = rep };
+	struct mem_source m = { data, len, 0 };
+	read_entries(&st, mem_read, &m);
+	compare_listing(&st);
+	read_facts(&st);
+	if (st.entry_failures > 20)
+		fail(rep, "... and %zu more entry failures", st.entry_failures - 20);
+	state_free(&st);
+	int rc = verdict(rep, "memory", err);
+	ib_verify_report_free(&local);
+	return rc;
+}
+
+/* ---------------- file source: one read, the outer hash on the pipe thread ---------------- */
+
+struct file_source {
+	int fd;
+	struct ib_hash_pipe *pipe;
+	int error;
+	bool eof;
+};
+
+static ssize_t file_read(void *ctx, const void **buf)
+{
+	struct file_source *f = ctx;
+	if (f->eof)
+		return 0;
+	size_t cap;
+	uint8_t *b = ib_hash_pipe_get(f->pipe, &cap);
+	size_t got = 0;
+	while (got < cap) {
+		ssize_t r = read(f->fd, b + got, cap - got);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			f->error = errno;
+			return -1;
+		}
+		if (r == 0) {
+			f->eof = true;
+			break;
+		}
+		got += (size_t)r;
+	}
+	if (got == 0)
+		return 0;
+	ib_hash_pipe_put(f->pipe, got);
+	*buf = b;
+	return (ssize_t)got;
+}
+
+int ib_verify_read_sha256_file(const char *image, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
+{
+	cleanup_free char *path = xasprintf("%s.sha256", image);
+	size_t len;
+	cleanup_free char *text = ib_read_file(path, &len, err);
+	if (text == NULL)
+		return -1;
+	if (len < IB_SHA256_HEX_LEN + 3 || text[IB_SHA256_HEX_LEN] != ' ')
+		return ib_error_set(err, 0, "'%s' is not in sha256sum format", path);
+	for (int i = 0; i < IB_SHA256_HEX_LEN; i++)
+		if (!strchr("0123456789abcdef", text[i]) || text[i] == '\0')
+			return ib_error_set(err, 0, "'%s' is not in sha256sum format", path);
+	memcpy(hex, text, IB_SHA256_HEX_LEN);
+	hex[IB_SHA256_HEX_LEN] = '\0';
+	return 0;
+}
+
+static void print_report(const char *image, const struct ib_verify_report *rep, const char *sig_note)
+{
+	printf("image:     %s\n", image);
+	printf("sha256:    %s\n", rep->sha256);
+	printf("name:      %s\n", rep->name ? rep->name : "?");
+	printf("builder:   %s\n", rep->builder ? rep->builder : "?");
+	printf("cuda:      %s\n", rep->cuda ? rep->cuda : "-");
+	printf("archs:     %s\n", rep->archs ? rep->archs : "-");
+	printf("min driver: %s\n", rep->min_driver ? rep->min_driver : "-");
+	if (rep->torch)
+		printf("torch:     %s\n", rep->torch);
+	printf("signer:    %s\n", sig_note);
+	printf("entries:   %llu (%llu files, %.1f MiB)\n", (unsigned long long)rep->entries, (unsigned long long)rep->files,
+	       (double)rep->bytes / (1024.0 * 1024.0));
+	for (size_t i = 0; i < rep->failures.n; i++)
+		printf("FAIL: %s\n", rep->failures.v[i]);
+	printf("verdict:   %s\n", rep->failures.n ? "FAILED" : "OK");
+	fflush(stdout);
+}
+
+/* --host: can this host run the image? Its driver against the image's
+ * min_driver, its GPUs against the archs (driver.h, `imgbuild driver`). */
+static void host_check(struct ib_verify_report *rep, bool quiet)
+{
+#ifdef HAVE_DRIVER_H
+	struct ib_driver d = { 0 };
+	ib_error_t e = NULL;
+	if (ib_driver_discover(&d, &e) < 0 || ib_driver_check_present(&d, rep->min_driver, &e) < 0) {
+		fail(rep, "host: %s", e->msg);
+		ib_error_free(&e);
+		ib_driver_free(&d);
+		return;
+	}
+	if (rep->archs && *rep->archs) {
+		struct ib_gpu *gpus = NULL;
+		size_t n = 0;
+		struct ib_strv archs = { 0 };
+		cleanup_free char *copy = xstrdup(rep->archs);
+		for (char *save = NULL, *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save))
+			ib_strv_push(&archs, t);
+		if (ib_driver_query_gpus(&d, &gpus, &n, &e) < 0 ||
+		    ib_driver_check_archs(gpus, n, (const char *const *)archs.v, archs.n, false, &e) < 0) {
+			fail(rep, "host: %s", e->msg);
+			ib_error_free(&e);
+		}
+		free(gpus);
+		ib_strv_free(&archs);
+	}
+	if (!quiet)
+		printf("host:      driver %s%s\n", d.version ? d.version : "?", rep->min_driver ? " (checked against min driver)" : "");
+	ib_driver_free(&d);
+#else
+	(void)rep;
+	if (!quiet)
+		printf("host check: see imgbuild driver\n");
+#endif
+}
+
+int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_verify_report *rep_out, ib_error_t *err)
+{
+	static const struct ib_verify_opts defaults = { 0 };
+	if (opts == NULL)
+		opts = &defaults;
+	struct ib_verify_report local = { 0 };
+	struct ib_verify_report *rep = rep_out ? rep_out : &local;
+	memset(rep, 0, sizeof(*rep));
+
+	cleanup_fd int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return ib_error_errno(err, errno, "verify: open '%s'", image);
+	struct stat sb;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return ib_error_set(err, 0, "verify: '%s' is not a regular file", image);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+
+	/* One read of the image: 4 MiB blocks go to libarchive and, in the same
+	 * order, to the pipe's thread for the outer SHA-256. */
+	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new(-1, 4 << 20, 4);
+	struct file_source src = { .fd = fd, .pipe = pipe };
+	struct state st = { .rep = rep };
+	read_entries(&st, file_read, &src);
+	/* Whatever libarchive left unread (after an error) still counts for the digest. */
+	const void *dummy;
+	while (!src.eof && src.error == 0 && file_read(&src, &dummy) > 0)
+		;
+	if (src.error)
+		fail(rep, "read '%s': %s", image, strerror(src.error));
+	uint8_t digest[IB_SHA256_LEN];
+	ib_error_t e2 = NULL;
+	if (ib_hash_pipe_finish(pipe, digest, NULL, &e2) < 0) {
+		fail(rep, "%s", e2->msg);
+		ib_error_free(&e2);
+	}
+	ib_hex(digest, sizeof(digest), rep->sha256);
+	compare_listing(&st);
+	read_facts(&st);
+	if (st.entry_failures > 20)
+		fail(rep, "... and %zu more entry failures", st.entry_failures - 20);
+	state_free(&st);
+
+	/* The outer digest. */
+	char want[IB_SHA256_HEX_LEN + 1];
+	if (ib_verify_read_sha256_file(image, want, &e2) < 0) {
+		fail(rep, "outer sha256: %s", e2->msg);
+		ib_error_free(&e2);
+	} else if (strcmp(want, rep->sha256) != 0) {
+		fail(rep, "outer sha256: the image's digest %s does not match %s.sha256 (%s)", rep->sha256, image, want);
+	}
+
+	/* The signature, over "SHA256 (NAME) = HEX" of the digest just computed. */
+	cleanup_free char *sig_path = xasprintf("%s.sig", image);
+	cleanup_free char *sig_note = NULL;
+	if (!ib_path_exists(sig_path)) {
+		if (opts->allow_unsigned) {
+			sig_note = xstrdup("none (unsigned image allowed by --allow-unsigned)");
+		} else {
+			sig_note = xstrdup("none");
+			fail(rep, "signature: the image is not signed (%s is missing; --allow-unsigned accepts that)", sig_path);
+		}
+	} else {
+		struct ib_pubkey *keys = NULL;
+		size_t nkeys = 0;
+		if (ib_sign_trusted_keys(opts->key, &keys, &nkeys, &e2) < 0) {
+			fail(rep, "signature: %s", e2->msg);
+			ib_error_free(&e2);
+			sig_note = xstrdup("? (no key)");
+		} else {
+			const struct ib_pubkey *signer = NULL;
+			if (ib_sign_verify_image(sig_path, rep->sha256, keys, nkeys, &signer, &e2) < 0) {
+				fail(rep, "signature: %s", e2->msg);
+				ib_error_free(&e2);
+				sig_note = xstrdup("NOT VERIFIED");
+			} else {
+				char kn[2 * IB_SIGN_KEYNUM_LEN + 1];
+				ib_hex(signer->keynum, IB_SIGN_KEYNUM_LEN, kn);
+				rep->signer = xstrdup(signer->path);
+				sig_note = xasprintf("%s (keynum %s)", signer->path, kn);
+			}
+		}
+		ib_pubkey_list_free(keys, nkeys);
+	}
+	if (opts->host)
+		host_check(rep, opts->quiet);
+	if (!opts->quiet)
+		print_report(image, rep, sig_note);
+	int rc = verdict(rep, image, err);
+	ib_verify_report_free(&local);
+	return rc;
+}

@@ -1,0 +1,56 @@
+#pragma once
+/* Checks an image before anything trusts it: the outer digest (IMAGE.sha256),
+ * the signature (IMAGE.sig against trusted keys), every entry against the
+ * listing, and that no entry could escape the folder it is unpacked into.
+ * The image is streamed once; a second thread computes the outer digest while
+ * this one parses and hashes entry contents. */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "archive.h"
+#include "crypto.h"
+#include "error.h"
+
+struct ib_verify_opts {
+	const char *key;	/* the one trusted public key; NULL: ib_data_dir()/keys and ib_user_trust_dir() */
+	bool allow_unsigned;	/* an image without IMAGE.sig passes (a bad signature still fails) */
+	bool host;		/* also check the host driver against the image (see imgbuild driver) */
+	bool quiet;		/* print no report */
+};
+
+struct ib_verify_report {
+	char sha256[IB_SHA256_HEX_LEN + 1];	/* of the image file as read */
+	char *name, *builder, *cuda, *archs, *min_driver, *torch;	/* from facts.toml; NULL when absent */
+	char *signer;		/* public key path, NULL when unsigned */
+	uint64_t entries, files, bytes;
+	struct ib_strv failures;	/* one line per failed check */
+};
+void ib_verify_report_free(struct ib_verify_report *r);
+
+/* Returns 0 when every check holds; -1 otherwise, with *err naming the first
+ * failure (all of them are in REP->failures). REP may be NULL. Prints the
+ * report to stdout unless opts->quiet. */
+int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_verify_report *rep, ib_error_t *err);
+
+/* The reader path alone (no outer digest or signature): parses a tar image in
+ * memory, checks entry safety and the listing. For the fuzzer and tests. */
+int ib_verify_memory(const void *data, size_t len, struct ib_verify_report *rep, ib_error_t *err);
+
+/* --- entry safety, shared with unpack --- */
+
+/* Feed entries in archive order; each must be below "./" (no absolute path, no
+ * "..", no empty or "." component), strictly after the previous one (so no
+ * duplicates), inside a folder entry seen before (so never through a symlink),
+ * a file, folder, symlink or hard link (no devices, fifos, sockets), and a hard
+ * link must name a file entry seen before. */
+struct ib_entry_check;
+struct ib_entry_check *ib_entry_check_new(void);
+/* 0 when safe, with *NORM (when not NULL) the path as the listing writes it
+ * ("." or "./a/b"), borrowed until the next call; -1 with *err naming the problem. */
+int ib_entry_check(struct ib_entry_check *c, const struct ib_tar_entry *e, const char **norm, ib_error_t *err);
+void ib_entry_check_free(struct ib_entry_check *c);
+void ib_entry_check_cleanup(struct ib_entry_check **c);
+#define cleanup_entry_check __attribute__((cleanup(ib_entry_check_cleanup)))
+
+/* Reads IMAGE.sha256 ("HEX  NAME"); 0 with HEX filled, -1 when absent or malformed. */
+int ib_verify_read_sha256_file(const char *image, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err);
