@@ -70,7 +70,7 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) | build/fuzz
 	clang -std=gnu11 -D_GNU_SOURCE -DIB_VERSION='"$(VERSION)"' -DIB_DATADIR='"$(DATADIR)"' -g -O1 \
 		-fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -Ibuilder -o $@ $^ $(LDLIBS)
 FUZZ_SECONDS ?= 60
-fuzz: deps $(FUZZ_TARGETS)
+fuzz: deps build/imgbuild $(FUZZ_TARGETS)
 	./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench: deps all

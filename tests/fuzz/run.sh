@@ -17,7 +17,15 @@ for target in "$@"; do
 		cp manifests/*.toml tests/cases/*.toml "$corpus"/ 2>/dev/null || true
 		;;
 	image_fuzz)
-		cp tests/fixtures/fuzz-images/* "$corpus"/ 2>/dev/null || true
+		# Seeds: a good signed image and the hostile corpus the verify tests use.
+		seed=$(mktemp -d)
+		mkdir -p "$seed/root/etc" && echo seed >"$seed/root/etc/hostname"
+		if build/imgbuild -q pack "$seed/root" -o "$seed/good.tar" --epoch 1577836800 \
+			--sign tests/fixtures/imgbuild-test.sec >/dev/null 2>&1; then
+			python3 tests/make-hostile-images.py "$seed/h" "$seed/good.tar" tests/fixtures/imgbuild-test.sec >/dev/null 2>&1 || true
+			cp "$seed"/good.tar "$seed"/h/*.tar "$corpus"/ 2>/dev/null || true
+		fi
+		rm -rf --one-file-system "$seed"
 		;;
 	esac
 	echo "== $name: ${seconds}s, corpus $(ls "$corpus" | wc -l) files"
