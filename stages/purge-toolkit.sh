@@ -13,6 +13,9 @@ me="purge-toolkit"
 die() { echo "$me: $*" >&2; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive
+# apt-get purge runs dpkg --set-selections, which in dpkg < 1.20 (Ubuntu 18.04 has
+# 1.19) fails without /var/lib/dpkg/available, a file mmdebstrap's bases lack.
+[ -e /var/lib/dpkg/available ] || : >/var/lib/dpkg/available
 want=""
 for p in ${PURGE_PACKAGES:-nvidia-cuda-toolkit}; do
 	if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
