@@ -82,6 +82,16 @@ int ib_cmd_build(int argc, char **argv, ib_error_t *err)
 	}
 	if (manifest == NULL)
 		return ib_error_usage(err, "build: no MANIFEST given (see imgbuild build --help)");
+	/* The pack step runs in a child that changes directory: a relative key
+	 * path must be made absolute here, and a missing key caught before hours of build. */
+	cleanup_free char *sign_key = NULL;
+	if (opts.sign_key) {
+		sign_key = realpath(opts.sign_key, NULL);
+		if (sign_key == NULL)
+			return ib_error_usage(err, "build: secret key '%s' not found (make one with imgbuild keygen NAME)",
+					      opts.sign_key);
+		opts.sign_key = sign_key;
+	}
 
 	struct ib_manifest *m = ib_overlay_load(manifest, override, err);
 	if (m == NULL)
