@@ -58,12 +58,13 @@ FILES=$(find "$ROOT" -type f | wc -l)
 # Warm the page cache.
 find "$ROOT" -type f -print0 | xargs -0 cat >/dev/null
 
-timeit() {	# prints seconds
-	local s e
-	s=$(date +%s.%N)
-	"$@" >/dev/null 2>&1
-	e=$(date +%s.%N)
-	echo "$e - $s" | bc -l
+# Wall seconds and CPU seconds (user + sys, children included). On a machine
+# shared with other work, wall time follows the load; CPU time barely moves,
+# so both are reported.
+timeit() {	# prints "wall cpu"
+	local TIMEFORMAT='%R %U %S' t
+	t=$( { time "$@" >/dev/null 2>&1; } 2>&1)
+	echo "$t" | awk '{printf "%.3f %.3f", $1, $2 + $3}'
 }
 stats() {	# seconds... -> "median min max"
 	printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.3f %.3f %.3f", a[int((NR+1)/2)], a[1], a[NR]}'
@@ -71,11 +72,16 @@ stats() {	# seconds... -> "median min max"
 run() {	# name, command...: RUNS timings
 	local name=$1
 	shift
-	local t=()
-	for _ in $(seq "$RUNS"); do t+=("$(timeit "$@")"); done
-	RESULT[$name]=$(stats "${t[@]}")
+	local w=() c=() r
+	for _ in $(seq "$RUNS"); do
+		r=$(timeit "$@")
+		w+=("${r% *}")
+		c+=("${r#* }")
+	done
+	RESULT[$name]=$(stats "${w[@]}")
+	CPU[$name]=$(stats "${c[@]}")
 }
-declare -A RESULT
+declare -A RESULT CPU
 
 ref_tar() { cd "$ROOT" && tar --sort=name --mtime=@$E --owner=0 --group=0 --numeric-owner -cf - . | sha256sum; }
 ref_zstd() { cd "$ROOT" && tar --sort=name --mtime=@$E --owner=0 --group=0 --numeric-owner -cf - . | zstd -T0 -3 -q -c | sha256sum; }
@@ -97,13 +103,15 @@ ZST_BYTES=$(stat -c %s "$WORK/img.tar.zst")
 mbps() { echo "$1 $2" | awk '{printf "%.0f", $1 / 1e6 / $2}'; }
 row() {	# label, key, bytes
 	read -r med min max <<<"${RESULT[$2]}"
-	printf '%-40s %8.3f %8.3f %8.3f %8s\n' "$1" "$med" "$min" "$max" "$(mbps "$3" "$med")"
+	printf '%-40s %8.3f %8.3f %8.3f %8s %8.3f\n' "$1" "$med" "$min" "$max" "$(mbps "$3" "$med")" "${CPU[$2]%% *}"
 }
-ratio() { awk -v a="${RESULT[$1]%% *}" -v b="${RESULT[$2]%% *}" 'BEGIN {printf "%.2fx", b / a}'; }
+ratio() { awk -v a="${RESULT[$1]%% *}" -v b="${RESULT[$2]%% *}" -v c="${CPU[$1]%% *}" -v d="${CPU[$2]%% *}" \
+	'BEGIN {printf "%.2fx (CPU time %.2fx)", b / a, d / c}'; }
 
 echo "tree: $ROOT: $FILES files, $((BYTES / 1000000)) MB; image $((TAR_BYTES / 1000000)) MB, zstd $((ZST_BYTES / 1000000)) MB"
-echo "cpus: $(nproc); runs: $RUNS (median, min, max seconds; MB/s of tree bytes for pack, image bytes for verify)"
-printf '%-40s %8s %8s %8s %8s\n' "" median min max "MB/s"
+echo "cpus: $(nproc); runs: $RUNS (median, min, max wall seconds; MB/s of tree bytes for pack, image bytes for verify; median CPU seconds)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-40s %8s %8s %8s %8s %8s\n' "" median min max "MB/s" "CPU s"
 row "imgbuild pack (all hashing, .sha256)" pack "$BYTES"
 row "tar --sort=name ... | sha256sum" tar "$BYTES"
 row "  (floor: cat IMAGE > new file)" floor "$TAR_BYTES"

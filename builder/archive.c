@@ -60,6 +60,8 @@ struct ib_archive_writer {
 	void *ctx;
 	ib_error_t sink_err;	/* the sink's own error, kept over libarchive's "write failed" */
 	bool opened;
+	bool compressed;
+	bool skipping;		/* inside _skip: the bytes are placeholders, not content */
 };
 
 static la_ssize_t writer_cb(struct archive *a, void *ctx, const void *buf, size_t len)
@@ -67,7 +69,7 @@ static la_ssize_t writer_cb(struct archive *a, void *ctx, const void *buf, size_
 	struct ib_archive_writer *w = ctx;
 	if (w->sink_err)
 		return -1;
-	if (w->sink(w->ctx, buf, len, &w->sink_err) < 0) {
+	if (w->sink(w->ctx, w->skipping ? NULL : buf, len, &w->sink_err) < 0) {
 		archive_set_error(a, w->sink_err ? w->sink_err->status : EIO, "%s",
 				  w->sink_err ? w->sink_err->msg : "write failed");
 		return -1;
@@ -91,6 +93,7 @@ struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression,
 	struct ib_archive_writer *w = xcalloc(1, sizeof(*w));
 	w->sink = sink;
 	w->ctx = ctx;
+	w->compressed = compression != IB_COMPRESS_NONE;
 	w->a = archive_write_new();
 	w->e = archive_entry_new();
 	if (w->a == NULL || w->e == NULL)
@@ -183,6 +186,33 @@ int ib_archive_writer_data(struct ib_archive_writer *w, const void *buf, size_t 
 		p += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+/* With no filter and no blocking (bytes_per_block 0), libarchive hands each
+ * archive_write_data() buffer straight to the client callback
+ * (archive_write.c, _archive_write_client_write), one call per buffer; the
+ * pax writer only counts it against the entry's size. So the callback can
+ * tell the sink "LEN bytes of content here" without libarchive or anyone
+ * reading them: the entry's accounting and padding stay libarchive's, the
+ * header bytes are exactly what a full write would give. */
+int ib_archive_writer_skip(struct ib_archive_writer *w, int64_t len, ib_error_t *err)
+{
+	static const uint8_t zeros[64 << 10];
+	if (w->compressed)
+		return ib_error_set(err, EINVAL, "write archive data: content can be placed directly only without compression");
+	IN_UTF8_LOCALE;
+	w->skipping = true;
+	while (len > 0) {
+		size_t want = (uint64_t)len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+		la_ssize_t n = archive_write_data(w->a, zeros, want);
+		if (n <= 0) {
+			w->skipping = false;
+			return writer_fail(w, err, "write archive data");
+		}
+		len -= n;
+	}
+	w->skipping = false;
 	return 0;
 }
 

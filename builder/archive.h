@@ -57,6 +57,11 @@ struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression,
 						ib_archive_sink_fn sink, void *ctx, ib_error_t *err);
 int ib_archive_writer_add(struct ib_archive_writer *w, const struct ib_tar_entry *e, ib_error_t *err);
 int ib_archive_writer_data(struct ib_archive_writer *w, const void *buf, size_t len, ib_error_t *err);
+/* Uncompressed writers only: LEN bytes of the current entry's content that the
+ * caller puts in the output itself (copy_file_range, no pass through user
+ * space). The sink is called with BUF NULL and LEN in their place; the
+ * padding after them still comes from the writer, with the next header. */
+int ib_archive_writer_skip(struct ib_archive_writer *w, int64_t len, ib_error_t *err);
 /* Writes the end-of-archive blocks and flushes compression. */
 int ib_archive_writer_finish(struct ib_archive_writer *w, ib_error_t *err);
 void ib_archive_writer_free(struct ib_archive_writer *w);

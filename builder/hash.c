@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,9 +43,104 @@ struct ib_hash_pipe {
 	uint64_t offset;	/* output bytes handed over */
 	size_t fill;		/* bytes in the block being filled by _write */
 	bool filling;
-	int write_errno;
+	int write_errno;	/* the writers' error, or the reader's */
 	struct ib_sha256 *sha;
+	/* Reader mode (_new_reader): the thread reads, hashes, then hands over. */
+	bool reader, eof, stop;
+	int in_fd;
+	uint64_t consumed;
 };
+
+static void *reader_main(void *arg)
+{
+	struct ib_hash_pipe *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		/* The parser may still point into the last three blocks it took
+		 * (libarchive keeps the one before last); once it is done
+		 * (closing) nothing is kept and the rest is read for the digest. */
+		while (!p->stop && !p->closing && p->produced + 3 >= p->consumed + (uint64_t)p->n)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->stop)
+			break;
+		struct block *b = &p->ring[p->produced % (uint64_t)p->n];
+		pthread_mutex_unlock(&p->lock);
+		size_t got = 0;
+		int rerr = 0;
+		bool eof = false;
+		while (got < p->block_size) {
+			ssize_t r = read(p->in_fd, b->data + got, p->block_size - got);
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				rerr = errno;
+				break;
+			}
+			if (r == 0) {
+				eof = true;
+				break;
+			}
+			got += (size_t)r;
+		}
+		if (got)
+			ib_sha256_update(p->sha, b->data, got);
+		pthread_mutex_lock(&p->lock);
+		b->len = got;
+		p->offset += got;
+		if (got)
+			p->produced++;
+		if (rerr)
+			p->write_errno = rerr;
+		if (rerr || eof)
+			p->eof = true;
+		pthread_cond_broadcast(&p->cond);
+		if (p->eof)
+			break;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+struct ib_hash_pipe *ib_hash_pipe_new_reader(int in_fd, size_t block_size, int n_blocks)
+{
+	struct ib_hash_pipe *p = xcalloc(1, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->out_fd = -1;
+	p->in_fd = in_fd;
+	p->reader = true;
+	p->block_size = block_size;
+	p->n = n_blocks < 5 ? 5 : n_blocks;
+	p->ring = xcalloc((size_t)p->n, sizeof(*p->ring));
+	for (int i = 0; i < p->n; i++)
+		p->ring[i].data = xmalloc(block_size);
+	p->sha = ib_sha256_new();
+	if (pthread_create(&p->hasher, NULL, reader_main, p) != 0)
+		ib_die_oom();
+	return p;
+}
+
+ssize_t ib_hash_pipe_next(struct ib_hash_pipe *p, const void **buf)
+{
+	pthread_mutex_lock(&p->lock);
+	while (p->consumed == p->produced && !p->eof)
+		pthread_cond_wait(&p->cond, &p->lock);
+	if (p->consumed == p->produced) {
+		int e = p->write_errno;
+		pthread_mutex_unlock(&p->lock);
+		if (e) {
+			errno = e;
+			return -1;
+		}
+		return 0;
+	}
+	struct block *b = &p->ring[p->consumed % (uint64_t)p->n];
+	p->consumed++;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	*buf = b->data;
+	return (ssize_t)b->len;
+}
 
 static void *hasher_main(void *arg)
 {
@@ -212,7 +308,7 @@ int ib_hash_pipe_finish(struct ib_hash_pipe *p, uint8_t digest[IB_SHA256_LEN], u
 	}
 	pipe_stop(p);
 	if (p->write_errno)
-		return ib_error_errno(err, p->write_errno, "write");
+		return ib_error_errno(err, p->write_errno, p->reader ? "read" : "write");
 	ib_sha256_final(p->sha, digest);
 	if (total)
 		*total = p->offset;
@@ -223,6 +319,9 @@ void ib_hash_pipe_free(struct ib_hash_pipe *p)
 {
 	if (p == NULL)
 		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_mutex_unlock(&p->lock);
 	pipe_stop(p);
 	for (int i = 0; i < p->n; i++)
 		free(p->ring[i].data);
@@ -236,6 +335,139 @@ void ib_hash_pipe_free(struct ib_hash_pipe *p)
 void ib_hash_pipe_cleanup(struct ib_hash_pipe **p)
 {
 	ib_hash_pipe_free(*p);
+}
+
+/* ---- the follower ---- */
+
+struct ib_hash_follow {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool running, done, abandon;
+	int fd;
+	uint64_t avail, hashed;
+	int err_no;
+	struct ib_sha256 *sha;
+};
+
+/* At most this much mapped at once: a window is mapped with MAP_POPULATE (one
+ * call fills its page tables from the page cache, instead of a fault per
+ * 64 KiB of fault-around), hashed, unmapped. Against pread into a buffer this
+ * saves the copy, ~0.1 s of CPU per GB here. */
+#define FOLLOW_WINDOW ((uint64_t)8 << 20)
+
+static int hash_range(struct ib_sha256 *sha, int fd, uint64_t from, uint64_t to, uint8_t **buf)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t mapoff = from & ~(uint64_t)(page - 1);
+	size_t maplen = (size_t)(to - mapoff);
+	void *m = mmap(NULL, maplen, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)mapoff);
+	if (m != MAP_FAILED) {
+		ib_sha256_update(sha, (const uint8_t *)m + (from - mapoff), (size_t)(to - from));
+		munmap(m, maplen);
+		return 0;
+	}
+	/* A file system without mmap: read it. */
+	if (*buf == NULL)
+		*buf = xmalloc(FOLLOW_WINDOW);
+	while (from < to) {
+		ssize_t r = pread(fd, *buf, (size_t)(to - from), (off_t)from);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? errno : EIO;
+		ib_sha256_update(sha, *buf, (size_t)r);
+		from += (uint64_t)r;
+	}
+	return 0;
+}
+
+static void *follow_main(void *arg)
+{
+	struct ib_hash_follow *h = arg;
+	uint8_t *buf = NULL;
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		while (h->hashed == h->avail && !h->done && !h->abandon)
+			pthread_cond_wait(&h->cond, &h->lock);
+		if (h->abandon || h->hashed == h->avail)
+			break;
+		uint64_t from = h->hashed, to = h->avail;
+		pthread_mutex_unlock(&h->lock);
+		if (to - from > FOLLOW_WINDOW)
+			to = from + FOLLOW_WINDOW;
+		int e = hash_range(h->sha, h->fd, from, to, &buf);
+		pthread_mutex_lock(&h->lock);
+		if (e) {
+			h->err_no = e;
+			break;
+		}
+		h->hashed = to;
+	}
+	pthread_mutex_unlock(&h->lock);
+	free(buf);
+	return NULL;
+}
+
+struct ib_hash_follow *ib_hash_follow_new(int fd)
+{
+	struct ib_hash_follow *h = xcalloc(1, sizeof(*h));
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	h->fd = fd;
+	h->sha = ib_sha256_new();
+	if (pthread_create(&h->thread, NULL, follow_main, h) != 0)
+		ib_die_oom();
+	h->running = true;
+	return h;
+}
+
+void ib_hash_follow_advance(struct ib_hash_follow *h, uint64_t written)
+{
+	pthread_mutex_lock(&h->lock);
+	if (written > h->avail) {
+		h->avail = written;
+		pthread_cond_signal(&h->cond);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void follow_stop(struct ib_hash_follow *h, bool abandon)
+{
+	if (!h->running)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->done = true;
+	h->abandon = abandon;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	pthread_join(h->thread, NULL);
+	h->running = false;
+}
+
+int ib_hash_follow_finish(struct ib_hash_follow *h, uint8_t digest[IB_SHA256_LEN], ib_error_t *err)
+{
+	follow_stop(h, false);
+	if (h->err_no)
+		return ib_error_errno(err, h->err_no, "read back the output");
+	ib_sha256_final(h->sha, digest);
+	return 0;
+}
+
+void ib_hash_follow_free(struct ib_hash_follow *h)
+{
+	if (h == NULL)
+		return;
+	follow_stop(h, true);
+	ib_sha256_free(h->sha);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h);
+}
+
+void ib_hash_follow_cleanup(struct ib_hash_follow **h)
+{
+	ib_hash_follow_free(*h);
 }
 
 int ib_hash_ncpus(void)
@@ -262,6 +494,12 @@ struct files_job {
 	ib_error_t err;	/* the first failure */
 };
 
+/* Files from this size on are hashed through mappings. A file truncated
+ * while mapped would raise SIGBUS; pack's trees are not being written to
+ * (pack.c), and small files, the ones that change under a live system
+ * (logs), are read. */
+#define MAP_MIN ((off_t)1 << 20)
+
 static int hash_one(struct files_job *j, size_t i, uint8_t *buf, size_t cap, struct ib_sha256 **ctx, ib_error_t *err)
 {
 	cleanup_fd int fd = openat(j->dirfd, j->paths[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
@@ -277,6 +515,21 @@ static int hash_one(struct files_job *j, size_t i, uint8_t *buf, size_t cap, str
 	if (*ctx == NULL)
 		*ctx = ib_sha256_new();
 	int64_t total = 0;
+	if (st.st_size >= MAP_MIN) {
+		/* Big files through mappings, no copy (see FOLLOW_WINDOW). */
+		uint8_t *unused = NULL;
+		for (uint64_t off = 0; off < (uint64_t)st.st_size;) {
+			uint64_t to = (uint64_t)st.st_size - off > FOLLOW_WINDOW ? off + FOLLOW_WINDOW : (uint64_t)st.st_size;
+			int e = hash_range(*ctx, fd, off, to, &unused);
+			if (e) {
+				free(unused);
+				return ib_error_errno(err, e, "read '%s'", j->paths[i]);
+			}
+			off = to;
+		}
+		free(unused);
+		total = st.st_size;
+	}
 	/* Stop at the size fstat gave: saves the read() that returns 0 on every
 	 * file (pack writes exactly this many bytes). */
 	while (total < st.st_size) {

@@ -17,6 +17,15 @@ struct ib_hash_pipe;
  * current offset 0 on, with pwrite) by writer threads while one thread hashes. BLOCK_SIZE bytes
  * per block, N_BLOCKS in flight (>= 3 so a reader may keep the last one). */
 struct ib_hash_pipe *ib_hash_pipe_new(int out_fd, size_t block_size, int n_blocks);
+/* Reading ahead instead: the thread reads IN_FD (not owned, from its current
+ * offset to EOF) into the ring and hashes each block before it hands it over,
+ * so a parser on the calling thread gets exactly the bytes hashed, and the
+ * read's copy is on the other core. Use _next, then _finish, which reads and
+ * hashes whatever the parser left. */
+struct ib_hash_pipe *ib_hash_pipe_new_reader(int in_fd, size_t block_size, int n_blocks);
+/* The next block in *BUF (valid until _next is called N_BLOCKS-3 more times),
+ * its length; 0 at EOF; -1 with errno set on a read error. */
+ssize_t ib_hash_pipe_next(struct ib_hash_pipe *p, const void **buf);
 /* Zero-copy: a free block to fill (waits for one); hand it over with _put. */
 void *ib_hash_pipe_get(struct ib_hash_pipe *p, size_t *cap);
 void ib_hash_pipe_put(struct ib_hash_pipe *p, size_t len);
@@ -30,6 +39,20 @@ int ib_hash_pipe_finish(struct ib_hash_pipe *p, uint8_t digest[IB_SHA256_LEN], u
 void ib_hash_pipe_free(struct ib_hash_pipe *p);
 void ib_hash_pipe_cleanup(struct ib_hash_pipe **p);
 #define cleanup_hash_pipe __attribute__((cleanup(ib_hash_pipe_cleanup)))
+
+/* Hashes FD's bytes from offset 0 on a thread of its own, as the caller
+ * reports them written: the digest of exactly what is in the file (pack's
+ * IMAGE.sha256), read from the page cache through short-lived mappings, no
+ * copy. FD is not owned and must be open for reading. */
+struct ib_hash_follow;
+struct ib_hash_follow *ib_hash_follow_new(int fd);
+/* Bytes [0, WRITTEN) are in the file: hash up to there. */
+void ib_hash_follow_advance(struct ib_hash_follow *h, uint64_t written);
+/* Waits for the thread to hash everything advanced to; the digest. */
+int ib_hash_follow_finish(struct ib_hash_follow *h, uint8_t digest[IB_SHA256_LEN], ib_error_t *err);
+void ib_hash_follow_free(struct ib_hash_follow *h);
+void ib_hash_follow_cleanup(struct ib_hash_follow **h);
+#define cleanup_hash_follow __attribute__((cleanup(ib_hash_follow_cleanup)))
 
 /* Hashes N files (paths relative to DIRFD, opened O_NOFOLLOW) with THREADS
  * threads (0: one per CPU). DIGESTS[i] and SIZES[i] receive each file's SHA-256

@@ -584,42 +584,16 @@ int ib_verify_memory(const void *data, size_t len, struct ib_verify_report *rep_
 	return rc;
 }
 
-/* ---------------- file source: one read, the outer hash on the pipe thread ---------------- */
+/* ---------------- file source: one read, on the pipe's thread ---------------- */
 
-struct file_source {
-	int fd;
-	struct ib_hash_pipe *pipe;
-	int error;
-	bool eof;
-};
-
+/* The pipe's thread reads each block and hashes it (the outer digest) before
+ * this thread parses it and hashes the entries' content: two SHA-256 streams
+ * on two cores, and the read's copy on the one that has no parsing to do.
+ * libarchive points into the blocks (no copy for content), and both digests
+ * are of the same bytes, read once. */
 static ssize_t file_read(void *ctx, const void **buf)
 {
-	struct file_source *f = ctx;
-	if (f->eof)
-		return 0;
-	size_t cap;
-	uint8_t *b = ib_hash_pipe_get(f->pipe, &cap);
-	size_t got = 0;
-	while (got < cap) {
-		ssize_t r = read(f->fd, b + got, cap - got);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			f->error = errno;
-			return -1;
-		}
-		if (r == 0) {
-			f->eof = true;
-			break;
-		}
-		got += (size_t)r;
-	}
-	if (got == 0)
-		return 0;
-	ib_hash_pipe_put(f->pipe, got);
-	*buf = b;
-	return (ssize_t)got;
+	return ib_hash_pipe_next(ctx, buf);
 }
 
 int ib_verify_read_sha256_file(const char *image, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
@@ -714,22 +688,16 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 		return ib_error_set(err, 0, "verify: '%s' is not a regular file", image);
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
-	/* One read of the image: 4 MiB blocks go to libarchive and, in the same
-	 * order, to the pipe's thread for the outer SHA-256. */
-	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new(-1, 4 << 20, 4);
-	struct file_source src = { .fd = fd, .pipe = pipe };
+	/* One read of the image: 1 MiB blocks, hashed then parsed. */
+	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new_reader(fd, 256 << 10, 32);
 	struct state st = { .rep = rep };
-	read_entries(&st, file_read, &src);
-	/* Whatever libarchive left unread (after an error) still counts for the digest. */
-	const void *dummy;
-	while (!src.eof && src.error == 0 && file_read(&src, &dummy) > 0)
-		;
-	if (src.error)
-		fail(rep, "read '%s': %s", image, strerror(src.error));
+	read_entries(&st, file_read, pipe);
+	/* Whatever libarchive left unread (after an error) still counts for the
+	 * digest: _finish reads it. */
 	uint8_t digest[IB_SHA256_LEN];
 	ib_error_t e2 = NULL;
 	if (ib_hash_pipe_finish(pipe, digest, NULL, &e2) < 0) {
-		fail(rep, "%s", e2->msg);
+		fail(rep, "read '%s': %s", image, e2->msg);
 		ib_error_free(&e2);
 	}
 	ib_hex(digest, sizeof(digest), rep->sha256);
