@@ -36,7 +36,6 @@ build/obj build/asan build/unit build/fuzz:
 
 build/libimgbuild.a: $(OBJ)
 	rm -f $@ && ar rcs $@ $^
-# Objects, not the archive: commands are weak references and would not pull archive members.
 build/imgbuild: build/obj/main.o $(OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 build/toml-decode: tests/toml/decode.c build/libimgbuild.a

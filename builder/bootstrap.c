@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,10 +223,29 @@ static void __attribute__((noreturn)) child_exec(char *const *argv, char *const 
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGPIPE, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &all, NULL);
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+	/* A PID namespace too: the tool's workers (apt, dpkg, tar) would otherwise be
+	 * re-parented to init when imgbuild is killed and go on writing into an
+	 * abandoned layer. The tool runs as PID 1 of the namespace; when it dies, for
+	 * any reason, the kernel kills everything else in it. */
+	if (unshare(CLONE_NEWNS | CLONE_NEWPID) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
 		(void)!write(out_fd, fail_ns, sizeof(fail_ns) - 1);
 		_exit(127);
 	}
+	pid_t tool = fork();
+	if (tool < 0) {
+		(void)!write(out_fd, fail_exec, sizeof(fail_exec) - 1);
+		_exit(127);
+	}
+	if (tool > 0) {
+		/* This process stays outside the namespace only to hand the tool's status
+		 * up; if it dies (imgbuild killed, SIGTERM), the tool's PDEATHSIG fires. */
+		close(out_fd);
+		int status = 0;
+		while (waitpid(tool, &status, 0) < 0 && errno == EINTR)
+			;
+		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	}
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	int devnull = open("/dev/null", O_RDONLY);
 	if (devnull >= 0)
 		dup2(devnull, STDIN_FILENO);
@@ -406,6 +426,11 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 		else if (m->base.packages.n > 0)
 			ib_strv_push_owned(&argv, xasprintf("--include=%s", packages));
 		ib_strv_push(&argv, "--aptopt=Acquire::Languages \"none\"");
+		/* apt downloads as _apt when that user can reach the target, as root when
+		 * it cannot (a cache under a 0700 folder), and the owner of
+		 * var/cache/apt/archives/partial then differs: always root keeps the
+		 * image independent of where the cache lives. */
+		ib_strv_push(&argv, "--aptopt=APT::Sandbox::User \"root\"");
 		/* The keyring packages of the new root make apt trust the archive;
 		 * a signed-by pointing at a host path would dangle inside it. */
 		ib_strv_push(&argv, "--skip=check/signed-by");

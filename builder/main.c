@@ -6,21 +6,6 @@
 #include "log.h"
 #include "util.h"
 
-/* Weak references: while a command is being written its file may be absent;
- * a command then stays out of --help and of dispatch instead of breaking the build. */
-#pragma weak ib_cmd_build
-#pragma weak ib_cmd_plan
-#pragma weak ib_cmd_fetch
-#pragma weak ib_cmd_pin
-#pragma weak ib_cmd_shell
-#pragma weak ib_cmd_pack
-#pragma weak ib_cmd_verify
-#pragma weak ib_cmd_unpack
-#pragma weak ib_cmd_run
-#pragma weak ib_cmd_keygen
-#pragma weak ib_cmd_driver
-#pragma weak ib_cmd_mirror
-
 struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv, ib_error_t *err);
@@ -48,7 +33,7 @@ static void usage(FILE *out)
 	fprintf(out, "usage: imgbuild [-v|-q] [build] MANIFEST\n"
 		     "       imgbuild [-v|-q] COMMAND [ARGS...]   (COMMAND --help for its options)\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (commands[i].fn && !commands[i].hidden)
+		if (!commands[i].hidden)
 			fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\noptions:\n"
 		     "  -v, --verbose   more detail\n"
@@ -99,7 +84,7 @@ int main(int argc, char **argv)
 	const struct command *cmd = NULL;
 	int first = 1;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (commands[i].fn && strcmp(argv[1], commands[i].name) == 0) {
+		if (strcmp(argv[1], commands[i].name) == 0) {
 			cmd = &commands[i];
 			first = 1;
 			break;
@@ -108,7 +93,7 @@ int main(int argc, char **argv)
 	if (cmd == NULL) {
 		/* "imgbuild manifests/x.toml" means build. */
 		const char *dot = strrchr(argv[1], '.');
-		if (argv[1][0] != '-' && dot && strcmp(dot, ".toml") == 0 && commands[0].fn) {
+		if (argv[1][0] != '-' && dot && strcmp(dot, ".toml") == 0) {
 			cmd = &commands[0];
 			first = 0;
 		} else {
