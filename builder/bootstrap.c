@@ -426,11 +426,6 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 		else if (m->base.packages.n > 0)
 			ib_strv_push_owned(&argv, xasprintf("--include=%s", packages));
 		ib_strv_push(&argv, "--aptopt=Acquire::Languages \"none\"");
-		/* apt downloads as _apt when that user can reach the target, as root when
-		 * it cannot (a cache under a 0700 folder), and the owner of
-		 * var/cache/apt/archives/partial then differs: always root keeps the
-		 * image independent of where the cache lives. */
-		ib_strv_push(&argv, "--aptopt=APT::Sandbox::User \"root\"");
 		/* The keyring packages of the new root make apt trust the archive;
 		 * a signed-by pointing at a host path would dangle inside it. */
 		ib_strv_push(&argv, "--skip=check/signed-by");
@@ -446,6 +441,13 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 		 * network stages get the host's resolv.conf bound over this file. */
 		ib_strv_push(&argv, "--customize-hook=rm -f \"$1/etc/resolv.conf\" && : > \"$1/etc/resolv.conf\" && "
 				    "echo imgbuild > \"$1/etc/hostname\"");
+		/* apt downloads as _apt when that user can reach the new root and as root
+		 * when it cannot (a cache under a 0700 folder), leaving
+		 * var/cache/apt/archives/partial owned by whoever downloaded: give it the
+		 * owner apt itself would, so the image does not depend on where the cache lives. */
+		ib_strv_push(&argv, "--customize-hook=if [ -d \"$1/var/cache/apt/archives/partial\" ] && "
+				    "chroot \"$1\" getent passwd _apt >/dev/null; then "
+				    "chroot \"$1\" chown _apt:root /var/cache/apt/archives/partial; fi");
 		ib_strv_push(&argv, m->base.suite);
 		ib_strv_push(&argv, root_dir);
 		for (size_t i = 0; i < mirrors.n; i++) {

@@ -18,7 +18,7 @@
 
 /* Bump when the meaning of a layer changes (what the engine adds or removes),
  * so old layers are never mistaken for new ones. */
-#define BASE_KEY_VERSION "imgbuild-base-2"
+#define BASE_KEY_VERSION "imgbuild-base-3"
 #define STAGE_KEY_VERSION "imgbuild-stage-1"
 
 /* Each field is fed as "tag\0value\0" so that no two different field lists
