@@ -403,6 +403,10 @@ struct ib_build *ib_build_new(const struct ib_manifest *m, const struct ib_build
 	b->m = m;
 	b->opts = *opts;
 	b->lock_fd = -1;
+	/* Reproducible layers: the caller's umask must not reach the layer folders,
+	 * the bootstrap or the stages (umask 077 made the image's root and every
+	 * folder `make install` created 0700). */
+	umask(022);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
