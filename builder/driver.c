@@ -361,18 +361,38 @@ static int find_libs(struct ib_driver *d, ib_error_t *err)
 	return 0;
 }
 
+static bool is_script(const char *path)
+{
+	char magic[2] = { 0 };
+	cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd >= 0 && read(fd, magic, 2) == 2 && magic[0] == '#' && magic[1] == '!';
+}
+
+/* Some hosts put a wrapper script in /usr/bin that execs the real tool from a
+ * folder the image never sees (seen on the GPU test machine: /usr/bin/nvidia-smi
+ * runs /usr/local/nvidia/bin/nvidia-smi): prefer the real executable, and bind a
+ * script only when there is nothing else. */
 static void find_bins(struct ib_driver *d)
 {
 	for (size_t i = 0; i < sizeof(driver_bins) / sizeof(driver_bins[0]); i++) {
-		for (size_t k = 0; k < sizeof(bin_dirs) / sizeof(bin_dirs[0]); k++) {
+		cleanup_free char *script = NULL;
+		bool found = false;
+		for (size_t k = 0; k < sizeof(bin_dirs) / sizeof(bin_dirs[0]) && !found; k++) {
 			cleanup_free char *rel = xasprintf("%s/%s", bin_dirs[k], driver_bins[i]);
 			cleanup_free char *p = host_path(d, rel);
 			struct stat st;
-			if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111)) {
-				ib_strv_push(&d->bins, p);
-				break;
+			if (stat(p, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+				continue;
+			if (is_script(p)) {
+				if (script == NULL)
+					script = steal_pointer(&p);
+				continue;
 			}
+			ib_strv_push(&d->bins, p);
+			found = true;
 		}
+		if (!found && script)
+			ib_strv_push(&d->bins, script);
 	}
 }
 

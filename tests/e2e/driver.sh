@@ -84,6 +84,13 @@ fi
 check "persistenced socket found" grep -q "nvidia-persistenced/socket -> /var/run/nvidia-persistenced/socket" "$TMP/driver.out"
 check "SONAME links announced" grep -q "links libcuda.so.1, libcuda.so" "$TMP/driver.out"
 mkdir -p "$TMP/empty"
+# A wrapper script in /usr/bin that execs the real tool elsewhere (seen on the
+# GPU machine): the real executable is bound, not the wrapper.
+cp -a "$HOST" "$TMP/host2"
+mkdir -p "$TMP/host2/usr/local/nvidia/bin"
+cp /bin/true "$TMP/host2/usr/local/nvidia/bin/nvidia-smi"
+IMGBUILD_HOST_ROOT="$TMP/host2" "$IMGBUILD" driver >"$TMP/driver2.out" 2>&1 || true
+check "a wrapper script loses to the real nvidia-smi" grep -q "$TMP/host2/usr/local/nvidia/bin/nvidia-smi -> /imgbuild/driver/bin/nvidia-smi" "$TMP/driver2.out"
 check_fails "no driver: says so and exits 0" 0 'no NVIDIA driver found' env IMGBUILD_HOST_ROOT="$TMP/empty" "$IMGBUILD" driver
 
 # ---- bound into a run ----
