@@ -34,6 +34,13 @@ build/asan/%.o: builder/%.c $(wildcard builder/*.h) | build/asan
 build/obj build/asan build/unit build/fuzz:
 	mkdir -p $@
 
+# IB_DATADIR is compiled into paths.o: rebuild it when PREFIX or DATADIR change.
+build/datadir.stamp: FORCE
+	@mkdir -p build && echo '$(DATADIR)' | cmp -s - $@ || echo '$(DATADIR)' >$@
+build/obj/paths.o build/asan/paths.o: build/datadir.stamp
+.PHONY: FORCE
+FORCE:
+
 build/libimgbuild.a: $(OBJ)
 	rm -f $@ && ar rcs $@ $^
 build/imgbuild: build/obj/main.o $(OBJ)
@@ -76,6 +83,7 @@ bench: deps all
 	./bench/run.sh
 
 install: build/imgbuild
+	@echo "installing for $(DATADIR)"
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/stages $(DESTDIR)$(DATADIR)/keys
 	install -m 0755 build/imgbuild $(DESTDIR)$(BINDIR)/imgbuild
 	install -m 0644 stages/*.sh $(DESTDIR)$(DATADIR)/stages/
