@@ -7,7 +7,10 @@ SHARED=${IMGBUILD_SHARED:-$(cd "$REPO/.." && pwd)/shared}
 TEST_NUM=0
 TEST_FAILED=0
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/imgbuild-test.XXXXXX")
-MOUNTS_BEFORE=$(awk '{print $5}' /proc/self/mountinfo | sort)
+# tracefs and debugfs mount themselves the first time anything looks at them
+# (perf, a profiler in another shell): not a mount any test could make or leak.
+host_mounts() { awk '{print $5}' /proc/self/mountinfo | grep -vxE '/sys/kernel/(tracing|debug)(/tracing)?' | sort; }
+MOUNTS_BEFORE=$(host_mounts)
 
 _lib_cleanup() {
 	local rc=$?
@@ -15,7 +18,7 @@ _lib_cleanup() {
 	jobs -p | xargs -r kill 2>/dev/null || true
 	wait 2>/dev/null || true
 	local after
-	after=$(awk '{print $5}' /proc/self/mountinfo | sort)
+	after=$(host_mounts)
 	if [ "$after" != "$MOUNTS_BEFORE" ]; then
 		echo "not ok $((TEST_NUM + 1)) - host mount table changed by this test:"
 		diff <(echo "$MOUNTS_BEFORE") <(echo "$after") | sed 's/^/# /'

@@ -44,8 +44,19 @@ says_disk_full() { grep -qiE 'no space left|disk (is )?full|ENOSPC' "$1"; }
 T=$TMP/full-a
 case_bootstrap() {
 	mkdir -p "$T/cache" "$T/out"
-	# The .debs of the shared cache: the bootstrap needs no download to fill it.
-	cp -a "$SHARED_CACHE/downloads" "$SHARED_CACHE/debs" "$T/cache/" 2>/dev/null
+	# The bookworm .debs of the shared cache: the bootstrap needs no download to
+	# fill the disk. Only that suite's (the whole store, bionic's too, would not
+	# fit), and never a half-copied file: it would look like a corrupt entry.
+	mkdir -p "$T/cache/downloads/sha256" "$T/cache/debs"
+	idx=$SHARED_CACHE/debs/debian-bookworm.index
+	if [ -f "$idx" ]; then
+		cp "$idx" "$T/cache/debs/"
+		while read -r _ sum; do
+			cp "$SHARED_CACHE/downloads/sha256/$sum" "$T/cache/downloads/sha256/.part" 2>/dev/null &&
+				mv "$T/cache/downloads/sha256/.part" "$T/cache/downloads/sha256/$sum" ||
+				{ rm -f "$T/cache/downloads/sha256/.part"; break; }
+		done <"$idx"
+	fi
 	tree_listing "$T/cache/downloads" >"$RES/a.store.before"
 	IMGBUILD_CACHE=$T/cache timeout 600 "$IMGBUILD" build "$DEMO" -o "$T/out/demo.tar" \
 		--build-dir "$T/build" >"$RES/a.out" 2>&1
