@@ -232,7 +232,7 @@ rc=0
 wait "$P" || rc=$?
 sleep 0.2
 if [ "$rc" = 143 ] && ! pgrep -f "sleep $MARK.6" >/dev/null &&
-	[ "$(awk '{print $5}' /proc/self/mountinfo | sort)" = "$MOUNTS_BEFORE" ]; then
+	[ "$(host_mounts)" = "$MOUNTS_BEFORE" ]; then
 	ok "SIGTERM to imgbuild: exit 143, no process, no mount left"
 else
 	not_ok "SIGTERM: rc $rc, left: $(pgrep -af "sleep $MARK.6" || true)"
@@ -250,7 +250,7 @@ for _ in $(seq 50); do pgrep -f "sleep $MARK.8" >/dev/null && break; sleep 0.1; 
 kill -9 "$P"
 wait "$P" 2>/dev/null || true
 for _ in $(seq 30); do pgrep -f "sleep $MARK.8" >/dev/null || break; sleep 0.1; done
-if ! pgrep -f "sleep $MARK.8" >/dev/null && [ "$(awk '{print $5}' /proc/self/mountinfo | sort)" = "$MOUNTS_BEFORE" ]; then
+if ! pgrep -f "sleep $MARK.8" >/dev/null && [ "$(host_mounts)" = "$MOUNTS_BEFORE" ]; then
 	ok "kill -9 of imgbuild: the sandbox dies (PDEATHSIG), no mount on the host"
 else
 	not_ok "kill -9: left $(pgrep -af "sleep $MARK.8" || true)"
