@@ -19,11 +19,13 @@ mkdir -p "$cache"
 key=$(echo "bookworm minbase $pkgs" | sha256sum | cut -c1-12)
 roottar=$cache/recipes-root-$key-$(date -u +%Y%m%d).tar
 if [ ! -f "$roottar" ]; then
-	find "$cache" -maxdepth 1 -name "recipes-root-$key-*.tar" -delete
+	find "$cache" -maxdepth 1 -name "recipes-root-$key-*.tar" -type f -delete
 	diag "bootstrapping the bookworm root (cached in $roottar)"
-	mmdebstrap --quiet --variant=minbase --include="$pkgs" bookworm "$roottar.tmp" >"$TMP/mmdebstrap.log" 2>&1 ||
+	# The .tar suffix tells mmdebstrap to make a tarball: the temporary name must keep it.
+	rm -rf --one-file-system "$roottar.tmp" "$roottar.tmp.tar"
+	unshare --mount --propagation private mmdebstrap --quiet --variant=minbase --include="$pkgs" bookworm "$roottar.tmp.tar" >"$TMP/mmdebstrap.log" 2>&1 ||
 		{ tail -n 20 "$TMP/mmdebstrap.log" | sed 's/^/# /'; not_ok "mmdebstrap bookworm"; finish; }
-	mv "$roottar.tmp" "$roottar"
+	mv "$roottar.tmp.tar" "$roottar"
 fi
 BASE=$TMP/base
 mkdir -p "$BASE"
