@@ -28,7 +28,7 @@ make_tree() {	# $1: root
 	echo log >"$r/var/log/alternatives.log"
 	echo log >"$r/var/log/apt/history.log"
 	echo keep >"$r/var/log/syslog-keep"
-	echo list >"$r/var/lib/apt/lists/deb.debian.org_dists_bookworm_InRelease"
+	echo list >"$r/var/lib/apt/lists/mirror.example_dists_bookworm_InRelease"
 	echo deb >"$r/var/cache/apt/archives/foo_1.0_amd64.deb"
 	echo bin >"$r/var/cache/apt/pkgcache.bin"
 	echo 1 >"$r/proc/1/status"
