@@ -633,9 +633,8 @@ static void log_line(int fd, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	cleanup_free char *msg = NULL;
-	if (vasprintf(&msg, fmt, ap) >= 0)
-		write_all(fd, msg, strlen(msg));
+	cleanup_free char *msg = xvasprintf(fmt, ap);
+	write_all(fd, msg, strlen(msg));
 	va_end(ap);
 }
 
@@ -881,8 +880,7 @@ static void append(char **buf, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	char *more = NULL;
-	if (vasprintf(&more, fmt, ap) < 0)
-		ib_die_oom();
+	more = xvasprintf(fmt, ap);
 	va_end(ap);
 	char *joined = xasprintf("%s%s", *buf ? *buf : "", more);
 	free(more);

@@ -436,8 +436,7 @@ __attribute__((format(printf, 6, 7))) static void add(struct ib_verdicts *out, c
 	va_list ap;
 	char *msg = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		ib_die_oom();
+	msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	out->v = xrealloc(out->v, (out->n + 1) * sizeof(*out->v));
 	out->v[out->n++] = (struct ib_verdict){

@@ -13,8 +13,7 @@ static int error_vset(ib_error_t *err, int status, int exit_code, const char *fm
 	struct ib_error *e = xmalloc(sizeof(*e));
 	e->status = status;
 	e->exit_code = exit_code;
-	if (vasprintf(&e->msg, fmt, ap) < 0)
-		ib_die_oom();
+	e->msg = xvasprintf(fmt, ap);
 	*err = e;
 	return -1;
 }
@@ -42,8 +41,7 @@ int ib_error_errno(ib_error_t *err, int errnum, const char *fmt, ...)
 	va_list ap;
 	cleanup_free char *msg = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		ib_die_oom();
+	msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	return ib_error_set(err, errnum, "%s: %s", msg, strerror(errnum));
 }
@@ -55,8 +53,7 @@ int ib_error_wrap(ib_error_t *err, const char *fmt, ...)
 	va_list ap;
 	cleanup_free char *ctx = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(&ctx, fmt, ap) < 0)
-		ib_die_oom();
+	ctx = xvasprintf(fmt, ap);
 	va_end(ap);
 	char *joined = xasprintf("%s: %s", ctx, (*err)->msg);
 	free((*err)->msg);

@@ -91,8 +91,7 @@ __attribute__((format(printf, 5, 6))) static int fail_at(struct ctx *c, int line
 	va_list ap;
 	cleanup_free char *msg = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		ib_die_oom();
+	msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	if (line <= 0)
 		line = col = 1;

@@ -378,8 +378,7 @@ static int fail(struct parser *ps, int line, int col, const char *fmt, ...)
 	cleanup_free char *msg = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		ib_die_oom();
+	msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	return ib_error_usage(ps->err, "%s:%d:%d: %s", ps->filename, line, col, msg);
 }

@@ -2,6 +2,7 @@
 /* Small helpers every module uses: cleanup attributes, allocation that aborts
  * on OOM, whole-file I/O and atomic writes. (After bubblewrap's utils.h.) */
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@ void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 static inline void cleanup_freep(void *p)
 {

@@ -256,8 +256,7 @@ static void fail(struct ib_verify_report *rep, const char *fmt, ...)
 	va_list ap;
 	char *s = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		ib_die_oom();
+	s = xvasprintf(fmt, ap);
 	va_end(ap);
 	ib_strv_push_owned(&rep->failures, s);
 }
