@@ -39,7 +39,7 @@ static void leave_utf8(locale_t *old)
 {
 	uselocale(*old);
 }
-#define IN_UTF8_LOCALE __attribute__((cleanup(leave_utf8))) locale_t saved_locale_ = enter_utf8()
+#define IN_UTF8_LOCALE __attribute__((cleanup(leave_utf8), unused)) locale_t saved_locale_ = enter_utf8()
 
 /* libarchive's message, or strerror of its errno, as an ib_error. */
 static int archive_fail(ib_error_t *err, struct archive *a, const char *what)

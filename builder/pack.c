@@ -1163,7 +1163,8 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 	}
 	cleanup_hash_follow struct ib_hash_follow *follow = ib_hash_follow_new(out.fd);
 	struct out sink = { .fd = out.fd, .cap = 1 << 20, .hash = follow };
-	cleanup_free uint8_t *stage = sink.stage = xmalloc(sink.cap);
+	/* owns the buffer sink.stage borrows */
+	__attribute__((unused)) cleanup_free uint8_t *stage = sink.stage = xmalloc(sink.cap);
 	cleanup_archive_writer struct ib_archive_writer *wr =
 		ib_archive_writer_new(o->compression, o->threads, o->zstd_level, sink_write, &sink, err);
 	if (wr == NULL) {
