@@ -14,33 +14,8 @@ VER=580.159.04
 HOST=$TMP/host
 LIBDIR=$HOST/usr/lib/x86_64-linux-gnu
 
-# A fake libcuda: the compute capability and name come from the environment.
-cat >"$TMP/fakecuda.c" <<'EOF'
-#include <stdlib.h>
-#include <string.h>
-static int num(const char *n, int d) { const char *v = getenv(n); return v ? atoi(v) : d; }
-int cuInit(unsigned flags) { (void)flags; return num("FAKE_CUDA_INIT", 0); }
-int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
-int cuDeviceGetCount(int *c) { *c = num("FAKE_CUDA_COUNT", 1); return 0; }
-int cuDeviceGetAttribute(int *v, int attr, int dev)
-{
-	(void)dev;
-	if (attr == 75) *v = num("FAKE_CUDA_MAJOR", 9);
-	else if (attr == 76) *v = num("FAKE_CUDA_MINOR", 0);
-	else return 1;
-	return 0;
-}
-int cuDeviceGetName(char *name, int len, int dev)
-{
-	(void)dev;
-	const char *n = getenv("FAKE_CUDA_NAME");
-	strncpy(name, n ? n : "Fake GPU", (size_t)len);
-	name[len - 1] = 0;
-	return 0;
-}
-EOF
 mklib() {	# path soname
-	gcc -shared -fPIC -Wl,-soname,"$2" -o "$1" "$TMP/fakecuda.c"
+	gcc -shared -fPIC -Wl,-soname,"$2" -o "$1" "$REPO/tests/fixtures/fake-libcuda.c"
 }
 mkdir -p "$LIBDIR" "$HOST/usr/lib/old" "$HOST/usr/bin" "$HOST/etc" "$HOST/proc/driver/nvidia" \
 	"$HOST/dev/nvidia-caps" "$HOST/var/run/nvidia-persistenced"

@@ -78,30 +78,7 @@ else
 fi
 
 # ---- --gpu preflight ----
-cat >"$TMP/fakecuda.c" <<'EOF'
-#include <stdlib.h>
-#include <string.h>
-static int num(const char *n, int d) { const char *v = getenv(n); return v ? atoi(v) : d; }
-int cuInit(unsigned flags) { (void)flags; return num("FAKE_CUDA_INIT", 0); }
-int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
-int cuDeviceGetCount(int *c) { *c = num("FAKE_CUDA_COUNT", 1); return 0; }
-int cuDeviceGetAttribute(int *v, int attr, int dev)
-{
-	(void)dev;
-	if (attr == 75) *v = num("FAKE_CUDA_MAJOR", 9);
-	else if (attr == 76) *v = num("FAKE_CUDA_MINOR", 0);
-	else return 1;
-	return 0;
-}
-int cuDeviceGetName(char *name, int len, int dev)
-{
-	(void)dev;
-	strncpy(name, "Fake H100", (size_t)len);
-	name[len - 1] = 0;
-	return 0;
-}
-EOF
-gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$TMP/libcuda.so.1" "$TMP/fakecuda.c"
+gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$TMP/libcuda.so.1" "$REPO/tests/fixtures/fake-libcuda.c"
 mkhost() {	# DIR VERSION [uvm]
 	mkdir -p "$1/proc/driver/nvidia" "$1/etc" "$1/dev"
 	echo "NVRM version: NVIDIA UNIX x86_64 Kernel Module  $2  Release Build" >"$1/proc/driver/nvidia/version"
