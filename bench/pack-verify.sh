@@ -3,12 +3,12 @@
 # plain tools, on a page-cached tree. ROOT defaults to a synthetic tree of
 # about 1 GB (BENCH_MB to change), a mix of many small files and a few large
 # ones; a debootstrapped root given as ROOT works too (run as root).
-# Prints median, min and max of RUNS (default 3) runs, and the ratio of the
+# Prints median, min and max of RUNS (default 5) runs, and the ratio of the
 # medians (imgbuild / reference; > 1 means imgbuild is faster).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 IMGBUILD=${IMGBUILD:-$REPO/build/imgbuild}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 MB=${BENCH_MB:-1024}
 E=1577836800
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgbuild-bench.XXXXXX")
@@ -69,11 +69,20 @@ timeit() {	# prints "wall cpu"
 stats() {	# seconds... -> "median min max"
 	printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.3f %.3f %.3f", a[int((NR+1)/2)], a[1], a[NR]}'
 }
+# Each row: one untimed warm-up run, then RUNS timed ones. BEFORE_EACH (if
+# set) runs untimed before every run: the pack rows remove the previous
+# image, so each pack writes a new file as a first pack does (replacing an
+# existing image adds the kernel's freeing of the old one's pages, ~0.08 s
+# per GB here, to the pack that replaces it).
+BEFORE_EACH=
 run() {	# name, command...: RUNS timings
 	local name=$1
 	shift
 	local w=() c=() r
+	[ -z "$BEFORE_EACH" ] || eval "$BEFORE_EACH"
+	"$@" >/dev/null 2>&1 || true
 	for _ in $(seq "$RUNS"); do
+		[ -z "$BEFORE_EACH" ] || eval "$BEFORE_EACH"
 		r=$(timeit "$@")
 		w+=("${r% *}")
 		c+=("${r#* }")
@@ -86,7 +95,9 @@ declare -A RESULT CPU
 ref_tar() { cd "$ROOT" && tar --sort=name --mtime=@$E --owner=0 --group=0 --numeric-owner -cf - . | sha256sum; }
 ref_zstd() { cd "$ROOT" && tar --sort=name --mtime=@$E --owner=0 --group=0 --numeric-owner -cf - . | zstd -T0 -3 -q -c | sha256sum; }
 
+BEFORE_EACH='rm -f "$WORK/img.tar" "$WORK/img.tar.sha256"'
 run pack "$IMGBUILD" -q pack "$ROOT" -o "$WORK/img.tar" --epoch $E
+BEFORE_EACH=
 run tar ref_tar
 # The floor under any pack: writing the image's bytes into a new file (on a VM
 # whose fresh page-cache pages fault to the host, this alone is slow).
@@ -94,7 +105,9 @@ write_floor() { rm -f "$WORK/copy.tar" && cat "$WORK/img.tar" >"$WORK/copy.tar" 
 run floor write_floor
 run verify "$IMGBUILD" -q verify "$WORK/img.tar" --allow-unsigned
 run sha256sum sha256sum "$WORK/img.tar"
+BEFORE_EACH='rm -f "$WORK/img.tar.zst" "$WORK/img.tar.zst.sha256"'
 run packzstd "$IMGBUILD" -q pack "$ROOT" -o "$WORK/img.tar.zst" --epoch $E --zstd
+BEFORE_EACH=
 run tarzstd ref_zstd
 run verifyzstd "$IMGBUILD" -q verify "$WORK/img.tar.zst" --allow-unsigned
 

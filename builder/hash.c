@@ -1,4 +1,5 @@
 #include "hash.h"
+#include "sha256ni.h"
 #include "util.h"
 
 #include <errno.h>
@@ -10,6 +11,160 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* A SHA-256 on the SHA-NI lanes where the CPU has them, else OpenSSL's: the
+ * follower hashes the image and, in the same pass, each file's content in it,
+ * two streams over the same bytes, which the lanes run interleaved. */
+struct dual_sha {
+	bool ni;
+	struct ib_sha256_lane lane;
+	struct ib_sha256 *ctx;
+};
+
+static void dual_init(struct dual_sha *d)
+{
+	d->ni = ib_sha256ni_available();
+	if (d->ni)
+		ib_sha256_lane_init(&d->lane);
+	else
+		d->ctx = ib_sha256_new();
+}
+
+static void dual_update(struct dual_sha *d, const void *p, size_t n)
+{
+	if (d->ni)
+		ib_sha256_lane_update(&d->lane, p, n);
+	else
+		ib_sha256_update(d->ctx, p, n);
+}
+
+/* The same N bytes into both. */
+static void dual_update_both(struct dual_sha *a, struct dual_sha *b, const void *p, size_t n)
+{
+	if (a->ni && b->ni) {
+		ib_sha256_lane_update2(&a->lane, p, &b->lane, p, n);
+	} else {
+		dual_update(a, p, n);
+		dual_update(b, p, n);
+	}
+}
+
+static void dual_final(struct dual_sha *d, uint8_t out[IB_SHA256_LEN])
+{
+	if (d->ni) {
+		ib_sha256_lane_final(&d->lane, out);
+	} else {
+		ib_sha256_final(d->ctx, out);
+		ib_sha256_free(d->ctx);
+		d->ctx = NULL;
+	}
+}
+
+static void dual_free(struct dual_sha *d)
+{
+	if (!d->ni)
+		ib_sha256_free(d->ctx);
+	d->ctx = NULL;
+}
+
+struct extent {
+	uint64_t off, len;
+	uint8_t *digest;
+	atomic_int owner;	/* EXT_FREE, then whichever thread hashes its content */
+};
+enum { EXT_FREE, EXT_STREAM, EXT_HELPER };
+
+/* An image's bytes in order: its digest, and in the same strokes the digest
+ * of each extent (a file's content inside it). Extents are allocated once (no
+ * realloc under the hashing thread's feet) and added in offset order by the
+ * producer, each before any of its bytes is handed over; n_ext is published
+ * under the owner's lock. */
+struct stream {
+	struct dual_sha image;
+	struct extent *ext;
+	size_t n_ext, cap_ext;
+	size_t next_ext;	/* the hashing thread's: first extent not finished */
+	struct dual_sha file;	/* of ext[next_ext], once it has begun ... */
+	bool in_file;
+	bool file_mine;		/* ... unless a helper took that extent */
+};
+
+static void stream_init(struct stream *s, size_t max_extents)
+{
+	memset(s, 0, sizeof(*s));
+	dual_init(&s->image);
+	s->cap_ext = max_extents;
+	s->ext = max_extents ? xcalloc(max_extents, sizeof(*s->ext)) : NULL;
+}
+
+static void stream_free(struct stream *s)
+{
+	dual_free(&s->image);
+	if (s->in_file && s->file_mine)
+		dual_free(&s->file);
+	free(s->ext);
+	s->ext = NULL;
+}
+
+/* Call with the owner's lock held. */
+static void stream_add_extent(struct stream *s, uint64_t handed_over, uint64_t off, uint64_t len, uint8_t *digest)
+{
+	/* Programming errors: the hashing thread may already be past these bytes. */
+	if (s->n_ext == s->cap_ext || off < handed_over ||
+	    (s->n_ext && off < s->ext[s->n_ext - 1].off + s->ext[s->n_ext - 1].len)) {
+		fprintf(stderr, "imgbuild: bug: file content at %llu announced out of order or beyond %zu\n",
+			(unsigned long long)off, s->cap_ext);
+		abort();
+	}
+	struct extent *e = &s->ext[s->n_ext++];
+	e->off = off;
+	e->len = len;
+	e->digest = digest;
+	atomic_init(&e->owner, EXT_FREE);
+}
+
+/* Bytes [FROM, TO) of the image are at P: into the image's digest, and into
+ * the digest of each extent they overlap (N_EXT: extents published so far). */
+static void stream_hash(struct stream *h, const uint8_t *p, uint64_t from, uint64_t to, size_t n_ext)
+{
+	while (from < to) {
+		struct extent *e = h->next_ext < n_ext ? &h->ext[h->next_ext] : NULL;
+		if (e == NULL || from < e->off) {
+			uint64_t stop = e && e->off < to ? e->off : to;
+			dual_update(&h->image, p, (size_t)(stop - from));
+			p += stop - from;
+			from = stop;
+			continue;
+		}
+		if (!h->in_file) {
+			int free_ext = EXT_FREE;
+			h->file_mine = atomic_compare_exchange_strong(&e->owner, &free_ext, EXT_STREAM);
+			if (h->file_mine)
+				dual_init(&h->file);
+			h->in_file = true;
+		}
+		uint64_t stop = e->off + e->len < to ? e->off + e->len : to;
+		if (h->file_mine)
+			dual_update_both(&h->image, &h->file, p, (size_t)(stop - from));
+		else
+			dual_update(&h->image, p, (size_t)(stop - from));
+		p += stop - from;
+		from = stop;
+		if (from == e->off + e->len) {
+			if (h->file_mine)
+				dual_final(&h->file, e->digest);
+			h->in_file = false;
+			h->next_ext++;
+		}
+	}
+}
+
+/* 0, or how many extents were never reached. */
+static size_t stream_final(struct stream *s, uint8_t digest[IB_SHA256_LEN])
+{
+	dual_final(&s->image, digest);
+	return s->n_ext - s->next_ext;
+}
 
 /* A ring of blocks between one producer and the worker threads: one hashes
  * the blocks in order; when there is an output file, writers pwrite() them
@@ -44,7 +199,7 @@ struct ib_hash_pipe {
 	size_t fill;		/* bytes in the block being filled by _write */
 	bool filling;
 	int write_errno;	/* the writers' error, or the reader's */
-	struct ib_sha256 *sha;
+	struct stream hs;
 	/* Reader mode (_new_reader): the thread reads, hashes, then hands over. */
 	bool reader, eof, stop;
 	int in_fd;
@@ -83,7 +238,7 @@ static void *reader_main(void *arg)
 			got += (size_t)r;
 		}
 		if (got)
-			ib_sha256_update(p->sha, b->data, got);
+			stream_hash(&p->hs, b->data, p->offset, p->offset + got, 0);	/* only this thread moves offset */
 		pthread_mutex_lock(&p->lock);
 		b->len = got;
 		p->offset += got;
@@ -114,7 +269,7 @@ struct ib_hash_pipe *ib_hash_pipe_new_reader(int in_fd, size_t block_size, int n
 	p->ring = xcalloc((size_t)p->n, sizeof(*p->ring));
 	for (int i = 0; i < p->n; i++)
 		p->ring[i].data = xmalloc(block_size);
-	p->sha = ib_sha256_new();
+	stream_init(&p->hs, 0);
 	if (pthread_create(&p->hasher, NULL, reader_main, p) != 0)
 		ib_die_oom();
 	return p;
@@ -152,8 +307,9 @@ static void *hasher_main(void *arg)
 		if (p->hashed == p->produced)
 			break;
 		struct block *b = &p->ring[p->hashed % (uint64_t)p->n];
+		size_t n_ext = p->hs.n_ext;
 		pthread_mutex_unlock(&p->lock);
-		ib_sha256_update(p->sha, b->data, b->len);
+		stream_hash(&p->hs, b->data, b->off, b->off + b->len, n_ext);
 		pthread_mutex_lock(&p->lock);
 		b->pending--;
 		p->hashed++;
@@ -213,7 +369,7 @@ struct ib_hash_pipe *ib_hash_pipe_new(int out_fd, size_t block_size, int n_block
 	p->ring = xcalloc((size_t)p->n, sizeof(*p->ring));
 	for (int i = 0; i < p->n; i++)
 		p->ring[i].data = xmalloc(block_size);
-	p->sha = ib_sha256_new();
+	stream_init(&p->hs, 0);
 	if (pthread_create(&p->hasher, NULL, hasher_main, p) != 0)
 		ib_die_oom();
 	if (out_fd >= 0)
@@ -309,7 +465,7 @@ int ib_hash_pipe_finish(struct ib_hash_pipe *p, uint8_t digest[IB_SHA256_LEN], u
 	pipe_stop(p);
 	if (p->write_errno)
 		return ib_error_errno(err, p->write_errno, p->reader ? "read" : "write");
-	ib_sha256_final(p->sha, digest);
+	stream_final(&p->hs, digest);
 	if (total)
 		*total = p->offset;
 	return 0;
@@ -326,7 +482,7 @@ void ib_hash_pipe_free(struct ib_hash_pipe *p)
 	for (int i = 0; i < p->n; i++)
 		free(p->ring[i].data);
 	free(p->ring);
-	ib_sha256_free(p->sha);
+	stream_free(&p->hs);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->cond);
 	free(p);
@@ -339,15 +495,17 @@ void ib_hash_pipe_cleanup(struct ib_hash_pipe **p)
 
 /* ---- the follower ---- */
 
+
 struct ib_hash_follow {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond;	/* the thread waits here for bytes ... */
+	pthread_cond_t progress;	/* ... and _wait here for the thread */
 	pthread_t thread;
-	bool running, done, abandon;
+	bool running, done, abandon, running_thread_done;
 	int fd;
 	uint64_t avail, hashed;
 	int err_no;
-	struct ib_sha256 *sha;
+	struct stream hs;
 };
 
 /* At most this much mapped at once: a window is mapped with MAP_POPULATE (one
@@ -356,14 +514,14 @@ struct ib_hash_follow {
  * saves the copy, ~0.1 s of CPU per GB here. */
 #define FOLLOW_WINDOW ((uint64_t)8 << 20)
 
-static int hash_range(struct ib_sha256 *sha, int fd, uint64_t from, uint64_t to, uint8_t **buf)
+static int hash_range(struct ib_hash_follow *h, uint64_t from, uint64_t to, size_t n_ext, uint8_t **buf)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	uint64_t mapoff = from & ~(uint64_t)(page - 1);
 	size_t maplen = (size_t)(to - mapoff);
-	void *m = mmap(NULL, maplen, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)mapoff);
+	void *m = mmap(NULL, maplen, PROT_READ, MAP_SHARED | MAP_POPULATE, h->fd, (off_t)mapoff);
 	if (m != MAP_FAILED) {
-		ib_sha256_update(sha, (const uint8_t *)m + (from - mapoff), (size_t)(to - from));
+		stream_hash(&h->hs, (const uint8_t *)m + (from - mapoff), from, to, n_ext);
 		munmap(m, maplen);
 		return 0;
 	}
@@ -371,12 +529,12 @@ static int hash_range(struct ib_sha256 *sha, int fd, uint64_t from, uint64_t to,
 	if (*buf == NULL)
 		*buf = xmalloc(FOLLOW_WINDOW);
 	while (from < to) {
-		ssize_t r = pread(fd, *buf, (size_t)(to - from), (off_t)from);
+		ssize_t r = pread(h->fd, *buf, (size_t)(to - from), (off_t)from);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
 			return r < 0 ? errno : EIO;
-		ib_sha256_update(sha, *buf, (size_t)r);
+		stream_hash(&h->hs, *buf, from, from + (uint64_t)r, n_ext);
 		from += (uint64_t)r;
 	}
 	return 0;
@@ -393,33 +551,49 @@ static void *follow_main(void *arg)
 		if (h->abandon || h->hashed == h->avail)
 			break;
 		uint64_t from = h->hashed, to = h->avail;
+		size_t n_ext = h->hs.n_ext;
 		pthread_mutex_unlock(&h->lock);
 		if (to - from > FOLLOW_WINDOW)
 			to = from + FOLLOW_WINDOW;
-		int e = hash_range(h->sha, h->fd, from, to, &buf);
+		int e = hash_range(h, from, to, n_ext, &buf);
 		pthread_mutex_lock(&h->lock);
 		if (e) {
 			h->err_no = e;
 			break;
 		}
 		h->hashed = to;
+		pthread_cond_broadcast(&h->progress);
 	}
+	h->running_thread_done = true;
+	pthread_cond_broadcast(&h->progress);
 	pthread_mutex_unlock(&h->lock);
 	free(buf);
 	return NULL;
 }
 
-struct ib_hash_follow *ib_hash_follow_new(int fd)
+struct ib_hash_follow *ib_hash_follow_new(int fd, size_t max_extents)
 {
 	struct ib_hash_follow *h = xcalloc(1, sizeof(*h));
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
+	pthread_cond_init(&h->progress, NULL);
 	h->fd = fd;
-	h->sha = ib_sha256_new();
+	stream_init(&h->hs, max_extents);
 	if (pthread_create(&h->thread, NULL, follow_main, h) != 0)
 		ib_die_oom();
 	h->running = true;
 	return h;
+}
+
+void ib_hash_follow_extent(struct ib_hash_follow *h, uint64_t off, uint64_t len, uint8_t digest[IB_SHA256_LEN])
+{
+	if (len == 0) {
+		ib_sha256_buf("", 0, digest);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	stream_add_extent(&h->hs, h->avail, off, len, digest);
+	pthread_mutex_unlock(&h->lock);
 }
 
 void ib_hash_follow_advance(struct ib_hash_follow *h, uint64_t written)
@@ -430,6 +604,21 @@ void ib_hash_follow_advance(struct ib_hash_follow *h, uint64_t written)
 		pthread_cond_signal(&h->cond);
 	}
 	pthread_mutex_unlock(&h->lock);
+}
+
+int ib_hash_follow_wait(struct ib_hash_follow *h, uint64_t upto, ib_error_t *err)
+{
+	pthread_mutex_lock(&h->lock);
+	while (h->hashed < upto && h->err_no == 0 && !h->running_thread_done)
+		pthread_cond_wait(&h->progress, &h->lock);
+	int e = h->err_no;
+	bool short_of = h->hashed < upto;
+	pthread_mutex_unlock(&h->lock);
+	if (e)
+		return ib_error_errno(err, e, "read back the output");
+	if (short_of)
+		return ib_error_set(err, 0, "read back the output: it stopped short");
+	return 0;
 }
 
 static void follow_stop(struct ib_hash_follow *h, bool abandon)
@@ -450,7 +639,9 @@ int ib_hash_follow_finish(struct ib_hash_follow *h, uint8_t digest[IB_SHA256_LEN
 	follow_stop(h, false);
 	if (h->err_no)
 		return ib_error_errno(err, h->err_no, "read back the output");
-	ib_sha256_final(h->sha, digest);
+	size_t missed = stream_final(&h->hs, digest);
+	if (missed)
+		return ib_error_set(err, 0, "read back the output: %zu file contents not reached", missed);
 	return 0;
 }
 
@@ -459,9 +650,10 @@ void ib_hash_follow_free(struct ib_hash_follow *h)
 	if (h == NULL)
 		return;
 	follow_stop(h, true);
-	ib_sha256_free(h->sha);
+	stream_free(&h->hs);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
+	pthread_cond_destroy(&h->progress);
 	free(h);
 }
 
@@ -500,6 +692,30 @@ struct files_job {
  * (logs), are read. */
 #define MAP_MIN ((off_t)1 << 20)
 
+/* Bytes [FROM, TO) of FD into SHA, through a short-lived mapping (see
+ * FOLLOW_WINDOW), or read where the file system cannot map. */
+static int sha_range(struct ib_sha256 *sha, int fd, uint64_t from, uint64_t to, uint8_t **buf)
+{
+	void *m = mmap(NULL, (size_t)(to - from), PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)from);
+	if (m != MAP_FAILED) {
+		ib_sha256_update(sha, m, (size_t)(to - from));
+		munmap(m, (size_t)(to - from));
+		return 0;
+	}
+	if (*buf == NULL)
+		*buf = xmalloc(FOLLOW_WINDOW);
+	while (from < to) {
+		ssize_t r = pread(fd, *buf, (size_t)(to - from), (off_t)from);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? errno : EIO;
+		ib_sha256_update(sha, *buf, (size_t)r);
+		from += (uint64_t)r;
+	}
+	return 0;
+}
+
 static int hash_one(struct files_job *j, size_t i, uint8_t *buf, size_t cap, struct ib_sha256 **ctx, ib_error_t *err)
 {
 	cleanup_fd int fd = openat(j->dirfd, j->paths[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
@@ -520,7 +736,7 @@ static int hash_one(struct files_job *j, size_t i, uint8_t *buf, size_t cap, str
 		uint8_t *unused = NULL;
 		for (uint64_t off = 0; off < (uint64_t)st.st_size;) {
 			uint64_t to = (uint64_t)st.st_size - off > FOLLOW_WINDOW ? off + FOLLOW_WINDOW : (uint64_t)st.st_size;
-			int e = hash_range(*ctx, fd, off, to, &unused);
+			int e = sha_range(*ctx, fd, off, to, &unused);
 			if (e) {
 				free(unused);
 				return ib_error_errno(err, e, "read '%s'", j->paths[i]);
@@ -551,6 +767,17 @@ static int hash_one(struct files_job *j, size_t i, uint8_t *buf, size_t cap, str
 	return 0;
 }
 
+static void files_fail(struct files_job *j, ib_error_t *err)
+{
+	pthread_mutex_lock(&j->lock);
+	if (j->err == NULL)
+		j->err = steal_pointer(err);
+	pthread_mutex_unlock(&j->lock);
+	ib_error_free(err);
+	atomic_store(&j->failed, true);
+}
+
+/* One file: OpenSSL, one stream (no SHA-NI on this CPU). */
 static void *files_main(void *arg)
 {
 	struct files_job *j = arg;
@@ -563,17 +790,200 @@ static void *files_main(void *arg)
 			break;
 		ib_error_t err = NULL;
 		if (hash_one(j, i, buf, cap, &ctx, &err) < 0) {
-			pthread_mutex_lock(&j->lock);
-			if (j->err == NULL)
-				j->err = steal_pointer(&err);
-			pthread_mutex_unlock(&j->lock);
-			ib_error_free(&err);
-			atomic_store(&j->failed, true);
+			files_fail(j, &err);
 			ib_sha256_free(ctx);
 			ctx = NULL;
 		}
 	}
 	ib_sha256_free(ctx);
+	return NULL;
+}
+
+/* Two runs of bytes at a time per thread, their blocks hashed together on
+ * the SHA unit (sha256ni.h). A run is SIZE bytes of FD from BASE: a whole
+ * file for ib_hash_files, a file's content inside the image for the
+ * follower's helper. Each slot holds one run and the bytes of it ready to
+ * hash (a read buffer, or a mapping for big runs). */
+struct lane_item {
+	int fd;
+	bool own_fd;
+	uint64_t base;
+	int64_t size;
+	uint8_t *digest;
+	int64_t *size_out;	/* may be NULL */
+	const char *name;
+};
+
+struct lane_source {
+	/* The next run; false when none is left or on failure (*err set). */
+	bool (*next)(struct lane_source *src, struct lane_item *it, ib_error_t *err);
+	atomic_bool *stop;	/* set by another thread's failure */
+};
+
+struct slot {
+	struct lane_item it;
+	bool active;
+	int64_t off;		/* bytes of the run made ready so far */
+	const uint8_t *p;	/* ready, not yet hashed */
+	size_t avail;
+	void *map;
+	size_t maplen;
+	uint8_t *buf;
+	struct ib_sha256_lane lane;
+};
+
+static void slot_unmap(struct slot *s)
+{
+	if (s->map) {
+		munmap(s->map, s->maplen);
+		s->map = NULL;
+	}
+}
+
+static void slot_close(struct slot *s)
+{
+	slot_unmap(s);
+	if (s->active && s->it.own_fd && s->it.fd >= 0)
+		close(s->it.fd);
+	s->active = false;
+}
+
+/* Makes the next bytes ready; false once the run is done (or on error). */
+static bool slot_fill(struct slot *s, size_t cap, ib_error_t *err)
+{
+	slot_unmap(s);
+	if (s->off >= s->it.size)
+		return false;
+	uint64_t at = s->it.base + (uint64_t)s->off;
+	if (s->it.size >= MAP_MIN) {
+		uint64_t len = (uint64_t)(s->it.size - s->off) < FOLLOW_WINDOW ? (uint64_t)(s->it.size - s->off) : FOLLOW_WINDOW;
+		uint64_t lead = at & (uint64_t)(sysconf(_SC_PAGESIZE) - 1);
+		void *m = mmap(NULL, (size_t)(lead + len), PROT_READ, MAP_SHARED | MAP_POPULATE, s->it.fd, (off_t)(at - lead));
+		if (m != MAP_FAILED) {
+			s->map = m;
+			s->maplen = (size_t)(lead + len);
+			s->p = (const uint8_t *)m + lead;
+			s->avail = (size_t)len;
+			s->off += (int64_t)len;
+			return true;
+		}
+	}
+	size_t want = (uint64_t)(s->it.size - s->off) < cap ? (size_t)(s->it.size - s->off) : cap;
+	for (;;) {
+		ssize_t r = pread(s->it.fd, s->buf, want, (off_t)at);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			ib_error_errno(err, errno, "read '%s'", s->it.name);
+			return false;
+		}
+		if (r == 0) {	/* shrank: its digest and size are what was there */
+			s->it.size = s->off;
+			return false;
+		}
+		s->p = s->buf;
+		s->avail = (size_t)r;
+		s->off += r;
+		return true;
+	}
+}
+
+static void slot_finish(struct slot *s)
+{
+	ib_sha256_lane_final(&s->lane, s->it.digest);
+	if (s->it.size_out)
+		*s->it.size_out = s->it.size;
+	slot_close(s);
+}
+
+static int lanes_run(struct lane_source *src, ib_error_t *err)
+{
+	size_t cap = 1 << 20;
+	struct slot slots[2];
+	for (int k = 0; k < 2; k++) {
+		memset(&slots[k], 0, sizeof(slots[k]));
+		slots[k].buf = xmalloc(cap);
+	}
+	bool more = true;	/* runs left to take */
+	while (*err == NULL && !(src->stop && atomic_load(src->stop))) {
+		/* Every slot with nothing ready gets bytes, or its next run. */
+		for (int k = 0; k < 2 && *err == NULL; k++) {
+			struct slot *s = &slots[k];
+			while (s->avail == 0 && *err == NULL) {
+				if (s->active && slot_fill(s, cap, err))
+					break;
+				if (s->active && *err == NULL)
+					slot_finish(s);
+				if (*err || !more)
+					break;
+				if (!(more = src->next(src, &s->it, err)))
+					break;
+				s->active = true;
+				s->off = 0;
+				ib_sha256_lane_init(&s->lane);
+			}
+		}
+		if (*err)
+			break;
+		struct slot *a = &slots[0], *b = &slots[1];
+		size_t both = (a->avail < b->avail ? a->avail : b->avail) & ~(size_t)63;
+		if (both > 0 && a->lane.fill == 0 && b->lane.fill == 0) {
+			ib_sha256_lane_update2(&a->lane, a->p, &b->lane, b->p, both);
+			a->p += both, a->avail -= both;
+			b->p += both, b->avail -= both;
+		} else if (a->avail || b->avail) {
+			/* The shorter alone (a run's last bytes): the other lane
+			 * stays block-aligned for the next round together. */
+			struct slot *s = !b->avail || (a->avail && a->avail <= b->avail) ? a : b;
+			ib_sha256_lane_update(&s->lane, s->p, s->avail);
+			s->avail = 0;
+		} else {
+			break;	/* both idle: nothing left */
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		slot_close(&slots[k]);
+		free(slots[k].buf);
+	}
+	return *err ? -1 : 0;
+}
+
+struct files_source {
+	struct lane_source src;
+	struct files_job *j;
+};
+
+static bool files_next(struct lane_source *src, struct lane_item *it, ib_error_t *err)
+{
+	struct files_job *j = ((struct files_source *)src)->j;
+	size_t i = atomic_fetch_add(&j->next, 1);
+	if (i >= j->n || atomic_load(&j->failed))
+		return false;
+	*it = (struct lane_item){ .fd = -1, .own_fd = true, .digest = j->digests[i], .size_out = &j->sizes[i], .name = j->paths[i] };
+	it->fd = openat(j->dirfd, j->paths[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (it->fd < 0)
+		return ib_error_errno(err, errno, "open '%s'", j->paths[i]), false;
+	struct stat st;
+	if (fstat(it->fd, &st) < 0) {
+		int e = errno;
+		close(it->fd);
+		return ib_error_errno(err, e, "stat '%s'", j->paths[i]), false;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(it->fd);
+		return ib_error_set(err, 0, "'%s' is no longer a regular file", j->paths[i]), false;
+	}
+	it->size = st.st_size;
+	return true;
+}
+
+static void *files_main_ni(void *arg)
+{
+	struct files_job *j = arg;
+	struct files_source fs = { .src = { .next = files_next, .stop = &j->failed }, .j = j };
+	ib_error_t err = NULL;
+	if (lanes_run(&fs.src, &err) < 0)
+		files_fail(j, &err);
 	return NULL;
 }
 
@@ -588,20 +998,77 @@ int ib_hash_files(int dirfd, const char *const *paths, size_t n, int threads, ui
 		threads = ib_hash_ncpus();
 	if ((size_t)threads > n)
 		threads = n ? (int)n : 1;
+	void *(*worker)(void *) = ib_sha256ni_available() ? files_main_ni : files_main;
 	pthread_t tids[64];
 	if (threads > 64)
 		threads = 64;
 	int started = 0;
 	for (int t = 1; t < threads; t++)
-		if (pthread_create(&tids[started], NULL, files_main, &j) == 0)
+		if (pthread_create(&tids[started], NULL, worker, &j) == 0)
 			started++;
-	files_main(&j);
+	worker(&j);
 	for (int t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
 	pthread_mutex_destroy(&j.lock);
 	if (j.err) {
 		*err = j.err;
 		return -1;
+	}
+	return 0;
+}
+
+/* ---- the follower's helper (uses the lanes above) ---- */
+
+struct help_source {
+	struct lane_source src;
+	struct ib_hash_follow *h;
+	size_t next, end;
+};
+
+static bool help_next(struct lane_source *src, struct lane_item *it, ib_error_t *err)
+{
+	struct help_source *hs = (struct help_source *)src;
+	if (hs->next == hs->end)
+		return false;
+	struct extent *e = &hs->h->hs.ext[hs->next++];
+	*it = (struct lane_item){ .fd = hs->h->fd, .base = e->off, .size = (int64_t)e->len, .digest = e->digest, .name = "the image" };
+	return true;
+}
+
+int ib_hash_follow_help(struct ib_hash_follow *h, ib_error_t *err)
+{
+	pthread_mutex_lock(&h->lock);
+	size_t end = h->hs.n_ext;
+	pthread_mutex_unlock(&h->lock);
+	/* From the last extent back to the one the thread has begun. */
+	size_t first = end;
+	while (first > 0) {
+		int free_ext = EXT_FREE;
+		if (!atomic_compare_exchange_strong(&h->hs.ext[first - 1].owner, &free_ext, EXT_HELPER))
+			break;
+		first--;
+	}
+	if (ib_sha256ni_available()) {
+		struct help_source hs = { .src = { .next = help_next }, .h = h, .next = first, .end = end };
+		return lanes_run(&hs.src, err);
+	}
+	/* No SHA-NI: one OpenSSL stream at a time, read into a buffer. */
+	size_t cap = 1 << 20;
+	cleanup_free uint8_t *buf = xmalloc(cap);
+	for (size_t i = first; i < end; i++) {
+		struct extent *e = &h->hs.ext[i];
+		cleanup_sha256 struct ib_sha256 *sha = ib_sha256_new();
+		for (uint64_t off = e->off; off < e->off + e->len;) {
+			size_t want = e->off + e->len - off < cap ? (size_t)(e->off + e->len - off) : cap;
+			ssize_t r = pread(h->fd, buf, want, (off_t)off);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				return ib_error_errno(err, r < 0 ? errno : EIO, "read back the output");
+			ib_sha256_update(sha, buf, (size_t)r);
+			off += (uint64_t)r;
+		}
+		ib_sha256_final(sha, e->digest);
 	}
 	return 0;
 }

@@ -13,8 +13,8 @@
 
 struct ib_hash_pipe;
 
-/* OUT_FD >= 0: every block is also written there (not owned, from its
- * current offset 0 on, with pwrite) by writer threads while one thread hashes. BLOCK_SIZE bytes
+/* OUT_FD >= 0: every block is also written there (not owned, from offset 0
+ * on, with pwrite) by writer threads while one thread hashes. BLOCK_SIZE bytes
  * per block, N_BLOCKS in flight (>= 3 so a reader may keep the last one). */
 struct ib_hash_pipe *ib_hash_pipe_new(int out_fd, size_t block_size, int n_blocks);
 /* Reading ahead instead: the thread reads IN_FD (not owned, from its current
@@ -43,11 +43,26 @@ void ib_hash_pipe_cleanup(struct ib_hash_pipe **p);
 /* Hashes FD's bytes from offset 0 on a thread of its own, as the caller
  * reports them written: the digest of exactly what is in the file (pack's
  * IMAGE.sha256), read from the page cache through short-lived mappings, no
- * copy. FD is not owned and must be open for reading. */
+ * copy. FD is not owned and must be open for reading. In the same pass it
+ * hashes up to MAX_EXTENTS byte ranges of the file on their own (the
+ * content of each file in the image): where the CPU has SHA-NI, both digests
+ * of a byte cost little more than one (sha256ni.h). */
 struct ib_hash_follow;
-struct ib_hash_follow *ib_hash_follow_new(int fd);
+struct ib_hash_follow *ib_hash_follow_new(int fd, size_t max_extents);
+/* Bytes [OFF, OFF+LEN) get their own digest, into DIGEST (which must stay
+ * valid until _wait or _finish has passed them). Announced in offset order,
+ * each before any of its bytes is handed over with _advance. */
+void ib_hash_follow_extent(struct ib_hash_follow *h, uint64_t off, uint64_t len, uint8_t digest[IB_SHA256_LEN]);
 /* Bytes [0, WRITTEN) are in the file: hash up to there. */
 void ib_hash_follow_advance(struct ib_hash_follow *h, uint64_t written);
+/* Called by the writer once it has written and advanced everything: takes
+ * the extents the thread has not begun, from the last back, and hashes their
+ * content on the calling thread (two at a time on SHA-NI), while the thread
+ * hashes the image alone through them. The writer's core is idle otherwise. */
+int ib_hash_follow_help(struct ib_hash_follow *h, ib_error_t *err);
+/* Waits until bytes [0, UPTO) are hashed (advanced first), so digests of
+ * extents ending there are filled in. */
+int ib_hash_follow_wait(struct ib_hash_follow *h, uint64_t upto, ib_error_t *err);
 /* Waits for the thread to hash everything advanced to; the digest. */
 int ib_hash_follow_finish(struct ib_hash_follow *h, uint8_t digest[IB_SHA256_LEN], ib_error_t *err);
 void ib_hash_follow_free(struct ib_hash_follow *h);

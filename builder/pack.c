@@ -19,19 +19,22 @@
 #include <unistd.h>
 
 /*
- * Why two passes, listing first: the listing sits at ./.imgbuild/listing, near
- * the start of the archive (entries are sorted and "." sorts before letters),
- * so a reader gets the image's table of contents without reading it whole, and
- * verify compares entries against a listing it already has. That means every
- * file's digest is known before the first byte is written. Pass 1 hashes all
- * files on every core (reads, or mappings for big files); pass 2 puts the
- * content into the output with copy_file_range while a second thread hashes
- * the output as it grows (see "output" below). On 2 cores that is
- * ~1/(2 x 1.7 GB/s) + 1/1.7 GB/s per byte: the image's SHA-256 is one
- * sequential stream that can only start once the listing is known, so it
- * bounds pack at ~1.1 GB/s here however the rest is arranged.
- * The other way (listing last, one pass) saves the re-read but puts the table
- * of contents behind gigabytes and makes verify buffer every entry.
+ * Why the listing comes last: entries are sorted by path, except
+ * ./.imgbuild/listing, which ends the image. It holds every file's digest,
+ * and the image's own SHA-256 is one sequential stream over every byte:
+ * with the listing first, all files had to be hashed before the image's
+ * digest could start (two passes; on this 2-core VM that bounds pack near
+ * 3.5x `tar | sha256sum`). Last, one pass does it all: content goes into the
+ * output with copy_file_range while the follower thread (hash.h) reads the
+ * output back and hashes the image and, in the same strokes, each file's
+ * content in it (two SHA-NI streams over the same bytes, sha256ni.h); the
+ * listing is made when the follower has reached it. So the listing's digests
+ * and IMAGE.sha256 are both of the bytes in the image. The facts and the
+ * rest of .imgbuild/ keep their sorted place near the start, where a reader
+ * finds them without reading the image; verify checks the listing after the
+ * entries it has hashed (it keeps one line per entry, not the content).
+ * zstd output cannot be read back uncompressed, so there the file digests
+ * come from a pass of their own first (ib_hash_files), as before.
  */
 
 /* Folders kept (with their mode) but packed empty: run-time or download state. */
@@ -251,8 +254,9 @@ static int add_path(struct walk *w, int dirfd, const char *name, const char *rel
 	if (type == IB_ENTRY_FILE && match_any(emptied, rel)) {
 		e->empty = true;
 		e->size = 0;
-		ib_sha256_buf("", 0, e->digest);
 	}
+	if (type == IB_ENTRY_FILE && e->size == 0)
+		ib_sha256_buf("", 0, e->digest);
 	if (type == IB_ENTRY_SYMLINK) {
 		size_t cap = (size_t)st.st_size + 2;
 		if (cap < 256)
@@ -273,9 +277,9 @@ static int add_path(struct walk *w, int dirfd, const char *name, const char *rel
 			cap *= 2;
 		}
 	}
+	/* xattrs are read by write_entry, on the writing thread: the walk is
+	 * the part of pack nothing else can overlap. */
 	cleanup_free char *full = *rel ? xasprintf("%s/%s", w->root, rel) : xstrdup(w->root);
-	if (read_xattrs(full, e, err) < 0)
-		return -1;
 	if (type == IB_ENTRY_DIR) {
 		if (*rel && match_any(keep_empty, rel))
 			return 0;
@@ -850,9 +854,14 @@ static int place_file(struct out *o, int fd, const struct pentry *e, ib_error_t 
 	return 0;
 }
 
-static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, int rootfd, const struct pentry *e,
-		       uint8_t *buf, size_t cap, ib_error_t *err)
+static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, const char *root, int rootfd,
+		       struct pentry *e, uint8_t *buf, size_t cap, ib_error_t *err)
 {
+	if (e->kind == P_TREE && *e->rel) {
+		cleanup_free char *full = xasprintf("%s/%s", root, e->rel);
+		if (read_xattrs(full, e, err) < 0)
+			return -1;
+	}
 	cleanup_free char *path = tar_path(e->rel);
 	cleanup_free char *link = e->type == IB_ENTRY_HARDLINK ? tar_path(e->link) : NULL;
 	struct ib_tar_entry te = {
@@ -882,6 +891,10 @@ static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, 
 	if (fd < 0)
 		return ib_error_errno(err, errno, "open '%s'", e->rel);
 	if (direct) {
+		/* The follower hashes this file's bytes as it reads them back
+		 * from the image: the listing holds the digest of what is in the
+		 * image, whatever happens to the tree meanwhile. */
+		ib_hash_follow_extent(o->hash, o->off + o->fill, (uint64_t)e->size, e->digest);
 		if (place_file(o, fd, e, err) < 0)
 			return -1;
 		return ib_archive_writer_skip(w, e->size, err);
@@ -1004,6 +1017,37 @@ static int outfile_commit(struct outfile *f, const char *output, ib_error_t *err
 	return 0;
 }
 
+/* The listing: every entry but the listing itself, in image order. Its length
+ * depends only on the metadata (digests are fixed-width hex), so a draft made
+ * before the digests are known has the final length. */
+static char *make_listing(const struct plist *l, const struct pentry *self, int64_t *len_out)
+{
+	char *lbuf = NULL;
+	size_t llen = 0, lcap = 0;
+	append_str(&lbuf, &llen, &lcap, IB_LISTING_HEADER);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct pentry *e = &l->v[i];
+		if (e == self)
+			continue;
+		cleanup_free char *lp = listing_path(e->rel);
+		cleanup_free char *lt = e->type == IB_ENTRY_HARDLINK ? listing_path(e->link) : NULL;
+		struct ib_listing_entry le = {
+			.type = e->type == IB_ENTRY_FILE ? 'f' : e->type == IB_ENTRY_DIR ? 'd' : e->type == IB_ENTRY_SYMLINK ? 'l' : 'h',
+			.mode = (unsigned)e->mode,
+			.uid = e->uid,
+			.gid = e->gid,
+			.size = e->type == IB_ENTRY_FILE ? e->size : 0,
+			.path = lp,
+			.target = e->type == IB_ENTRY_HARDLINK ? lt : e->link,
+		};
+		if (e->type == IB_ENTRY_FILE)
+			ib_hex(e->digest, IB_SHA256_LEN, le.sha256);
+		ib_listing_append(&lbuf, &llen, &lcap, &le);
+	}
+	*len_out = (int64_t)llen;
+	return lbuf;
+}
+
 static char *default_name(const char *output)
 {
 	const char *base = strrchr(output, '/');
@@ -1078,80 +1122,61 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 			return -1;
 	if (o->meta_dir && add_meta_dir(&list, o->meta_dir, o->epoch, err) < 0)
 		return -1;
-	add_virtual(&list, ".imgbuild/listing", IB_ENTRY_FILE, o->epoch);
 
 	qsort(list.v, list.n, sizeof(list.v[0]), cmp_rel);
 	link_hardlinks(&list);
+	/* The listing goes last (see the top of this file); its content is
+	 * made once every other entry's digest is known. */
+	add_virtual(&list, ".imgbuild/listing", IB_ENTRY_FILE, o->epoch);
+	struct pentry *listing = &list.v[list.n - 1];
 
-	/* Pass 1: every file's digest, on all cores. */
 	size_t nfiles = 0;
 	for (size_t i = 0; i < list.n; i++)
-		if (list.v[i].kind == P_TREE && list.v[i].type == IB_ENTRY_FILE && !list.v[i].empty)
-			nfiles++;
-	const char **paths = xcalloc(nfiles + 1, sizeof(char *));
-	size_t *which = xcalloc(nfiles + 1, sizeof(size_t));
-	uint8_t(*digests)[IB_SHA256_LEN] = xcalloc(nfiles + 1, IB_SHA256_LEN);
-	int64_t *sizes = xcalloc(nfiles + 1, sizeof(int64_t));
-	size_t k = 0;
-	for (size_t i = 0; i < list.n; i++)
 		if (list.v[i].kind == P_TREE && list.v[i].type == IB_ENTRY_FILE && !list.v[i].empty) {
-			paths[k] = list.v[i].rel;
-			which[k++] = i;
+			nfiles++;
+			stats.bytes_in += (uint64_t)list.v[i].size;
 		}
-	int rc = ib_hash_files(rootfd, paths, nfiles, o->threads, digests, sizes, err);
-	for (size_t j = 0; rc == 0 && j < nfiles; j++) {
-		struct pentry *e = &list.v[which[j]];
-		memcpy(e->digest, digests[j], IB_SHA256_LEN);
-		e->size = sizes[j];
-		stats.bytes_in += (uint64_t)sizes[j];
-	}
-	free(paths), free(which), free(digests), free(sizes);
-	if (rc < 0)
-		return ib_error_wrap(err, "pack '%s'", o->root);
 	stats.files = nfiles;
+	double t_walked = now_s();
+	bool direct = o->compression == IB_COMPRESS_NONE;
+	if (!direct) {
+		/* zstd: the follower sees compressed bytes, so the file digests
+		 * come from a pass of their own first, on all cores. */
+		stats.bytes_in = 0;
+		const char **paths = xcalloc(nfiles + 1, sizeof(char *));
+		size_t *which = xcalloc(nfiles + 1, sizeof(size_t));
+		uint8_t(*digests)[IB_SHA256_LEN] = xcalloc(nfiles + 1, IB_SHA256_LEN);
+		int64_t *sizes = xcalloc(nfiles + 1, sizeof(int64_t));
+		size_t k = 0;
+		for (size_t i = 0; i < list.n; i++)
+			if (list.v[i].kind == P_TREE && list.v[i].type == IB_ENTRY_FILE && !list.v[i].empty) {
+				paths[k] = list.v[i].rel;
+				which[k++] = i;
+			}
+		int rc = ib_hash_files(rootfd, paths, nfiles, o->threads, digests, sizes, err);
+		for (size_t j = 0; rc == 0 && j < nfiles; j++) {
+			struct pentry *e = &list.v[which[j]];
+			memcpy(e->digest, digests[j], IB_SHA256_LEN);
+			e->size = sizes[j];
+			stats.bytes_in += (uint64_t)sizes[j];
+		}
+		free(paths), free(which), free(digests), free(sizes);
+		if (rc < 0)
+			return ib_error_wrap(err, "pack '%s'", o->root);
+	}
 	double t1 = now_s();
 
-	/* The listing: every entry but itself. */
-	struct pentry *listing = NULL;
-	char *lbuf = NULL;
-	size_t llen = 0, lcap = 0;
-	append_str(&lbuf, &llen, &lcap, IB_LISTING_HEADER);
-	for (size_t i = 0; i < list.n; i++) {
-		struct pentry *e = &list.v[i];
-		if (e->kind == P_VIRTUAL && strcmp(e->rel, ".imgbuild/listing") == 0) {
-			listing = e;
-			continue;
-		}
-		cleanup_free char *lp = listing_path(e->rel);
-		cleanup_free char *lt = e->type == IB_ENTRY_HARDLINK ? listing_path(e->link) : NULL;
-		struct ib_listing_entry le = {
-			.type = e->type == IB_ENTRY_FILE ? 'f' : e->type == IB_ENTRY_DIR ? 'd' : e->type == IB_ENTRY_SYMLINK ? 'l' : 'h',
-			.mode = (unsigned)e->mode,
-			.uid = e->uid,
-			.gid = e->gid,
-			.size = e->type == IB_ENTRY_FILE ? e->size : 0,
-			.path = lp,
-			.target = e->type == IB_ENTRY_HARDLINK ? lt : e->link,
-		};
-		if (e->type == IB_ENTRY_FILE)
-			ib_hex(e->digest, IB_SHA256_LEN, le.sha256);
-		ib_listing_append(&lbuf, &llen, &lcap, &le);
-	}
-	listing->data_owned = lbuf;
-	listing->data = lbuf;
-	listing->size = (int64_t)llen;
-
-	/* Pass 2: the tar, hashed by the follower thread as it reaches the file. */
 	struct outfile out;
 	if (outfile_open(&out, o->output, err) < 0) {
 		outfile_abort(&out);
 		return -1;
 	}
-	bool direct = o->compression == IB_COMPRESS_NONE;
 	if (direct) {
-		/* The size is known now, give or take the pax extended headers:
+		/* The size is known now, give or take the pax extended headers
+		 * (the listing's length does not depend on the digests in it):
 		 * reserve it, so a full disk fails here rather than after a
 		 * gigabyte, and the blocks come in one piece. */
+		cleanup_free char *draft = make_listing(&list, listing, &listing->size);
 		uint64_t least = 1024;
 		for (size_t i = 0; i < list.n; i++)
 			least += 512 + (list.v[i].type == IB_ENTRY_FILE ? ((uint64_t)list.v[i].size + 511) / 512 * 512 : 0);
@@ -1161,7 +1186,7 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 			return ib_error_errno(err, e, "pack '%s': reserve %llu bytes", o->output, (unsigned long long)least);
 		}
 	}
-	cleanup_hash_follow struct ib_hash_follow *follow = ib_hash_follow_new(out.fd);
+	cleanup_hash_follow struct ib_hash_follow *follow = ib_hash_follow_new(out.fd, direct ? nfiles : 0);
 	struct out sink = { .fd = out.fd, .cap = 1 << 20, .hash = follow };
 	/* owns the buffer sink.stage borrows */
 	__attribute__((unused)) cleanup_free uint8_t *stage = sink.stage = xmalloc(sink.cap);
@@ -1174,19 +1199,28 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 	}
 	size_t cap = 1 << 20;
 	cleanup_free uint8_t *buf = direct ? NULL : xmalloc(cap);
-	for (size_t i = 0; i < list.n; i++) {
-		if (write_entry(wr, &sink, direct, rootfd, &list.v[i], buf, cap, err) < 0) {
-			ib_archive_writer_free(steal_pointer(&wr));
-			ib_hash_follow_free(steal_pointer(&follow));
-			outfile_abort(&out);
-			return ib_error_wrap(err, "pack '%s'", o->output);
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < list.n; i++) {
+		if (&list.v[i] == listing) {
+			/* Every file's digest is in: in direct mode once the
+			 * follower has hashed everything written so far. */
+			rc = out_flush(&sink, err);
+			if (rc == 0 && direct)
+				rc = ib_hash_follow_help(follow, err);
+			if (rc == 0 && direct)
+				rc = ib_hash_follow_wait(follow, sink.off, err);
+			if (rc < 0)
+				break;
+			listing->data_owned = make_listing(&list, listing, &listing->size);
+			listing->data = listing->data_owned;
 		}
+		rc = write_entry(wr, &sink, direct, o->root, rootfd, &list.v[i], buf, cap, err);
 		if ((i & 1023) == 0)
 			ib_log_status("packing %zu/%zu entries", i, list.n);
 	}
 	ib_log_status_clear();
 	uint8_t digest[IB_SHA256_LEN];
-	if (ib_archive_writer_finish(wr, err) < 0 || out_flush(&sink, err) < 0 ||
+	if (rc < 0 || ib_archive_writer_finish(wr, err) < 0 || out_flush(&sink, err) < 0 ||
 	    (ftruncate(out.fd, (off_t)sink.off) < 0 && ib_error_errno(err, errno, "write") < 0) ||
 	    ib_hash_follow_finish(follow, digest, err) < 0) {
 		ib_archive_writer_free(steal_pointer(&wr));
@@ -1227,7 +1261,8 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 	double t2 = now_s();
 	stats.entries = list.n;
 	stats.bytes_out = total;
-	stats.seconds_hash = t1 - t0;
+	stats.seconds_walk = t_walked - t0;
+	stats.seconds_hash = t1 - t_walked;
 	stats.seconds_write = t2 - t1;
 	if (o->stats)
 		*o->stats = stats;

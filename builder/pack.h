@@ -39,7 +39,7 @@ struct ib_pack_meta {
 struct ib_pack_stats {
 	uint64_t entries, files, bytes_in, bytes_out;
 	uint64_t skipped_devices, skipped_special, skipped_excluded;
-	double seconds_hash, seconds_write;
+	double seconds_walk, seconds_hash, seconds_write;	/* hash: file digests, after the walk */
 };
 
 struct ib_pack_opts {

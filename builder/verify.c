@@ -103,6 +103,7 @@ struct ib_entry_check {
 	char *prev;
 	char *norm;
 	char *link_norm;
+	bool listing_seen;
 };
 
 struct ib_entry_check *ib_entry_check_new(void)
@@ -177,13 +178,18 @@ int ib_entry_check(struct ib_entry_check *c, const struct ib_tar_entry *e, const
 				 : S_ISFIFO(e->filetype) ? "fifo" : S_ISSOCK(e->filetype) ? "socket" : "special file";
 		return ib_error_set(err, 0, "unsafe entry '%s': %s", norm, what);
 	}
-	if (c->prev) {
+	/* Entries are sorted by path, but the listing ends the image (pack.c
+	 * says why): one layout, so nothing hides in a second one. */
+	bool is_listing = strcmp(norm, "./.imgbuild/listing") == 0;
+	if (c->listing_seen)
+		return ib_error_set(err, 0, "entry '%s' after ./.imgbuild/listing, which must be the last entry", norm);
+	if (c->prev && !is_listing) {
 		int cmp = strcmp(norm, c->prev);
 		if (cmp == 0)
 			return ib_error_set(err, 0, "duplicate entry '%s'", norm);
 		if (cmp < 0)
 			return ib_error_set(err, 0, "entry '%s' out of order (after '%s'): images are sorted", norm, c->prev);
-	} else if (strcmp(norm, ".") != 0) {
+	} else if (!c->prev && strcmp(norm, ".") != 0) {
 		return ib_error_set(err, 0, "first entry is '%s', not the root './'", norm);
 	}
 	if (strcmp(norm, ".") == 0) {
@@ -219,8 +225,12 @@ int ib_entry_check(struct ib_entry_check *c, const struct ib_tar_entry *e, const
 		return ib_error_set(err, 0, "entry '%s': a folder or symlink with content", norm);
 	unsigned char kind = e->type == IB_ENTRY_DIR ? 'd' : e->type == IB_ENTRY_FILE ? 'f' : e->type == IB_ENTRY_SYMLINK ? 'l' : 'h';
 	strset_put(&c->seen, norm, kind);
-	free(c->prev);
-	c->prev = xstrdup(norm);
+	if (is_listing) {
+		c->listing_seen = true;
+	} else {
+		free(c->prev);
+		c->prev = xstrdup(norm);
+	}
 	if (norm_out)
 		*norm_out = norm;
 	return 0;

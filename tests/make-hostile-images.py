@@ -50,7 +50,7 @@ def listing_line(t, data):
     return "%s %04o %d %d %d %s %s %s" % (typ, t.mode & 0o7777, t.uid, t.gid, len(data) if typ == "f" else 0, sha, esc(norm), target)
 
 
-def make(name, members, expect, listing_from=None, lie=None, sort=True, sign=True, listing=True):
+def make(name, members, expect, listing_from=None, lie=None, sort=True, sign=True, listing=True, listing_last=True):
     """members: list of (TarInfo, bytes). The listing is made from
     LISTING_FROM (default: the members, minus unsafe ones it cannot express),
     then LIE(lines) may edit it."""
@@ -69,10 +69,13 @@ def make(name, members, expect, listing_from=None, lie=None, sort=True, sign=Tru
     if lie:
         text = lie(text)
     body = ("imgbuild-listing 1\n" + "".join(l + "\n" for l in text)).encode()
-    if listing:
-        all_members.append((info("./.imgbuild/listing", size=len(body)), body))
+    entry = (info("./.imgbuild/listing", size=len(body)), body)
+    if listing and not listing_last:
+        all_members.append(entry)
     if sort:
         all_members.sort(key=lambda m: (m[0].name.rstrip("/") if m[0].name != "./" else ".").encode())
+    if listing and listing_last:
+        all_members.append(entry)  # the listing ends an image, as pack writes it
     path = os.path.join(out, name + ".tar")
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
         for t, d in all_members:
@@ -133,6 +136,7 @@ make("listing-invents", [f("./real")], "missing from the image", lie=lambda ls: 
 make("listing-symlink-target", [(info("./l", tarfile.SYMTYPE, mode=0o777, link="/etc/passwd"), b"")],
      "link target differs", lie=lambda ls: [l.replace("/etc/passwd", "/bin/true") for l in ls])
 make("no-listing", [f("./a")], "no ./.imgbuild/listing", listing=False)
+make("listing-not-last", [f("./a")], "after ./.imgbuild/listing, which must be the last entry", listing_last=False)
 
 # Truncated: a valid image cut inside its data.
 data = open(good, "rb").read()
@@ -156,7 +160,7 @@ with open(os.path.join(out, "appended.tar"), "wb") as fh:
 finish("appended", "signature", sig_from=good + ".sig")
 shutil.copy(os.path.join(out, "appended.expect"), os.path.join(out, "appended.expect2"))
 with open(os.path.join(out, "appended.expect2"), "w") as fh:
-    fh.write("not in the listing\n")
+    fh.write("after ./.imgbuild/listing, which must be the last entry\n")
 
 # Signed by a key nobody trusts.
 shutil.copy(good, os.path.join(out, "untrusted-signer.tar"))
