@@ -90,6 +90,54 @@ static char *deb_index_path(const struct ib_manifest *m, ib_error_t *err)
 	return xasprintf("%s/%s-%s.index", dir, m->base.distro, m->base.suite);
 }
 
+/* apt's package lists of the last bootstrap of this suite, kept beside the
+ * .deb index. Offered to the next one, whose `apt-get update` then only
+ * revalidates InRelease (unchanged: nothing else is fetched; changed: apt
+ * fetches what changed), instead of downloading and unpacking the indexes
+ * again. The image never has them (pack empties var/lib/apt/lists). */
+static char *lists_cache_path(const char *index_path)
+{
+	size_t n = strlen(index_path) - strlen(".index");
+	return xasprintf("%.*s.lists", (int)n, index_path);
+}
+
+/* Hard links of the cached lists into IN (the cache's files are never
+ * written in place: a new set replaces the folder), for the setup hook to
+ * copy into the new root. */
+static unsigned stage_cached_lists(const char *cache, const char *in)
+{
+	DIR *d = opendir(cache);
+	if (d == NULL)
+		return 0;
+	unsigned n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		cleanup_free char *from = ib_path_join(cache, de->d_name);
+		cleanup_free char *to = ib_path_join(in, de->d_name);
+		if (link(from, to) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* OUT (the lists the customize hook copied out) becomes the cache. Best
+ * effort: a build that loses a race with another keeps the other's. */
+static void publish_lists(const char *out, const char *cache)
+{
+	cleanup_free char *old = xasprintf("%s.old.%d", cache, (int)getpid());
+	bool had = rename(cache, old) == 0;
+	if (rename(out, cache) < 0 && had)
+		(void)rename(old, cache);
+	if (had && ib_path_exists(old)) {
+		ib_error_t e = NULL;
+		if (ib_remove_tree(old, &e) < 0)
+			ib_error_free(&e);
+	}
+}
+
 static const char *deb_index_get(const struct deb_index *x, const char *name)
 {
 	for (size_t i = 0; i < x->names.n; i++)
@@ -354,6 +402,7 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 	struct deb_index index = { 0 };
 	int rc = -1;
 	cleanup_free char *index_path = NULL, *debs_in = NULL, *debs_out = NULL, *keyring = NULL;
+	cleanup_free char *lists_cache = NULL, *lists_in = NULL, *lists_out = NULL, *q_lin = NULL, *q_lout = NULL;
 	cleanup_free char *components = NULL, *packages = NULL, *q_in = NULL, *q_out = NULL;
 	cleanup_free char *parent = xstrdup(root_dir);
 	char *dir = dirname(parent);
@@ -369,6 +418,14 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 	if (ib_mkdir_p(debs_in, 0755, err) < 0 || ib_mkdir_p(debs_out, 0755, err) < 0)
 		goto out;
 	unsigned staged = stage_cached_debs(&index, debs_in);
+	lists_cache = lists_cache_path(index_path);
+	lists_in = ib_path_join(dir, "lists-in");
+	lists_out = ib_path_join(dir, "lists-out");
+	if (ib_mkdir_p(lists_in, 0755, err) < 0 || ib_mkdir_p(lists_out, 0755, err) < 0)
+		goto out;
+	unsigned lists_staged = stage_cached_lists(lists_cache, lists_in);
+	q_lin = shell_quote(lists_in);
+	q_lout = shell_quote(lists_out);
 
 	keyring = ib_bootstrap_keyring(m);
 	if (keyring) {
@@ -434,9 +491,21 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 		ib_strv_push_owned(&argv, xasprintf("--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && "
 						    "cp -al %s/. \"$1/var/cache/apt/archives/\"",
 						    q_in));
+		/* dpkg's fsyncs make a bootstrap wait on the disk for nothing: a
+		 * layer is renamed into place only once complete, and a crash
+		 * leaves no layer. Written by a hook, not --dpkgopt, which would
+		 * leave the setting in the image (the customize hook removes it). */
+		ib_strv_push(&argv, "--setup-hook=mkdir -p \"$1/etc/dpkg/dpkg.cfg.d\" && "
+				    "echo force-unsafe-io > \"$1/etc/dpkg/dpkg.cfg.d/99imgbuild-unsafe-io\"");
+		if (lists_staged > 0)
+			ib_strv_push_owned(&argv, xasprintf("--setup-hook=cp -a %s/. \"$1/var/lib/apt/lists/\"", q_lin));
 		ib_strv_push_owned(&argv, xasprintf("--customize-hook=find \"$1/var/cache/apt/archives\" -maxdepth 1 "
 						    "-name '*.deb' -exec cp -al -t %s {} +",
 						    q_out));
+		ib_strv_push_owned(&argv, xasprintf("--customize-hook=rm -f \"$1/etc/dpkg/dpkg.cfg.d/99imgbuild-unsafe-io\" && "
+						    "find \"$1/var/lib/apt/lists\" -maxdepth 1 -type f ! -name lock "
+						    "-exec ln -t %s {} +",
+						    q_lout));
 		/* Host files mmdebstrap copies in would make the base differ per host;
 		 * network stages get the host's resolv.conf bound over this file. */
 		ib_strv_push(&argv, "--customize-hook=rm -f \"$1/etc/resolv.conf\" && : > \"$1/etc/resolv.conf\" && "
@@ -514,6 +583,8 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 
 	if (collect_debs(&index, debs_out, stats, err) < 0 || deb_index_save(&index, index_path, err) < 0)
 		goto out;
+	if (tool == IB_BOOTSTRAP_MMDEBSTRAP)
+		publish_lists(lists_out, lists_cache);
 	ib_log_info("bootstrap: %u packages, %u downloaded, %u from the cache", stats->packages, stats->downloaded,
 		    stats->packages - stats->downloaded);
 	rc = 0;
@@ -522,6 +593,13 @@ out:
 		ib_error_t e2 = NULL;
 		if (ib_remove_tree(debs_in, &e2) < 0)
 			ib_error_free(&e2);
+	}
+	for (char **p = (char *[]){ lists_in, lists_out, NULL }; *p; p++) {
+		if (ib_path_exists(*p)) {
+			ib_error_t e2 = NULL;
+			if (ib_remove_tree(*p, &e2) < 0)
+				ib_error_free(&e2);
+		}
 	}
 	if (debs_out && ib_path_exists(debs_out)) {
 		ib_error_t e2 = NULL;
