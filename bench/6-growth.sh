@@ -58,6 +58,8 @@ PY
 	touch "$2.done"
 }
 
+write_floor() { cat "$1" >"$WORK/floor.tmp" && mv "$WORK/floor.tmp" "$WORK/floor.tar"; }
+warm() { find "$1" -type f -print0 | xargs -0 cat >/dev/null; }
 ref_tar() { cd "$1" && tar --sort=name --mtime=@$E --owner=0 --group=0 --numeric-owner -cf - . | sha256sum >/dev/null; }
 
 declare -A BYTES IBYTES FILES
@@ -66,14 +68,27 @@ for mb in $SIZES; do
 	gen_tree "$mb" "$tree" || bench_die "could not make $tree"
 	BYTES[$mb]=$(du -sb --apparent-size "$tree" | cut -f1)
 	FILES[$mb]=$(find "$tree" -type f | wc -l)
-	find "$tree" -type f -print0 | xargs -0 cat >/dev/null	# page-cache it
+	# Only this size's tree in the page cache: at 4 GB, the tree, the image
+	# being written and the last one would not all stay cached beside
+	# everything else (other sizes, other benchmarks' trees) in 23.5 GiB, and
+	# a tree read back from the disk is a different measurement.
+	sync
+	echo 1 >/proc/sys/vm/drop_caches
+	warm "$tree"
 	img=$WORK/g$mb.tar
-	measure "pack$mb" "$RUNS" "$IMGBUILD" -q pack "$tree" -o "$img" --epoch $E || bench_die "pack failed"
+	# Before each pack (untimed): the last image removed (its pages free for
+	# the new one, as when packing to a new name), written back, and the tree
+	# read again in case anything of it was evicted.
+	BENCH_PREP="rm -f '$img' '$img.sha256'; sync; warm '$tree'" \
+		measure "pack$mb" "$RUNS" "$IMGBUILD" -q pack "$tree" -o "$img" --epoch $E || bench_die "pack failed"
 	measure "tar$mb" "$RUNS" ref_tar "$tree"
 	IBYTES[$mb]=$(stat -c %s "$img")
 	measure "verify$mb" "$RUNS" "$IMGBUILD" -q verify "$img" --allow-unsigned || bench_die "verify failed"
 	measure "sha$mb" "$RUNS" sha256sum "$img"
-	rm -f "$img" "$img.sha256"
+	# The floor under any pack: the image's bytes written to a new file, with
+	# the same preparation as pack (the last copy removed, written back).
+	BENCH_PREP="rm -f '$WORK/floor.tar'; sync" measure "floor$mb" "$RUNS" write_floor "$img"
+	rm -f "$img" "$img.sha256" "$WORK/floor.tar" "$WORK/floor.tmp"
 done
 
 gb() { awk -v b="$1" 'BEGIN {printf "%.3f", b / 1e9}'; }
@@ -84,6 +99,7 @@ table_header s "per GB of tree (pack) / of image (verify)"
 for mb in $SIZES; do
 	row "imgbuild pack, $(gb "${BYTES[$mb]}") GB" "pack$mb" "$(per_gb "pack$mb" "${BYTES[$mb]}")"
 	row "  tar --sort=name ... | sha256sum" "tar$mb" "$(per_gb "tar$mb" "${BYTES[$mb]}"); time pack/tar $(ratio "pack$mb" "tar$mb")"
+	row "  floor: cat IMAGE > new file, renamed" "floor$mb" "$(per_gb "floor$mb" "${IBYTES[$mb]}")"
 	row "imgbuild verify, $(gb "${IBYTES[$mb]}") GB image" "verify$mb" "$(per_gb "verify$mb" "${IBYTES[$mb]}")"
 	row "  sha256sum IMAGE" "sha$mb" "$(per_gb "sha$mb" "${IBYTES[$mb]}"); time verify/sha256sum $(ratio "verify$mb" "sha$mb")"
 done
@@ -102,6 +118,7 @@ fit() {	# prefix, bytes-array-name
 		      printf "t = %.3f s + %.3f s/GB x GB (R^2 %.4f)", a, b, r2 }'
 }
 echo "fit, imgbuild pack:   $(fit pack BYTES)"
+echo "fit, write floor:     $(fit floor IBYTES)"
 echo "fit, tar | sha256sum: $(fit tar BYTES)"
 echo "fit, imgbuild verify: $(fit verify IBYTES)"
 echo "fit, sha256sum:       $(fit sha IBYTES)"
@@ -120,4 +137,9 @@ if [ -n "$first_big" ] && [ "$first_big" != "$last" ]; then
 		verdict "$gc <= 1.25" "$op CPU time grows linearly (per-GB CPU at $((last / 1000)) GB / at $((first_big / 1000)) GB = ${gc}x, <= 1.25x)"
 		unset -n bb
 	done
+	# The same ratio for writing the image's bytes alone: how much of pack's
+	# growth is this machine's cost of new page-cache pages (docs/performance.md).
+	gf=$(awk -v t1="$(med "floor$first_big")" -v b1="${IBYTES[$first_big]}" -v t2="$(med "floor$last")" -v b2="${IBYTES[$last]}" \
+		'BEGIN {printf "%.2f", (t2 / b2) / (t1 / b1)}')
+	echo "for comparison, the write floor: per-GB time at $((last / 1000)) GB / at $((first_big / 1000)) GB = ${gf}x"
 fi
