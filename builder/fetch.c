@@ -146,6 +146,7 @@ struct job {
 	int tries;		/* all attempts on the current URL */
 	bool restarted;		/* already restarted from zero after a resumed mismatch */
 	bool checked_part;	/* a leftover .part was hashed once */
+	bool waited;		/* another process held the download (said once) */
 	int64_t not_before;	/* back-off: earliest start, in now_ms() time */
 	char *part_path;
 	int fd;
@@ -182,7 +183,7 @@ static void job_close_part(struct job *j)
 }
 
 /* Opens (creating) the part file and locks it, so that two imgbuild processes
- * never append to the same partial download. */
+ * never append to the same partial download; EBUSY when another holds it. */
 static int job_open_part(struct job *j, ib_error_t *err)
 {
 	if (j->fd >= 0)
@@ -358,9 +359,33 @@ static bool transient(CURLcode rc)
 	}
 }
 
+/* How often a job whose download another imgbuild process holds looks again. */
+#define OTHER_PROCESS_POLL_MS 250
+
 static int job_start(struct engine *e, struct job *j, ib_error_t *err)
 {
+	/* Another process may have stored it since this run looked (see below). */
+	if (j->req->sha256 && ib_store_has(j->req->sha256)) {
+		cleanup_free char *path = ib_store_path(j->req->sha256, &j->fatal);
+		if (path == NULL) {
+			j->state = JOB_FAILED;
+			return 0;
+		}
+		job_done(j, path, j->req->sha256, true);
+		return 0;
+	}
 	if (job_open_part(j, &j->fatal) < 0) {
+		if (j->fatal->status == EBUSY) {
+			/* Another imgbuild process is downloading these bytes (two
+			 * builds sharing a cache): wait for it to store them, or to
+			 * give up its lock, then carry on from what it left. */
+			if (!j->waited)
+				ib_log_info("waiting for another imgbuild process downloading %s", j->req->name);
+			j->waited = true;
+			ib_error_free(&j->fatal);
+			j->not_before = now_ms() + OTHER_PROCESS_POLL_MS;
+			return 0;
+		}
 		j->state = JOB_FAILED;
 		return 0;
 	}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # imgbuild fetch / pin against tests/http-server.py: checksums, the cache,
 # resume, retries, mirrors, stalls, parallel transfers, offline mode, pinning,
-# and one real download from the host's Debian mirror.
+# two processes wanting the same file, and one real download from the host's
+# Debian mirror.
 source "$(dirname "$0")/../lib.sh"
 
 export IMGBUILD_CACHE=$TMP/cache
@@ -13,11 +14,11 @@ LOG=$TMP/server.log
 mkdir -p "$WWW" "$TMP/m"
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
-for f in a b c d e f g h1 h2 h3 p; do
+for f in a b c d e f g h1 h2 h3 p w; do
 	head -c 300000 /dev/urandom >"$WWW/$f.bin"
 done
 declare -A SHA
-for f in a b c d e f g h1 h2 h3 p; do SHA[$f]=$(sha "$WWW/$f.bin"); done
+for f in a b c d e f g h1 h2 h3 p w; do SHA[$f]=$(sha "$WWW/$f.bin"); done
 
 python3 "$REPO/tests/http-server.py" --root "$WWW" --port-file "$TMP/port" --log "$LOG" >/dev/null 2>&1 &
 for _ in $(seq 100); do [ -s "$TMP/port" ] && break; sleep 0.1; done
@@ -157,6 +158,24 @@ else not_ok "pin message missing"; sed 's/^/# /' "$TMP/check.out"; fi
 sed "s/\"unknown\"/\"${SHA[p]}\"/" "$TMP/pin.orig" >"$TMP/pin.want"
 if cmp -s "$TMP/pin.want" "$TMP/m/pin.toml"; then ok "only the sha256 changed"; else not_ok "pin changed more"; diff -u "$TMP/pin.want" "$TMP/m/pin.toml" | sed 's/^/# /'; fi
 check "the pinned manifest fetches offline" "$IMGBUILD" fetch --offline "$TMP/m/pin.toml"
+
+# 10b. Two builds sharing a cache want the same file: the second waits for the
+#     first (which holds the download's lock) and takes what it stored, with
+#     no request of its own.
+manifest "$TMP/m/shared.toml" "w $BASE/fault/rate=150000/w.bin ${SHA[w]}"
+before=$(logq count /w.bin)
+"$IMGBUILD" fetch "$TMP/m/shared.toml" >"$TMP/first.out" 2>&1 &
+first=$!
+for _ in $(seq 100); do [ -f "$STORE/${SHA[w]}.part" ] && break; sleep 0.05; done
+check "a second fetch of a file being downloaded succeeds" "$IMGBUILD" fetch "$TMP/m/shared.toml"
+wait "$first"
+first_rc=$?
+# (Which of the two took the lock first is the kernel's choice.)
+if cat "$TMP/check.out" "$TMP/first.out" | grep -q "waiting for another imgbuild process downloading w"; then
+	ok "one of them said it waited for the other"
+else not_ok "no word of waiting"; cat "$TMP/check.out" "$TMP/first.out" | sed 's/^/# /'; fi
+if [ "$first_rc" = 0 ]; then ok "the first fetch succeeds too"; else not_ok "the first fetch failed"; sed 's/^/# /' "$TMP/first.out"; fi
+if [ "$(($(logq count /w.bin) - before))" = 1 ] && stored "${SHA[w]}"; then ok "one download between them"; else not_ok "$(($(logq count /w.bin) - before)) requests for w.bin"; fi
 
 # 11. One real download through the host's Debian mirror, pinned.
 HELLO=pool/main/h/hello/hello_2.10.orig.tar.gz
