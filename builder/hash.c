@@ -686,35 +686,11 @@ struct files_job {
 	ib_error_t err;	/* the first failure */
 };
 
-/* Files from this size on are hashed through mappings. A file truncated
- * while mapped would raise SIGBUS; pack's trees are not being written to
- * (pack.c), and small files, the ones that change under a live system
- * (logs), are read. */
+/* Runs from this size on are hashed through mappings, but only in a file
+ * nobody else can truncate (the image being written, an unnamed file): a tree
+ * file truncated while mapped would raise SIGBUS and kill pack. Tree files are
+ * read. */
 #define MAP_MIN ((off_t)1 << 20)
-
-/* Bytes [FROM, TO) of FD into SHA, through a short-lived mapping (see
- * FOLLOW_WINDOW), or read where the file system cannot map. */
-static int sha_range(struct ib_sha256 *sha, int fd, uint64_t from, uint64_t to, uint8_t **buf)
-{
-	void *m = mmap(NULL, (size_t)(to - from), PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)from);
-	if (m != MAP_FAILED) {
-		ib_sha256_update(sha, m, (size_t)(to - from));
-		munmap(m, (size_t)(to - from));
-		return 0;
-	}
-	if (*buf == NULL)
-		*buf = xmalloc(FOLLOW_WINDOW);
-	while (from < to) {
-		ssize_t r = pread(fd, *buf, (size_t)(to - from), (off_t)from);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? errno : EIO;
-		ib_sha256_update(sha, *buf, (size_t)r);
-		from += (uint64_t)r;
-	}
-	return 0;
-}
 
 static int hash_one(struct files_job *j, size_t i, uint8_t *buf, size_t cap, struct ib_sha256 **ctx, ib_error_t *err)
 {
@@ -731,21 +707,6 @@ static int hash_one(struct files_job *j, size_t i, uint8_t *buf, size_t cap, str
 	if (*ctx == NULL)
 		*ctx = ib_sha256_new();
 	int64_t total = 0;
-	if (st.st_size >= MAP_MIN) {
-		/* Big files through mappings, no copy (see FOLLOW_WINDOW). */
-		uint8_t *unused = NULL;
-		for (uint64_t off = 0; off < (uint64_t)st.st_size;) {
-			uint64_t to = (uint64_t)st.st_size - off > FOLLOW_WINDOW ? off + FOLLOW_WINDOW : (uint64_t)st.st_size;
-			int e = sha_range(*ctx, fd, off, to, &unused);
-			if (e) {
-				free(unused);
-				return ib_error_errno(err, e, "read '%s'", j->paths[i]);
-			}
-			off = to;
-		}
-		free(unused);
-		total = st.st_size;
-	}
 	/* Stop at the size fstat gave: saves the read() that returns 0 on every
 	 * file (pack writes exactly this many bytes). */
 	while (total < st.st_size) {
@@ -807,6 +768,7 @@ static void *files_main(void *arg)
 struct lane_item {
 	int fd;
 	bool own_fd;
+	bool may_map;		/* only files nobody else can truncate (the image being written) */
 	uint64_t base;
 	int64_t size;
 	uint8_t *digest;
@@ -855,7 +817,7 @@ static bool slot_fill(struct slot *s, size_t cap, ib_error_t *err)
 	if (s->off >= s->it.size)
 		return false;
 	uint64_t at = s->it.base + (uint64_t)s->off;
-	if (s->it.size >= MAP_MIN) {
+	if (s->it.may_map && s->it.size >= MAP_MIN) {
 		uint64_t len = (uint64_t)(s->it.size - s->off) < FOLLOW_WINDOW ? (uint64_t)(s->it.size - s->off) : FOLLOW_WINDOW;
 		uint64_t lead = at & (uint64_t)(sysconf(_SC_PAGESIZE) - 1);
 		void *m = mmap(NULL, (size_t)(lead + len), PROT_READ, MAP_SHARED | MAP_POPULATE, s->it.fd, (off_t)(at - lead));
@@ -1031,7 +993,8 @@ static bool help_next(struct lane_source *src, struct lane_item *it, ib_error_t 
 	if (hs->next == hs->end)
 		return false;
 	struct extent *e = &hs->h->hs.ext[hs->next++];
-	*it = (struct lane_item){ .fd = hs->h->fd, .base = e->off, .size = (int64_t)e->len, .digest = e->digest, .name = "the image" };
+	*it = (struct lane_item){ .fd = hs->h->fd, .may_map = true, .base = e->off, .size = (int64_t)e->len, .digest = e->digest,
+				  .name = "the image" };
 	return true;
 }
 

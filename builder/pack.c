@@ -11,7 +11,6 @@
 #include <fnmatch.h>
 #include <limits.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -732,7 +731,6 @@ struct out {
 };
 
 /* Files up to this size are read into the stage; larger ones are copied by the kernel. */
-#define MAP_MIN ((int64_t)1 << 20)	/* as in hash.c */
 #define SMALL_FILE ((int64_t)64 << 10)
 /* copy_file_range in pieces this large, so the hashing thread starts early. */
 #define COPY_CHUNK ((size_t)8 << 20)
@@ -899,21 +897,9 @@ static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, 
 			return -1;
 		return ib_archive_writer_skip(w, e->size, err);
 	}
-	int64_t done = 0;
-	while (e->size >= MAP_MIN && done < e->size) {
-		/* zstd copies its input anyway: hand it the page cache's pages
-		 * rather than a copy of them (see hash.c, MAP_MIN). */
-		size_t len = e->size - done < (int64_t)COPY_CHUNK ? (size_t)(e->size - done) : COPY_CHUNK;
-		void *m = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)done);
-		if (m == MAP_FAILED)
-			break;	/* read the rest below */
-		int rc = ib_archive_writer_data(w, m, len, err);
-		munmap(m, len);
-		if (rc < 0)
-			return -1;
-		done += (int64_t)len;
-	}
-	int64_t left = e->size - done;
+	/* Read, not mapped: a tree file truncated meanwhile must be an error,
+	 * not a SIGBUS (hash.c, MAP_MIN). Plain tar never maps the tree either. */
+	int64_t left = e->size;
 	while (left > 0) {
 		size_t want = (size_t)left < cap ? (size_t)left : cap;
 		if (read_exact(fd, buf, want, (off_t)(e->size - left), e->rel, err) < 0)
