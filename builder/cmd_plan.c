@@ -92,7 +92,12 @@ static void print_input(const struct ib_manifest *m, const char *name)
 	const struct ib_download *d = ib_manifest_download(m, name);
 	const struct ib_source *s = ib_manifest_source(m, name);
 	if (d) {
-		printf("     input %-10s download %s\n", name, d->url);
+		size_t root_len = strlen(m->project_root);
+		const char *file = d->url + strlen("file://");
+		if (d->project_file && strncmp(file, m->project_root, root_len) == 0 && file[root_len] == '/')
+			printf("     input %-10s project file %s\n", name, file + root_len + 1);
+		else
+			printf("     input %-10s download %s\n", name, d->url);
 		printf("     %-16s sha256 %s\n", "", d->sha256 ? d->sha256 : "UNKNOWN (run imgbuild pin)");
 		if (d->mirrors.n)
 			printf("     %-16s %zu fallback mirror%s\n", "", d->mirrors.n, d->mirrors.n > 1 ? "s" : "");

@@ -607,13 +607,14 @@ static void jobs_freep(struct job **jobs_p)
 	free(jobs);
 }
 
+/* What --offline cannot get: inputs neither in the store nor local files. */
 static int check_offline(struct ib_fetch_req *reqs, size_t n, ib_error_t *err)
 {
 	struct ib_strv missing = { 0 };
 	for (size_t i = 0; i < n; i++) {
 		if (reqs[i].sha256 == NULL)
 			ib_strv_push_owned(&missing, xasprintf("  %s: sha256 unknown (run imgbuild pin)", reqs[i].name));
-		else if (!ib_store_has(reqs[i].sha256))
+		else if (!ib_store_has(reqs[i].sha256) && !has_prefix(reqs[i].urls[0] ? reqs[i].urls[0] : "", "file://"))
 			ib_strv_push_owned(&missing, xasprintf("  %s: %s (sha256 %s)", reqs[i].name,
 							       reqs[i].urls[0] ? reqs[i].urls[0] : "no URL", reqs[i].sha256));
 	}

@@ -4,6 +4,7 @@
  * person at the keyboard can fix it, so it must say where and how. */
 #include "manifest.h"
 #include "compat.h"
+#include "crypto.h"
 #include "toml.h"
 #include "util.h"
 
@@ -50,7 +51,7 @@ static const char *const base_keys[] = { "distro", "suite", "extra_suites", "mir
 static const char *const toolchain_keys[] = { "gcc", NULL };
 static const char *const stack_keys[] = { "cuda", "cudnn", "cudnn_cuda", "magma_cuda", "archs",
 					  "min_driver", "python", "torch", "torchvision", NULL };
-static const char *const download_keys[] = { "name", "url", "mirrors", "sha256", NULL };
+static const char *const download_keys[] = { "name", "url", "mirrors", "sha256", "path", NULL };
 static const char *const source_keys[] = { "name", "url", "mirrors", "rewrites", "tag", "commit", "submodules", NULL };
 static const char *const stage_keys[] = { "name", "script", "inputs", "env", "network", "retries", "clean", NULL };
 
@@ -888,6 +889,38 @@ static int parse_downloads(struct ctx *c, const struct ib_toml_value *root)
 		d->pos = pos;
 		m->n_downloads++;
 		const struct ib_toml_value *v = NULL;
+		const struct ib_toml_value *pathv = ib_toml_get(s.t, "path");
+		if (pathv) {
+			/* A file of the project: fetched from there like a file:///
+			 * download, its sha256 taken now, so a change to it changes
+			 * the key of every stage that reads it (as for scripts). */
+			static const char *const remote_only[] = { "url", "mirrors", "sha256", NULL };
+			for (size_t k = 0; remote_only[k]; k++) {
+				const struct ib_toml_value *other = ib_toml_get(s.t, remote_only[k]);
+				if (other)
+					return fail_at(c, other->line, other->col,
+						       "a download is either a project file (path) or fetched (url, sha256)",
+						       "download '%s' has both 'path' and '%s'", name, remote_only[k]);
+			}
+			if (pathv->type != IB_TOML_STRING)
+				return fail_at(c, pathv->line, pathv->col, "write a path relative to the manifest's folder",
+					       "'download.path' must be a string");
+			cleanup_free char *real = project_file(c, pathv, "download path");
+			if (real == NULL)
+				return -1;
+			char hex[IB_SHA256_HEX_LEN + 1];
+			ib_error_t herr = NULL;
+			if (ib_sha256_file(real, hex, &herr) < 0) {
+				fail_at(c, pathv->line, pathv->col, "make the file readable", "download path: %s", herr->msg);
+				ib_error_free(&herr);
+				return -1;
+			}
+			d->url = xasprintf("file://%s", real);
+			d->sha256 = xstrdup(hex);
+			d->sha256_pos = d->pos;
+			d->project_file = true;
+			continue;
+		}
 		if (get_str(c, &s, "url", true, &d->url, NULL) < 0)
 			return -1;
 		if (!download_url_ok(d->url))

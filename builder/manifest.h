@@ -32,6 +32,7 @@ struct ib_download {
 	struct ib_strv mirrors;	/* fallback URLs, tried in order after url */
 	char *sha256;		/* 64 lowercase hex digits, or NULL when the manifest says "unknown" */
 	struct ib_pos pos, sha256_pos;
+	bool project_file;	/* `path`: url is file:// of it, sha256 its content's, taken at load */
 };
 
 struct ib_source {

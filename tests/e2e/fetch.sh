@@ -177,6 +177,40 @@ else not_ok "no word of waiting"; cat "$TMP/check.out" "$TMP/first.out" | sed 's
 if [ "$first_rc" = 0 ]; then ok "the first fetch succeeds too"; else not_ok "the first fetch failed"; sed 's/^/# /' "$TMP/first.out"; fi
 if [ "$(($(logq count /w.bin) - before))" = 1 ] && stored "${SHA[w]}"; then ok "one download between them"; else not_ok "$(($(logq count /w.bin) - before)) requests for w.bin"; fi
 
+# 10c. A project file as an input ([[download]] path = ...): no pin, fetched into
+#     the store from the project (also --offline), and its content is in the
+#     key of the stage that reads it.
+mkdir -p "$TMP/proj/stages" "$TMP/proj/m" "$TMP/proj/src"
+printf '#!/bin/bash\nset -euo pipefail\ncat /imgbuild/inputs/data.txt\n' >"$TMP/proj/stages/show.sh"
+echo "first" >"$TMP/proj/src/data.txt"
+cat >"$TMP/proj/m/local.toml" <<'EOF'
+[image]
+name = "local-input"
+source_date_epoch = 1577836800
+
+[base]
+distro = "debian"
+suite = "bookworm"
+
+[[download]]
+name = "data.txt"
+path = "../src/data.txt"
+
+[[stage]]
+name = "show"
+script = "../stages/show.sh"
+inputs = ["data.txt"]
+EOF
+stage_key() { "$IMGBUILD" plan "$TMP/proj/m/local.toml" 2>/dev/null | awk '$1 == "key" {k = $2} END {print k}'; }
+check "plan names the project file" bash -c "'$IMGBUILD' plan '$TMP/proj/m/local.toml' | grep -q 'input data.txt   project file src/data.txt'"
+before=$(requests)
+check "fetch --offline takes a project file from the project" "$IMGBUILD" fetch --offline "$TMP/proj/m/local.toml"
+if stored "$(sha "$TMP/proj/src/data.txt")" && [ "$(requests)" = "$before" ]; then ok "stored under its sha256, no request"; else not_ok "project file not stored"; fi
+k1=$(stage_key)
+echo "second" >"$TMP/proj/src/data.txt"
+k2=$(stage_key)
+if [ -n "$k1" ] && [ -n "$k2" ] && [ "$k1" != "$k2" ]; then ok "changing the file changes the stage's key"; else not_ok "stage key '$k1' -> '$k2'"; fi
+
 # 11. One real download through the host's Debian mirror, pinned.
 HELLO=pool/main/h/hello/hello_2.10.orig.tar.gz
 HELLO_SHA=31e066137a962676e89f69d1b65382de95a7ef7d914b8cb956f41ea72e0f516b

@@ -137,11 +137,30 @@ static void test_offline_missing(void **state)
 	ib_error_t err = NULL;
 	char *path = NULL;
 	const char other[] = "1111111111111111111111111111111111111111111111111111111111111111";
-	assert_int_equal(ib_fetch_file(input_url, NULL, other, true, &path, &err), -1);
+	/* Nothing listens there: --offline must refuse before any attempt. */
+	const char url[] = "http://127.0.0.1:9/input.bin";
+	assert_int_equal(ib_fetch_file(url, NULL, other, true, &path, &err), -1);
 	assert_null(path);
 	assert_non_null(strstr(err->msg, "not in the cache"));
-	assert_non_null(strstr(err->msg, input_url));
+	assert_non_null(strstr(err->msg, url));
 	ib_error_free(&err);
+}
+
+/* A file:// input (a project file) needs no network: --offline fetches it. */
+static void test_offline_file_url(void **state)
+{
+	(void)state;
+	cleanup_free char *local = xasprintf("%s/local.bin", tmpdir);
+	ib_error_t err = NULL;
+	assert_int_equal(ib_write_file_atomic(local, "local\n", 6, 0644, &err), 0);
+	char sha[IB_SHA256_HEX_LEN + 1];
+	assert_int_equal(ib_sha256_file(local, sha, &err), 0);
+	assert_false(ib_store_has(sha));
+	cleanup_free char *url = xasprintf("file://%s", local);
+	cleanup_free char *path = NULL;
+	assert_int_equal(ib_fetch_file(url, NULL, sha, true, &path, &err), 0);
+	assert_non_null(path);
+	assert_true(ib_store_has(sha));
 }
 
 static void test_commit_mismatch_removes_tmp(void **state)
@@ -195,6 +214,7 @@ int main(void)
 		cmocka_unit_test(test_mismatch_gives_no_path),
 		cmocka_unit_test(test_good_file_url),
 		cmocka_unit_test(test_offline_missing),
+		cmocka_unit_test(test_offline_file_url),
 		cmocka_unit_test(test_commit_mismatch_removes_tmp),
 		cmocka_unit_test(test_resolve_mirror),
 	};
