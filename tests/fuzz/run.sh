@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=$1
 shift
-shared=${IMGBUILD_SHARED:-$(cd .. && pwd)/shared}
+toml_cases=${IMGBUILD_SHARED:+$IMGBUILD_SHARED/toml-test}
+toml_cases=${toml_cases:-tests/toml/toml-test}
 failed=0
 for target in "$@"; do
 	name=$(basename "$target")
@@ -13,7 +14,7 @@ for target in "$@"; do
 	mkdir -p "$corpus"
 	case "$name" in
 	toml_fuzz | manifest_fuzz)
-		[ -d "$shared/toml-test/valid" ] && find "$shared/toml-test/valid" -name '*.toml' -exec cp -t "$corpus" {} + 2>/dev/null || true
+		[ -d "$toml_cases/valid" ] && find "$toml_cases/valid" -name '*.toml' -exec cp -t "$corpus" {} + 2>/dev/null || true
 		cp manifests/*.toml tests/cases/*.toml "$corpus"/ 2>/dev/null || true
 		;;
 	image_fuzz)

@@ -1,5 +1,5 @@
 /* toml-test decoder: TOML on stdin, tagged JSON on stdout (see
- * shared/toml-test/README.md). On a parse error the message goes to stderr
+ * tests/toml/toml-test/README.md). On a parse error the message goes to stderr
  * and the exit status is 1, which is all the suite asks of invalid cases. */
 #include "toml.h"
 #include "util.h"

@@ -3,8 +3,9 @@
 
 Usage: run-toml-test.py DECODER
 
-The cases live in shared/toml-test (found as $IMGBUILD_SHARED, else ../shared
-relative to the repository root). Valid cases must decode to the expected
+The cases are tests/toml/toml-test, a copy of the project's shared
+toml-test folder kept in the repository so that a clean clone anywhere runs
+them ($IMGBUILD_SHARED/toml-test instead when that is set). Valid cases must decode to the expected
 tagged JSON, compared as values: floats numerically (inf/nan in any
 spelling), date-times after normalising 'T'/'t'/' ', 'z'/'Z' and trailing
 zeros of the seconds fraction. Invalid cases must exit non-zero. A few extra
@@ -36,12 +37,11 @@ ERROR_POSITIONS = [
 ]
 
 
-def find_shared():
+def find_suite():
     env = os.environ.get("IMGBUILD_SHARED")
     if env:
-        return env
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.path.join(root, "..", "shared")
+        return os.path.join(env, "toml-test")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "toml-test")
 
 
 def run(decoder, data):
@@ -167,11 +167,10 @@ def main():
         print("usage: run-toml-test.py DECODER", file=sys.stderr)
         return 2
     decoder = os.path.abspath(sys.argv[1])
-    shared = find_shared()
-    suite = os.path.join(shared, "toml-test")
+    suite = find_suite()
     listing = os.path.join(suite, "files-toml-1.0.0")
     if not os.path.isfile(listing):
-        print("1..0 # SKIP toml-test cases not found (set IMGBUILD_SHARED to the shared/ folder)")
+        print(f"1..0 # SKIP toml-test cases not found at {suite}")
         return 0
     with open(listing) as f:
         names = [line.strip() for line in f if line.strip().endswith(".toml")]
