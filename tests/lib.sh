@@ -3,7 +3,6 @@
 set -euo pipefail
 REPO=${IMGBUILD_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 IMGBUILD=${IMGBUILD:-$REPO/build/imgbuild}
-SHARED=${IMGBUILD_SHARED:-$(cd "$REPO/.." && pwd)/shared}
 TEST_NUM=0
 TEST_FAILED=0
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/imgbuild-test.XXXXXX")
@@ -70,6 +69,15 @@ ubuntu_archive_answers() {
 	curl -s -m 10 -o /dev/null -I "${IMGBUILD_UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}/dists/bionic/Release"
 }
 finish() { exit "$TEST_FAILED"; }
+# Tests that build Debian images: the shared test cache (layers and downloads
+# kept between runs), and a skip, not a failure, without a Debian mirror.
+use_debian_test_cache() {
+	export IMGBUILD_CACHE=${IMGBUILD_TEST_CACHE:-/var/cache/imgbuild-test}
+	if ! host_debian_mirror >/dev/null; then
+		skip "no Debian mirror in the host's apt configuration"
+		finish
+	fi
+}
 # The test signing key is a fixture and is never trusted by default: a test
 # that needs it trusted puts it in a private user trust folder.
 TEST_KEY=$REPO/tests/fixtures/imgbuild-test.sec

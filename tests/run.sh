@@ -5,7 +5,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export IMGBUILD_REPO=$PWD
-export IMGBUILD_SHARED=${IMGBUILD_SHARED:-$(cd .. && pwd)/shared}
 mkdir -p build/test-logs
 
 passed=0 failed=0 skipped=0

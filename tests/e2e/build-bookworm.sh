@@ -6,11 +6,7 @@
 source "$(dirname "$0")/../lib.sh"
 require_root
 
-export IMGBUILD_CACHE=${IMGBUILD_TEST_CACHE:-/var/cache/imgbuild-test}
-if ! host_debian_mirror >/dev/null; then
-	skip "no Debian mirror in the host's apt configuration"
-	finish
-fi
+use_debian_test_cache
 
 # A listener on the host's loopback: the network stage must reach it, the
 # offline stage must not.

@@ -7,11 +7,7 @@
 source "$(dirname "$0")/../lib.sh"
 require_root
 
-export IMGBUILD_CACHE=${IMGBUILD_TEST_CACHE:-/var/cache/imgbuild-test}
-if ! host_debian_mirror >/dev/null; then
-	skip "no Debian mirror in the host's apt configuration"
-	finish
-fi
+use_debian_test_cache
 MANIFEST=$REPO/manifests/demo.toml
 OUT=$TMP/out/demo.tar
 mkdir -p "$TMP/out"
