@@ -23,7 +23,38 @@ trap 'rm -rf --one-file-system "$WORK"' EXIT
 gen_tree() {	# MB DIR: the tree, made once (a .done stamp marks a whole one)
 	[ -f "$2.done" ] && return 0
 	rm -rf --one-file-system "$2"
-	python3 "$(dirname "$0")/make-tree.py" "$2" "$1" 7 || return 1
+	python3 - "$2" "$1" <<'PY' || return 1
+import os, random, sys
+root, mb = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(7)
+total = mb * 1000 * 1000
+small = total * 4 // 10
+big = total - small
+blob = os.urandom(4 << 20)
+n = d = 0
+while small > 0:
+    if n % 250 == 0:
+        d += 1
+        os.makedirs(f"{root}/usr/lib/d{d}", exist_ok=True)
+    size = min(small, rnd.randint(4096, 65536))
+    off = rnd.randint(0, len(blob) - size)
+    with open(f"{root}/usr/lib/d{d}/f{n}.so", "wb") as f:
+        f.write(blob[off:off + size])
+    small -= size
+    n += 1
+os.makedirs(f"{root}/opt/big", exist_ok=True)
+i = 0
+while big > 0:
+    size = min(big, rnd.randint(50, 200) * 1000 * 1000)
+    with open(f"{root}/opt/big/lib{i}.so", "wb") as f:
+        left = size
+        while left > 0:
+            k = min(left, len(blob))
+            f.write(os.urandom(64) + blob[64:k])
+            left -= k
+    big -= size
+    i += 1
+PY
 	touch "$2.done"
 }
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # bench/pack-verify.sh [ROOT] — imgbuild pack/verify throughput against the
 # plain tools, on a page-cached tree. ROOT defaults to a synthetic tree of
-# about 1 GB (BENCH_MB to change, in 10^6 bytes; bench/make-tree.py), a mix of
-# many small files and a few large ones; a debootstrapped root given as ROOT works too (run as root).
+# about 1 GB (BENCH_MB to change), a mix of many small files and a few large
+# ones; a debootstrapped root given as ROOT works too (run as root).
 # Prints median, min and max of RUNS (default 5) runs, and the ratio of the
 # medians (imgbuild / reference; > 1 means imgbuild is faster).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 IMGBUILD=${IMGBUILD:-$REPO/build/imgbuild}
 RUNS=${RUNS:-5}
-MB=${BENCH_MB:-1074}
+MB=${BENCH_MB:-1024}
 E=1577836800
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgbuild-bench.XXXXXX")
 trap 'rm -rf --one-file-system "$WORK"' EXIT
@@ -18,7 +18,40 @@ ROOT=${1:-}
 if [ -z "$ROOT" ]; then
 	ROOT=$WORK/root
 	mkdir -p "$ROOT"
-	python3 "$REPO/bench/make-tree.py" "$ROOT" "$MB" 42
+	# 40% of the bytes in 4 KiB..64 KiB files (like /usr/lib, /usr/share),
+	# 60% in a few 50-200 MB files (like libcudnn, libtorch).
+	python3 - "$ROOT" "$MB" <<'PY'
+import os, random, sys
+root, mb = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(42)
+small = mb * 1024 * 1024 * 4 // 10
+big = mb * 1024 * 1024 - small
+blob = os.urandom(1 << 20)
+n = 0
+d = 0
+while small > 0:
+    if n % 200 == 0:
+        d += 1
+        os.makedirs(f"{root}/usr/lib/d{d}", exist_ok=True)
+    size = rnd.randint(4096, 65536)
+    off = rnd.randint(0, len(blob) - size)
+    with open(f"{root}/usr/lib/d{d}/f{n}.so", "wb") as f:
+        f.write(blob[off:off + size])
+    small -= size
+    n += 1
+os.makedirs(f"{root}/opt/big", exist_ok=True)
+i = 0
+while big > 0:
+    size = min(big, rnd.randint(50, 200) << 20)
+    with open(f"{root}/opt/big/lib{i}.so", "wb") as f:
+        left = size
+        while left > 0:
+            k = min(left, len(blob))
+            f.write(os.urandom(16) + blob[16:k])
+            left -= k
+    big -= size
+    i += 1
+PY
 fi
 BYTES=$(du -sb --apparent-size "$ROOT" | cut -f1)
 FILES=$(find "$ROOT" -type f | wc -l)
