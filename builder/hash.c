@@ -166,41 +166,31 @@ static size_t stream_final(struct stream *s, uint8_t digest[IB_SHA256_LEN])
 	return s->n_ext - s->next_ext;
 }
 
-/* A ring of blocks between one producer and the worker threads: one hashes
- * the blocks in order; when there is an output file, writers pwrite() them
- * at their offsets, in any order. A block is free again once hashed and
- * written. Two writers: on this kind of VM the copy into fresh page-cache
- * pages (host faults on first touch) costs more than the SHA-256 itself, and
- * two vCPUs fault in parallel.
- * For zero-copy readers (_get/_put from a libarchive read callback) a block
- * stays untouched until N_BLOCKS-1 more were handed over: libarchive may keep
- * pointing into the block it got last. */
-#define N_WRITERS 2
-
+/* A ring of blocks between a parser and one hashing thread, in two modes.
+ * Reader (_new_reader, verify): the thread reads the file ahead into the
+ * ring and hashes each block before the parser gets it. Producer (_new,
+ * unpack): libarchive's read callback fills blocks (_get/_put) and the thread
+ * hashes them in order. Either way a block stays untouched until N_BLOCKS-1
+ * more were handed over: libarchive may keep pointing into the block it got
+ * last. */
 struct block {
 	uint8_t *data;
 	size_t len;
-	uint64_t off;	/* in the output */
-	int pending;	/* hash and write still to do */
 };
 
 struct ib_hash_pipe {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	pthread_t hasher, writers[N_WRITERS];
-	int n_writers;
+	pthread_t hasher;
 	bool closing;
-	int out_fd;
 	size_t block_size;
 	int n;
 	struct block *ring;
-	uint64_t produced, hashed, write_next;
-	uint64_t offset;	/* output bytes handed over */
-	size_t fill;		/* bytes in the block being filled by _write */
-	bool filling;
-	int write_errno;	/* the writers' error, or the reader's */
-	struct stream hs;
-	/* Reader mode (_new_reader): the thread reads, hashes, then hands over. */
+	uint64_t produced, hashed;
+	uint64_t offset;	/* bytes handed over */
+	int read_errno;		/* reader mode: the read's error */
+	struct dual_sha sha;
+	/* Reader mode: the thread reads, hashes, then hands over. */
 	bool reader, eof, stop;
 	int in_fd;
 	uint64_t consumed;
@@ -238,14 +228,14 @@ static void *reader_main(void *arg)
 			got += (size_t)r;
 		}
 		if (got)
-			stream_hash(&p->hs, b->data, p->offset, p->offset + got, 0);	/* only this thread moves offset */
+			dual_update(&p->sha, b->data, got);
 		pthread_mutex_lock(&p->lock);
 		b->len = got;
 		p->offset += got;
 		if (got)
 			p->produced++;
 		if (rerr)
-			p->write_errno = rerr;
+			p->read_errno = rerr;
 		if (rerr || eof)
 			p->eof = true;
 		pthread_cond_broadcast(&p->cond);
@@ -261,7 +251,6 @@ struct ib_hash_pipe *ib_hash_pipe_new_reader(int in_fd, size_t block_size, int n
 	struct ib_hash_pipe *p = xcalloc(1, sizeof(*p));
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
-	p->out_fd = -1;
 	p->in_fd = in_fd;
 	p->reader = true;
 	p->block_size = block_size;
@@ -269,7 +258,7 @@ struct ib_hash_pipe *ib_hash_pipe_new_reader(int in_fd, size_t block_size, int n
 	p->ring = xcalloc((size_t)p->n, sizeof(*p->ring));
 	for (int i = 0; i < p->n; i++)
 		p->ring[i].data = xmalloc(block_size);
-	stream_init(&p->hs, 0);
+	dual_init(&p->sha);
 	if (pthread_create(&p->hasher, NULL, reader_main, p) != 0)
 		ib_die_oom();
 	return p;
@@ -281,7 +270,7 @@ ssize_t ib_hash_pipe_next(struct ib_hash_pipe *p, const void **buf)
 	while (p->consumed == p->produced && !p->eof)
 		pthread_cond_wait(&p->cond, &p->lock);
 	if (p->consumed == p->produced) {
-		int e = p->write_errno;
+		int e = p->read_errno;
 		pthread_mutex_unlock(&p->lock);
 		if (e) {
 			errno = e;
@@ -307,11 +296,9 @@ static void *hasher_main(void *arg)
 		if (p->hashed == p->produced)
 			break;
 		struct block *b = &p->ring[p->hashed % (uint64_t)p->n];
-		size_t n_ext = p->hs.n_ext;
 		pthread_mutex_unlock(&p->lock);
-		stream_hash(&p->hs, b->data, b->off, b->off + b->len, n_ext);
+		dual_update(&p->sha, b->data, b->len);
 		pthread_mutex_lock(&p->lock);
-		b->pending--;
 		p->hashed++;
 		pthread_cond_broadcast(&p->cond);
 	}
@@ -319,64 +306,18 @@ static void *hasher_main(void *arg)
 	return NULL;
 }
 
-static void *writer_main(void *arg)
-{
-	struct ib_hash_pipe *p = arg;
-	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		while (p->write_next == p->produced && !p->closing)
-			pthread_cond_wait(&p->cond, &p->lock);
-		if (p->write_next == p->produced)
-			break;
-		struct block *b = &p->ring[p->write_next % (uint64_t)p->n];
-		p->write_next++;
-		bool skip = p->write_errno != 0;
-		pthread_mutex_unlock(&p->lock);
-		int werr = 0;
-		const uint8_t *q = b->data;
-		size_t left = skip ? 0 : b->len;
-		uint64_t off = b->off;
-		while (left > 0) {
-			ssize_t w = pwrite(p->out_fd, q, left, (off_t)off);
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				werr = errno;
-				break;
-			}
-			q += w;
-			off += (uint64_t)w;
-			left -= (size_t)w;
-		}
-		pthread_mutex_lock(&p->lock);
-		if (werr && p->write_errno == 0)
-			p->write_errno = werr;
-		b->pending--;
-		pthread_cond_broadcast(&p->cond);
-	}
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
-}
-
-struct ib_hash_pipe *ib_hash_pipe_new(int out_fd, size_t block_size, int n_blocks)
+struct ib_hash_pipe *ib_hash_pipe_new(size_t block_size, int n_blocks)
 {
 	struct ib_hash_pipe *p = xcalloc(1, sizeof(*p));
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
-	p->out_fd = out_fd;
 	p->block_size = block_size;
 	p->n = n_blocks < 3 ? 3 : n_blocks;
 	p->ring = xcalloc((size_t)p->n, sizeof(*p->ring));
 	for (int i = 0; i < p->n; i++)
 		p->ring[i].data = xmalloc(block_size);
-	stream_init(&p->hs, 0);
+	dual_init(&p->sha);
 	if (pthread_create(&p->hasher, NULL, hasher_main, p) != 0)
-		ib_die_oom();
-	if (out_fd >= 0)
-		for (int i = 0; i < N_WRITERS; i++)
-			if (pthread_create(&p->writers[p->n_writers], NULL, writer_main, p) == 0)
-				p->n_writers++;
-	if (out_fd >= 0 && p->n_writers == 0)
 		ib_die_oom();
 	return p;
 }
@@ -385,7 +326,7 @@ void *ib_hash_pipe_get(struct ib_hash_pipe *p, size_t *cap)
 {
 	pthread_mutex_lock(&p->lock);
 	struct block *b = &p->ring[p->produced % (uint64_t)p->n];
-	while (p->produced - p->hashed >= (uint64_t)(p->n - 1) || b->pending > 0)
+	while (p->produced - p->hashed >= (uint64_t)(p->n - 1))
 		pthread_cond_wait(&p->cond, &p->lock);
 	pthread_mutex_unlock(&p->lock);
 	*cap = p->block_size;
@@ -397,49 +338,10 @@ void ib_hash_pipe_put(struct ib_hash_pipe *p, size_t len)
 	pthread_mutex_lock(&p->lock);
 	struct block *b = &p->ring[p->produced % (uint64_t)p->n];
 	b->len = len;
-	b->off = p->offset;
-	b->pending = p->out_fd >= 0 ? 2 : 1;
 	p->offset += len;
 	p->produced++;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-}
-
-static int pipe_errno(struct ib_hash_pipe *p)
-{
-	pthread_mutex_lock(&p->lock);
-	int e = p->write_errno;
-	pthread_mutex_unlock(&p->lock);
-	return e;
-}
-
-int ib_hash_pipe_write(struct ib_hash_pipe *p, const void *buf, size_t len, ib_error_t *err)
-{
-	const uint8_t *src = buf;
-	while (len > 0) {
-		size_t cap;
-		if (!p->filling) {
-			int e = pipe_errno(p);
-			if (e)
-				return ib_error_errno(err, e, "write");
-			(void)ib_hash_pipe_get(p, &cap);
-			p->filling = true;
-			p->fill = 0;
-		}
-		uint8_t *dst = p->ring[p->produced % (uint64_t)p->n].data;
-		size_t take = p->block_size - p->fill;
-		if (take > len)
-			take = len;
-		memcpy(dst + p->fill, src, take);
-		p->fill += take;
-		src += take;
-		len -= take;
-		if (p->fill == p->block_size) {
-			p->filling = false;
-			ib_hash_pipe_put(p, p->fill);
-		}
-	}
-	return 0;
 }
 
 static void pipe_stop(struct ib_hash_pipe *p)
@@ -452,20 +354,14 @@ static void pipe_stop(struct ib_hash_pipe *p)
 	if (was)
 		return;
 	pthread_join(p->hasher, NULL);
-	for (int i = 0; i < p->n_writers; i++)
-		pthread_join(p->writers[i], NULL);
 }
 
 int ib_hash_pipe_finish(struct ib_hash_pipe *p, uint8_t digest[IB_SHA256_LEN], uint64_t *total, ib_error_t *err)
 {
-	if (p->filling) {
-		p->filling = false;
-		ib_hash_pipe_put(p, p->fill);
-	}
 	pipe_stop(p);
-	if (p->write_errno)
-		return ib_error_errno(err, p->write_errno, p->reader ? "read" : "write");
-	stream_final(&p->hs, digest);
+	if (p->read_errno)
+		return ib_error_errno(err, p->read_errno, "read");
+	dual_final(&p->sha, digest);
 	if (total)
 		*total = p->offset;
 	return 0;
@@ -482,7 +378,7 @@ void ib_hash_pipe_free(struct ib_hash_pipe *p)
 	for (int i = 0; i < p->n; i++)
 		free(p->ring[i].data);
 	free(p->ring);
-	stream_free(&p->hs);
+	dual_free(&p->sha);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->cond);
 	free(p);

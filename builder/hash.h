@@ -1,8 +1,8 @@
 #pragma once
-/* Hashing that keeps the second core busy: a pipe whose thread SHA-256es (and
- * optionally writes) the blocks handed to it, in order, and a parallel hasher
- * for many files. Used by pack (outer digest while writing, file digests before
- * writing) and by verify/unpack (outer digest while parsing). */
+/* Hashing that keeps the second core busy: a pipe whose thread SHA-256es the
+ * blocks handed to it, in order (verify and unpack: the outer digest while
+ * parsing); a follower that hashes a file as it is written (pack: the image's
+ * digest and its files'); and a parallel hasher for many files (pack --zstd). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,10 +13,10 @@
 
 struct ib_hash_pipe;
 
-/* OUT_FD >= 0: every block is also written there (not owned, from offset 0
- * on, with pwrite) by writer threads while one thread hashes. BLOCK_SIZE bytes
- * per block, N_BLOCKS in flight (>= 3 so a reader may keep the last one). */
-struct ib_hash_pipe *ib_hash_pipe_new(int out_fd, size_t block_size, int n_blocks);
+/* A producer fills the blocks (_get/_put) and the thread hashes them in
+ * order. BLOCK_SIZE bytes per block, N_BLOCKS in flight (>= 3 so a reader may
+ * keep the last one). */
+struct ib_hash_pipe *ib_hash_pipe_new(size_t block_size, int n_blocks);
 /* Reading ahead instead: the thread reads IN_FD (not owned, from its current
  * offset to EOF) into the ring and hashes each block before it hands it over,
  * so a parser on the calling thread gets exactly the bytes hashed, and the
@@ -29,11 +29,8 @@ ssize_t ib_hash_pipe_next(struct ib_hash_pipe *p, const void **buf);
 /* Zero-copy: a free block to fill (waits for one); hand it over with _put. */
 void *ib_hash_pipe_get(struct ib_hash_pipe *p, size_t *cap);
 void ib_hash_pipe_put(struct ib_hash_pipe *p, size_t len);
-/* Copying: appends LEN bytes, handing over each block as it fills.
- * Fails early (with the writer thread's error) once a write has failed. */
-int ib_hash_pipe_write(struct ib_hash_pipe *p, const void *buf, size_t len, ib_error_t *err);
-/* Flushes, waits for the thread and gives the digest of everything; the write
- * error, if any, is reported here. Total bytes in *total when not NULL. */
+/* Waits for the thread and gives the digest of everything; reader mode's
+ * read error, if any, is reported here. Total bytes in *total when not NULL. */
 int ib_hash_pipe_finish(struct ib_hash_pipe *p, uint8_t digest[IB_SHA256_LEN], uint64_t *total, ib_error_t *err);
 /* Stops the thread (if still running) and frees. NULL is a no-op. */
 void ib_hash_pipe_free(struct ib_hash_pipe *p);

@@ -96,7 +96,7 @@ static ssize_t src_read(void *ctx, const void **buf)
  * digest of what was read and ROOT_MODE with the root entry's mode. */
 static int extract_here(int fd, char digest_hex[IB_SHA256_HEX_LEN + 1], struct ib_tar_entry *root_out, ib_error_t *err)
 {
-	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new(-1, 4 << 20, 4);
+	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new(4 << 20, 4);
 	struct src s = { .fd = fd, .pipe = pipe };
 	cleanup_archive_reader struct ib_archive_reader *r = ib_archive_reader_new(src_read, &s, err);
 	if (r == NULL)
