@@ -583,6 +583,40 @@ static char *project_file(struct ctx *c, const struct ib_toml_value *v, const ch
 	return xstrdup(real);
 }
 
+/* [image] output: relative to the manifest's folder, and the folder it lands
+ * in (the nearest one that exists, symbolic links followed) inside the project. */
+static char *project_output(struct ctx *c, const char *value, struct ib_pos pos)
+{
+	cleanup_free char *shown = show(value);
+	cleanup_free char *root_shown = show(c->m->project_root);
+	cleanup_free char *hint = xasprintf("write a path inside %s, or choose the place with imgbuild build -o OUT",
+					    root_shown);
+	if (value[0] == '\0' || value[strlen(value) - 1] == '/')
+		return fail_at(c, pos.line, pos.col, hint, "image.output '%s' names no file", shown), NULL;
+	cleanup_free char *joined = value[0] == '/' ? xstrdup(value) : ib_path_join(c->m->dir, value);
+	cleanup_free char *probe = xstrdup(joined);
+	char real[PATH_MAX];
+	for (;;) {
+		char *cut = strrchr(probe, '/');
+		if (cut == NULL)
+			break;
+		*cut = '\0';
+		if (realpath(*probe ? probe : "/", real) != NULL)
+			break;
+		if (errno != ENOENT)
+			return fail_at(c, pos.line, pos.col, hint, "image.output '%s': %s", shown, strerror(errno)),
+			       NULL;
+	}
+	if (!inside(real, c->m->project_root) && strcmp(real, c->m->project_root) != 0) {
+		cleanup_free char *real_shown = show(real);
+		return fail_at(c, pos.line, pos.col, hint, "image.output '%s' is in %s, outside the project %s", shown,
+			       real_shown, root_shown),
+		       NULL;
+	}
+	/* The file itself may be a symbolic link: rename() replaces the link, never its target. */
+	return steal_pointer(&joined);
+}
+
 /* ---- sections ------------------------------------------------------------ */
 
 static int sec_open(struct ctx *c, const struct ib_toml_value *root, const char *name, struct sec *s,
@@ -636,28 +670,42 @@ static int parse_image(struct ctx *c, const struct ib_toml_value *root)
 				      compression);
 	}
 
+	/* The manifest is not trusted (issue 14): it may place the image inside its
+	 * own project, never elsewhere (root would rename the tar over any file),
+	 * and it may not choose the builder's signing key. -o and --sign may. */
 	cleanup_free char *output = NULL;
-	if (get_str(c, &s, "output", false, &output, NULL) < 0)
+	if (get_str(c, &s, "output", false, &output, &pos) < 0)
 		return -1;
-	if (output)
-		m->image.output = absolute(output);
-	else {
+	if (output) {
+		if ((m->image.output = project_output(c, output, pos)) == NULL)
+			return -1;
+	} else {
 		cleanup_free char *def = xasprintf("%s.tar%s", m->image.name,
 						   m->image.compression == IB_COMPRESS_ZSTD ? ".zst" : "");
 		m->image.output = absolute(def);
 	}
 
-	cleanup_free char *sign = NULL;
-	if (get_str(c, &s, "sign", false, &sign, &pos) < 0)
-		return -1;
-	if (sign && strncmp(sign, "~/", 2) == 0) {
-		const char *home = getenv("HOME");
-		if (home == NULL || *home == '\0')
-			return fail_at(c, pos.line, pos.col, "set HOME or write the full path",
-				       "cannot expand '~/' in image.sign: HOME is not set");
-		m->image.sign_key = ib_path_join(home, sign + 2);
-	} else if (sign)
-		m->image.sign_key = steal_pointer(&sign);
+	const struct ib_toml_value *sv = ib_toml_get(s.t, "sign");
+	if (sv) {
+		cleanup_free char *sign = NULL;
+		if (get_str(c, &s, "sign", false, &sign, &pos) < 0)
+			return -1;
+		cleanup_free char *shown = show(sign);
+		if (strncmp(sign, "~/", 2) == 0 || strcmp(sign, "~") == 0)
+			return fail_at(c, pos.line, pos.col,
+				       "remove it and sign with your own key on the command line: imgbuild build --sign KEY",
+				       "image.sign '%s' names a key of the person building, outside the project", shown);
+		cleanup_free char *joined = sign[0] == '/' ? xstrdup(sign) : ib_path_join(m->dir, sign);
+		char real[PATH_MAX];
+		if (realpath(joined, real) == NULL || !inside(real, m->project_root)) {
+			cleanup_free char *root_shown = show(m->project_root);
+			return fail_at(c, pos.line, pos.col,
+				       "remove it and sign with your own key on the command line: imgbuild build --sign KEY",
+				       "image.sign '%s' is not a key file inside the project %s", shown, root_shown);
+		}
+		if ((m->image.sign_key = project_file(c, sv, "image.sign")) == NULL)
+			return -1;
+	}
 	return 0;
 }
 

@@ -250,17 +250,57 @@ static void test_paths_outside(void **state)
 	ib_error_free(&err);
 }
 
+/* Issue 14 item 3: a manifest chooses neither the builder's key nor a place
+ * outside its project; a key and an output inside the project are fine. */
 static void test_sign_tilde(void **state)
 {
 	(void)state;
 	setenv("HOME", "/home/student", 1);
-	cleanup_free char *text = xasprintf("[image]\nname = \"t\"\nsource_date_epoch = 0\nsign = \"~/.config/k.sec\"\n"
+	cleanup_free char *msg = parse_err("[image]\nname = \"t\"\nsource_date_epoch = 0\nsign = \"~/.config/k.sec\"\n"
+					   "[base]\ndistro = \"debian\"\nsuite = \"bookworm\"\n");
+	assert_contains(msg, "t.toml:4:8: image.sign '~/.config/k.sec' names a key of the person building");
+	assert_contains(msg, "imgbuild build --sign KEY");
+}
+
+static void test_sign_outside(void **state)
+{
+	(void)state;
+	cleanup_free char *text = xasprintf("[image]\nname = \"t\"\nsource_date_epoch = 0\nsign = \"/etc/passwd\"\n"
+					    "[base]\ndistro = \"debian\"\nsuite = \"bookworm\"\n");
+	cleanup_free char *path = case_path();
+	ib_error_t err = NULL;
+	assert_null(ib_manifest_parse(path, text, strlen(text), &err));
+	assert_contains(err->msg, "unit.toml:4:8: image.sign '/etc/passwd' is not a key file inside the project");
+	ib_error_free(&err);
+}
+
+static void test_sign_output_inside(void **state)
+{
+	(void)state;
+	cleanup_free char *text = xasprintf("[image]\nname = \"t\"\nsource_date_epoch = 0\n"
+					    "sign = \"../fixtures/imgbuild-test.sec\"\noutput = \"out/t.tar\"\n"
 					    "compression = \"zstd\"\n[base]\ndistro = \"debian\"\nsuite = \"bookworm\"\n");
 	struct ib_manifest *m = parse_ok(text);
-	assert_string_equal(m->image.sign_key, "/home/student/.config/k.sec");
+	cleanup_free char *key = xasprintf("%s/tests/fixtures/imgbuild-test.sec", repo);
+	cleanup_free char *out = xasprintf("%s/tests/cases/out/t.tar", repo);
+	assert_string_equal(m->image.sign_key, key);
+	assert_string_equal(m->image.output, out);
 	assert_int_equal(m->image.compression, IB_COMPRESS_ZSTD);
-	assert_non_null(strstr(m->image.output, "/t.tar.zst"));
 	ib_manifest_free(m);
+}
+
+static void test_output_outside(void **state)
+{
+	(void)state;
+	cleanup_free char *text = xasprintf("[image]\nname = \"t\"\nsource_date_epoch = 0\n"
+					    "output = \"../../../../../../../../tmp/x.tar\"\n"
+					    "[base]\ndistro = \"debian\"\nsuite = \"bookworm\"\n");
+	cleanup_free char *path = case_path();
+	ib_error_t err = NULL;
+	assert_null(ib_manifest_parse(path, text, strlen(text), &err));
+	assert_contains(err->msg, "unit.toml:4:10: image.output '../../../../../../../../tmp/x.tar' is in /tmp, outside the project");
+	assert_contains(err->msg, "imgbuild build -o OUT");
+	ib_error_free(&err);
 }
 
 static const struct ib_verdict *find_verdict(const struct ib_verdicts *v, const char *rule,
@@ -368,6 +408,9 @@ int main(void)
 		cmocka_unit_test(test_wrong_types),	    cmocka_unit_test(test_missing_required),
 		cmocka_unit_test(test_syntax_error),	    cmocka_unit_test(test_names_and_duplicates),
 		cmocka_unit_test(test_paths_outside),	    cmocka_unit_test(test_sign_tilde),
+		cmocka_unit_test(test_sign_outside),
+		cmocka_unit_test(test_sign_output_inside),
+		cmocka_unit_test(test_output_outside),
 		cmocka_unit_test(test_compat_gcc8),	    cmocka_unit_test(test_compat_seed_mistake),
 		cmocka_unit_test(test_apt_mirror),
 	};
