@@ -88,7 +88,7 @@ install: build/imgbuild
 	install -m 0755 build/imgbuild $(DESTDIR)$(BINDIR)/imgbuild
 	install -m 0644 stages/*.sh $(DESTDIR)$(DATADIR)/stages/
 	install -m 0644 keys/*.pub keys/*.gpg $(DESTDIR)$(DATADIR)/keys/ 2>/dev/null || true
-	install -d $(DESTDIR)$(DATADIR)/builder && install -m 0644 builder/compat.toml $(DESTDIR)$(DATADIR)/builder/compat.toml
+	install -d $(DESTDIR)$(DATADIR)/builder && install -m 0644 builder/compat.toml builder/chips.toml $(DESTDIR)$(DATADIR)/builder/
 
 format:
 	clang-format -i builder/*.c builder/*.h

@@ -136,19 +136,34 @@ static void print_driver(const struct ib_manifest *m)
 int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
 {
 	static const struct ib_cmd_help help = {
-		.usage = "imgbuild plan MANIFEST",
+		.usage = "imgbuild plan MANIFEST [--driver VERSION]",
 		.summary = "check a manifest and print what a build would do: the base, the stages in order with\n"
 			   "their pinned inputs, network use and cache keys, every compatibility rule's verdict,\n"
 			   "and the host driver. Downloads and runs nothing.\n"
 			   "exit status: 0 no rule fails (warnings allowed), 2 a rule fails or the manifest is invalid",
-		.options = NULL,
+		.options = "  --driver VERSION   also check a host running NVIDIA driver VERSION (e.g. 470.82.01):\n"
+			   "                     new enough for the image, and not past the last driver branch\n"
+			   "                     of the image's GPU architectures\n",
 	};
 	if (ib_cmd_wants_help(argc, argv, &help))
 		return IB_EXIT_OK;
-	if (argc != 2 || argv[1][0] == '-')
+	const char *manifest = NULL, *host_driver = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--driver") == 0 && i + 1 < argc)
+			host_driver = argv[++i];
+		else if (strncmp(argv[i], "--driver=", 9) == 0)
+			host_driver = argv[i] + 9;
+		else if (argv[i][0] != '-' && manifest == NULL)
+			manifest = argv[i];
+		else
+			return ib_error_usage(err, "usage: %s", help.usage);
+	}
+	if (manifest == NULL)
 		return ib_error_usage(err, "usage: %s", help.usage);
+	if (host_driver && !ib_version_valid(host_driver))
+		return ib_error_usage(err, "--driver '%s' is not a driver version like 470.82.01", host_driver);
 
-	cleanup_manifest struct ib_manifest *m = ib_manifest_load(argv[1], err);
+	cleanup_manifest struct ib_manifest *m = ib_manifest_load(manifest, err);
 	if (m == NULL)
 		return -1;
 	const struct ib_compat *compat = ib_compat_default(err);
@@ -223,6 +238,8 @@ int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
 		ib_verdicts_free(&v);
 		return -1;
 	}
+	if (host_driver)
+		ib_compat_check_host(compat, m, host_driver, &v);
 	size_t fails = 0, warns = 0;
 	printf("\nchecks     (rules: builder/compat.toml)\n");
 	for (size_t i = 0; i < v.n; i++) {
@@ -247,6 +264,8 @@ int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
 		       warns ? "," : "\n");
 		if (warns)
 			printf(" %zu warning%s\n", warns, warns > 1 ? "s" : "");
+		/* The summary on stdout stays whole when both go to one file. */
+		fflush(stdout);
 		for (size_t i = 0; i < v.n; i++)
 			if (v.v[i].level == IB_VERDICT_FAIL)
 				fprintf(stderr, "imgbuild: plan: rule %s failed: %s\n  fix: %s\n  source: %s\n", v.v[i].rule,

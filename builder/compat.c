@@ -35,7 +35,21 @@ struct cudnn_row {
 	char *source;
 };
 struct magma_row {
-	char *cuda, *package, *source;
+	char *cuda, *package;
+	struct ib_strv versions;
+	char *source;
+};
+struct arch_driver_row {
+	char *arch_min, *arch_max, *family, *last_branch, *source;
+};
+struct installer_row {
+	char *prefix, *python, *source;
+};
+struct chip_row {
+	char *chip, *cc, *source;
+};
+struct device_row {
+	char *pci, *chip, *name, *source;
 };
 
 struct ib_compat {
@@ -53,6 +67,14 @@ struct ib_compat {
 	size_t n_cudnn;
 	struct magma_row *magma;
 	size_t n_magma;
+	struct arch_driver_row *arch_driver;
+	size_t n_arch_driver;
+	struct installer_row *installer;
+	size_t n_installer;
+	struct chip_row *chip;
+	size_t n_chip;
+	struct device_row *device;
+	size_t n_device;
 	struct ib_kv_list rule_sources;	/* [rule.ID] source = "..." */
 };
 
@@ -134,6 +156,24 @@ bool ib_version_valid(const char *v)
 	return strlen(v) < 64;
 }
 
+static const char *basename_of(const char *url)
+{
+	const char *b = strrchr(url, '/');
+	return b ? b + 1 : url;
+}
+
+/* Copies the version (digits and dots) at P into BUF; returns the length read. */
+static size_t read_version(const char *p, char *buf, size_t len)
+{
+	size_t n = 0;
+	while ((isdigit((unsigned char)p[n]) || (p[n] == '.' && isdigit((unsigned char)p[n + 1]))) && n < len - 1) {
+		buf[n] = p[n];
+		n++;
+	}
+	buf[n] = '\0';
+	return n;
+}
+
 /* ---- loading ------------------------------------------------------------- */
 
 enum field_kind { F_STR, F_VERSION, F_STRV_VERSION };
@@ -185,7 +225,26 @@ static const struct field cudnn_fields[] = {
 };
 static const struct field magma_fields[] = {
 	FLD(struct magma_row, cuda, F_VERSION, true), FLD(struct magma_row, package, F_STR, true),
-	FLD(struct magma_row, source, F_STR, true), { NULL, 0, 0, false },
+	FLD(struct magma_row, versions, F_STRV_VERSION, false), FLD(struct magma_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
+};
+static const struct field arch_driver_fields[] = {
+	FLD(struct arch_driver_row, arch_min, F_VERSION, true), FLD(struct arch_driver_row, arch_max, F_VERSION, true),
+	FLD(struct arch_driver_row, family, F_STR, true), FLD(struct arch_driver_row, last_branch, F_VERSION, true),
+	FLD(struct arch_driver_row, source, F_STR, true), { NULL, 0, 0, false },
+};
+static const struct field installer_fields[] = {
+	FLD(struct installer_row, prefix, F_STR, true), FLD(struct installer_row, python, F_VERSION, true),
+	FLD(struct installer_row, source, F_STR, true), { NULL, 0, 0, false },
+};
+static const struct field chip_fields[] = {
+	FLD(struct chip_row, chip, F_STR, true), FLD(struct chip_row, cc, F_VERSION, true),
+	FLD(struct chip_row, source, F_STR, true), { NULL, 0, 0, false },
+};
+static const struct field device_fields[] = {
+	FLD(struct device_row, pci, F_STR, true), FLD(struct device_row, chip, F_STR, true),
+	FLD(struct device_row, name, F_STR, true), FLD(struct device_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
 };
 #define SEC(name, fields, type, member) \
 	{ name, fields, sizeof(type), offsetof(struct ib_compat, member), offsetof(struct ib_compat, n_##member) }
@@ -197,6 +256,10 @@ static const struct section sections[] = {
 	SEC("torch", torch_fields, struct torch_row, torch),
 	SEC("cudnn", cudnn_fields, struct cudnn_row, cudnn),
 	SEC("magma", magma_fields, struct magma_row, magma),
+	SEC("arch_driver", arch_driver_fields, struct arch_driver_row, arch_driver),
+	SEC("conda_installer", installer_fields, struct installer_row, installer),
+	SEC("chip", chip_fields, struct chip_row, chip),
+	SEC("device", device_fields, struct device_row, device),
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -288,32 +351,28 @@ static int load_row(const char *path, const struct section *s, const struct ib_t
 	return 0;
 }
 
-struct ib_compat *ib_compat_load(const char *path, ib_error_t *err)
+/* Adds the rows of PATH to C (compat.toml and chips.toml share one format). */
+static int load_into(struct ib_compat *c, const char *path, ib_error_t *err)
 {
 	size_t len = 0;
 	cleanup_free char *text = ib_read_file(path, &len, err);
-	if (text == NULL) {
-		ib_error_wrap(err, "load compatibility rules");
-		return NULL;
-	}
+	if (text == NULL)
+		return ib_error_wrap(err, "load compatibility rules");
 	cleanup_toml struct ib_toml_value *root = ib_toml_parse(text, len, path, err);
 	if (root == NULL)
-		return NULL;
-	cleanup_compat struct ib_compat *c = xcalloc(1, sizeof(*c));
+		return -1;
 	for (size_t i = 0; i < root->len; i++) {
 		const char *key = root->keys[i];
 		const struct ib_toml_value *v = root->items[i];
 		if (strcmp(key, "rule") == 0) {
 			if (v->type != IB_TOML_TABLE) {
-				ib_error_usage(err, "%s:%d:%d: 'rule' must be a table", path, v->line, v->col);
-				return NULL;
+				return ib_error_usage(err, "%s:%d:%d: 'rule' must be a table", path, v->line, v->col);
 			}
 			for (size_t k = 0; k < v->len; k++) {
 				const struct ib_toml_value *src = ib_toml_get(v->items[k], "source");
 				if (v->items[k]->type != IB_TOML_TABLE || src == NULL || src->type != IB_TOML_STRING) {
-					ib_error_usage(err, "%s:%d:%d: [rule.%s] needs source = \"...\"", path,
-						       v->items[k]->line, v->items[k]->col, v->keys[k]);
-					return NULL;
+					return ib_error_usage(err, "%s:%d:%d: [rule.%s] needs source = \"...\"", path,
+							      v->items[k]->line, v->items[k]->col, v->keys[k]);
 				}
 				struct ib_kv_list *l = &c->rule_sources;
 				l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
@@ -326,13 +385,11 @@ struct ib_compat *ib_compat_load(const char *path, ib_error_t *err)
 			if (strcmp(sections[k].name, key) == 0)
 				s = &sections[k];
 		if (s == NULL) {
-			ib_error_usage(err, "%s:%d:%d: unknown table '%s'", path, v->line, v->col, key);
-			return NULL;
+			return ib_error_usage(err, "%s:%d:%d: unknown table '%s'", path, v->line, v->col, key);
 		}
 		if (v->type != IB_TOML_ARRAY) {
-			ib_error_usage(err, "%s:%d:%d: '%s' must be an array of tables ([[%s]])", path, v->line, v->col, key,
-				       key);
-			return NULL;
+			return ib_error_usage(err, "%s:%d:%d: '%s' must be an array of tables ([[%s]])", path, v->line,
+					      v->col, key, key);
 		}
 		char **rows = (char **)((char *)c + s->off_rows);
 		size_t *n = (size_t *)((char *)c + s->off_n);
@@ -342,10 +399,23 @@ struct ib_compat *ib_compat_load(const char *path, ib_error_t *err)
 			memset(row, 0, s->row_size);
 			(*n)++;
 			if (load_row(path, s, v->items[k], row, err) < 0)
-				return NULL;
+				return -1;
 		}
 	}
+	return 0;
+}
+
+struct ib_compat *ib_compat_load(const char *path, ib_error_t *err)
+{
+	cleanup_compat struct ib_compat *c = xcalloc(1, sizeof(*c));
+	if (load_into(c, path, err) < 0)
+		return NULL;
 	return steal_pointer(&c);
+}
+
+int ib_compat_load_more(struct ib_compat *c, const char *path, ib_error_t *err)
+{
+	return load_into(c, path, err);
 }
 
 const struct ib_compat *ib_compat_default(ib_error_t *err)
@@ -356,7 +426,14 @@ const struct ib_compat *ib_compat_default(ib_error_t *err)
 	if (cached)
 		return cached;
 	cleanup_free char *path = xasprintf("%s/builder/compat.toml", ib_data_dir());
-	cached = ib_compat_load(path, err);
+	cleanup_free char *chips = xasprintf("%s/builder/chips.toml", ib_data_dir());
+	struct ib_compat *c = ib_compat_load(path, err);
+	/* The chip table is advise's; a rule set without it still checks manifests. */
+	if (c && ib_path_exists(chips) && load_into(c, chips, err) < 0) {
+		ib_compat_free(c);
+		return NULL;
+	}
+	cached = c;
 	return cached;
 }
 
@@ -627,6 +704,23 @@ static void check_arch(const struct ib_compat *c, const struct ib_manifest *m, s
 	}
 }
 
+/* The stage whose env asks stages/python-project.sh to add ARCH to torch's
+ * cpp_extension list (CPP_EXTENSION_ARCHS = "3.0 3.2" or "3.0;3.2"), or NULL. */
+static const char *ext_arch_patched(const struct ib_manifest *m, const char *arch)
+{
+	for (size_t s = 0; s < m->n_stages; s++) {
+		const char *v = ib_kv_get(&m->stages[s].env, "CPP_EXTENSION_ARCHS");
+		if (v == NULL)
+			continue;
+		cleanup_free char *copy = xstrdup(v);
+		char *save = NULL;
+		for (char *a = strtok_r(copy, " ;,", &save); a; a = strtok_r(NULL, " ;,", &save))
+			if (ib_version_cmp(a, arch) == 0)
+				return m->stages[s].name;
+	}
+	return NULL;
+}
+
 static void check_ext_arch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
 	const char *rule = "torch-ext-arch";
@@ -639,6 +733,12 @@ static void check_ext_arch(const struct ib_compat *c, const struct ib_manifest *
 			const struct ext_arch_row *r = &c->ext_arch[k];
 			if (ib_version_cmp(r->arch, a) != 0 || !ib_version_in(m->stack.torch, r->torch_min, NULL))
 				continue;
+			const char *stage = ext_arch_patched(m, a);
+			if (stage) {
+				add(out, rule, IB_VERDICT_OK, r->source, NULL,
+				    "stage '%s' adds arch %s to torch.utils.cpp_extension's list (CPP_EXTENSION_ARCHS)", stage, a);
+				continue;
+			}
 			add(out, rule, IB_VERDICT_WARN, r->source, xstrdup(r->fix),
 			    "torch %s's extension builder (torch.utils.cpp_extension) rejects arch %s from torch %s on: "
 			    "torchvision's CUDA ops will not build with it in TORCH_CUDA_ARCH_LIST",
@@ -846,6 +946,33 @@ static void check_cudnn(const struct ib_compat *c, const struct ib_manifest *m, 
 	}
 }
 
+/* "magma-cuda92=2.5.2": the version must be one the channel has (when the data lists them). */
+static void check_magma_version(const struct ib_compat *c, const char *p, size_t n, const char *where, const char *key,
+				struct ib_verdicts *out)
+{
+	if (p[n] != '=')
+		return;
+	char v[32];
+	if (read_version(p + n + (p[n + 1] == '=' ? 2 : 1), v, sizeof(v)) == 0)
+		return;
+	for (size_t k = 0; k < c->n_magma; k++) {
+		const struct magma_row *r = &c->magma[k];
+		if (strlen(r->package) != n || strncmp(r->package, p, n) != 0 || r->versions.n == 0)
+			continue;
+		cleanup_free char *list = NULL;
+		for (size_t i = 0; i < r->versions.n; i++) {
+			if (ib_version_cmp(r->versions.v[i], v) == 0)
+				return;
+			char *next = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", r->versions.v[i]);
+			free(list);
+			list = next;
+		}
+		add(out, "magma-cuda", IB_VERDICT_FAIL, r->source,
+		    xasprintf("install %s=%s (the channel has %s)", r->package, r->versions.v[r->versions.n - 1], list),
+		    "%s %s installs %s %s, which the pytorch channel does not have", where, key, r->package, v);
+	}
+}
+
 /* Every "magma-cudaNN" named in an env value (conda package lists) must match CUDA. */
 static void scan_magma(const struct ib_compat *c, const struct ib_kv_list *env, const char *where, const char *want,
 		       const struct ib_manifest *m, struct ib_verdicts *out)
@@ -855,8 +982,12 @@ static void scan_magma(const struct ib_compat *c, const struct ib_kv_list *env, 
 			size_t n = 10;
 			while (isdigit((unsigned char)p[n]))
 				n++;
-			if (n == 10 || (strncmp(p, want, n) == 0 && strlen(want) == n))
+			if (n == 10)
 				continue;
+			if (strncmp(p, want, n) == 0 && strlen(want) == n) {
+				check_magma_version(c, p, n, where, env->v[i].key, out);
+				continue;
+			}
 			cleanup_free char *found = xstrndup(p, n);
 			const char *for_cuda = NULL;
 			for (size_t k = 0; k < c->n_magma; k++)
@@ -924,17 +1055,389 @@ static void check_pins(const struct ib_compat *c, const struct ib_manifest *m, s
 		add(out, rule, IB_VERDICT_OK, src, NULL, "every download has a sha256 (%zu)", m->n_downloads);
 }
 
+/* ---- GPU architectures and driver branches -------------------------------- */
+
+static const struct arch_driver_row *arch_driver_for(const struct ib_compat *c, const char *arch)
+{
+	for (size_t i = 0; i < c->n_arch_driver; i++)
+		if (ib_version_in(arch, c->arch_driver[i].arch_min, c->arch_driver[i].arch_max))
+			return &c->arch_driver[i];
+	return NULL;
+}
+
+/* DRIVER ("525.60.13") belongs to a branch after BRANCH ("470"). */
+static bool driver_after_branch(const char *driver, const char *branch)
+{
+	return ib_version_cmp_n(driver, branch, 1) > 0;
+}
+
+/* The newest CUDA (major.minor) whose oldest driver is still in BRANCH, into BUF. */
+static const char *newest_cuda_for_branch(const struct ib_compat *c, const char *branch, char *buf, size_t len)
+{
+	const struct driver_row *best = NULL;
+	for (size_t i = 0; i < c->n_driver; i++) {
+		const struct driver_row *r = &c->driver[i];
+		if (driver_after_branch(r->min_driver, branch))
+			continue;
+		if (best == NULL || ib_version_cmp(r->cuda, best->cuda) > 0)
+			best = r;
+	}
+	if (best == NULL)
+		return NULL;
+	unsigned long long major = 0, minor = 0;
+	version_comp(best->cuda, 0, &major);
+	version_comp(best->cuda, 1, &minor);
+	snprintf(buf, len, "%llu.%llu", major, minor);
+	return buf;
+}
+
+const char *ib_compat_last_branch(const struct ib_compat *c, const char *arch, const char **family,
+				  const char **source)
+{
+	const struct arch_driver_row *r = arch_driver_for(c, arch);
+	if (family)
+		*family = r ? r->family : NULL;
+	if (source)
+		*source = r ? r->source : NULL;
+	return r ? r->last_branch : NULL;
+}
+
+char *ib_compat_driver_warning(const struct ib_compat *c, const char *driver, const char *arch)
+{
+	const struct arch_driver_row *r = arch_driver_for(c, arch);
+	if (r == NULL || driver == NULL || !driver_after_branch(driver, r->last_branch))
+		return NULL;
+	return xasprintf("driver %s is newer than R%s, the last driver branch for %s GPUs (compute capability %s): "
+			 "NVIDIA dropped them after it, so this driver does not drive them; install a %s.xx driver "
+			 "(source: %s)",
+			 driver, r->last_branch, r->family, arch, r->last_branch, r->source);
+}
+
+/* The image's min_driver must come from a branch that still drives each arch. */
+static void check_arch_driver(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "arch-driver";
+	const char *src = rule_source(c, rule);
+	if (m->stack.archs.n == 0 || !m->stack.min_driver)
+		{ na(out, rule, src, m->stack.archs.n ? "stack.min_driver or stack.cuda" : "stack.archs"); return; }
+	size_t before = out->n;
+	cleanup_free char *branches = NULL;
+	for (size_t i = 0; i < m->stack.archs.n; i++) {
+		const char *a = m->stack.archs.v[i];
+		const struct arch_driver_row *r = arch_driver_for(c, a);
+		if (r == NULL)
+			continue;
+		if (driver_after_branch(m->stack.min_driver, r->last_branch)) {
+			char buf[32];
+			const char *top = newest_cuda_for_branch(c, r->last_branch, buf, sizeof(buf));
+			add(out, rule, IB_VERDICT_FAIL, r->source,
+			    top ? xasprintf("use CUDA <= %s (its driver fits R%s), or remove \"%s\" from stack archs", top,
+					    r->last_branch, a)
+				: xasprintf("remove \"%s\" from stack archs", a),
+			    "GPU architecture %s (%s) ends with driver branch R%s, but the image needs driver >= %s%s%s", a,
+			    r->family, r->last_branch, m->stack.min_driver, m->stack.cuda ? " for CUDA " : "",
+			    m->stack.cuda ? m->stack.cuda : "");
+			continue;
+		}
+		char *item = xasprintf("%s R%s (%s)", a, r->last_branch, r->family);
+		char *next = xasprintf("%s%s%s", branches ? branches : "", branches ? ", " : "", item);
+		free(item);
+		free(branches);
+		branches = next;
+	}
+	if (out->n == before)
+		add(out, rule, IB_VERDICT_OK, src, NULL, "driver >= %s is within the last branch of every arch%s%s",
+		    m->stack.min_driver, branches ? ": " : "", branches ? branches : "");
+}
+
+void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m, const char *driver,
+			  struct ib_verdicts *out)
+{
+	const char *rule = "host-driver";
+	const char *src = rule_source(c, "arch-driver");
+	size_t before = out->n;
+	if (m->stack.min_driver && ib_version_cmp(driver, m->stack.min_driver) < 0) {
+		const struct driver_row *r = m->stack.cuda ? driver_row_for(c, m->stack.cuda, m->stack.min_driver) : NULL;
+		add(out, rule, IB_VERDICT_FAIL, r ? r->source : src,
+		    xasprintf("install a driver >= %s on that host", m->stack.min_driver),
+		    "host driver %s is older than the image needs (>= %s)", driver, m->stack.min_driver);
+	}
+	size_t too_new = 0;
+	for (size_t i = 0; i < m->stack.archs.n; i++) {
+		const struct arch_driver_row *r = arch_driver_for(c, m->stack.archs.v[i]);
+		if (r == NULL) /* still driven by current drivers */
+			continue;
+		too_new += driver_after_branch(driver, r->last_branch);
+	}
+	bool all = m->stack.archs.n > 0 && too_new == m->stack.archs.n;
+	for (size_t i = 0; too_new && i < m->stack.archs.n; i++) {
+		const char *a = m->stack.archs.v[i];
+		const struct arch_driver_row *r = arch_driver_for(c, a);
+		if (r == NULL || !driver_after_branch(driver, r->last_branch))
+			continue;
+		add(out, rule, all ? IB_VERDICT_FAIL : IB_VERDICT_WARN, r->source,
+		    xasprintf("on a %s GPU install a driver from the R%s branch%s%s", r->family, r->last_branch,
+			      m->stack.min_driver ? " that is >= " : "", m->stack.min_driver ? m->stack.min_driver : ""),
+		    "host driver %s is newer than R%s, the last branch for %s GPUs (arch %s): it does not drive them",
+		    driver, r->last_branch, r->family, a);
+	}
+	if (out->n == before) {
+		cleanup_free char *need = m->stack.min_driver ? xasprintf(" (it needs >= %s)", m->stack.min_driver) : xstrdup("");
+		add(out, rule, IB_VERDICT_OK, src, NULL, "host driver %s runs this image%s and drives every arch it lists",
+		    driver, need);
+	}
+}
+
+/* ---- inputs against [stack] ------------------------------------------------ */
+
+/* A CUDA runfile (cuda_<release>_<driver>_linux...) must be the [stack]'s CUDA, and
+ * the image's min_driver must cover the driver its release needs. */
+static void check_input_cuda(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "input-cuda";
+	const char *src = rule_source(c, rule);
+	size_t before = out->n;
+	bool seen = false;
+	for (size_t i = 0; i < m->n_downloads; i++) {
+		const char *base = basename_of(m->downloads[i].url);
+		char rel[32];
+		if (strncmp(base, "cuda_", 5) != 0 || read_version(base + 5, rel, sizeof(rel)) == 0 || base[5 + strlen(rel)] != '_')
+			continue;
+		seen = true;
+		if (!m->stack.cuda) {
+			add(out, rule, IB_VERDICT_OK, src, NULL,
+			    "download '%s' is the CUDA %s runfile ([stack] sets no cuda to compare)", m->downloads[i].name, rel);
+			continue;
+		}
+		if (cmp_short(rel, m->stack.cuda) != 0) {
+			add(out, rule, IB_VERDICT_FAIL, src,
+			    xasprintf("download the CUDA %s runfile (cuda_%s*_linux) instead, or set stack cuda = \"%s\"",
+				      m->stack.cuda, m->stack.cuda, rel),
+			    "download '%s' (%s) is CUDA %s, the image has CUDA %s", m->downloads[i].name, base, rel,
+			    m->stack.cuda);
+			continue;
+		}
+		const char *need = ib_compat_min_driver(c, rel);
+		if (need && m->stack.min_driver && ib_version_cmp(m->stack.min_driver, need) < 0)
+			add(out, rule, IB_VERDICT_FAIL, src,
+			    xasprintf("set stack cuda = \"%s\" (or min_driver = \"%s\")", rel, need),
+			    "download '%s' is CUDA %s, which needs driver >= %s; the image asks only for >= %s",
+			    m->downloads[i].name, rel, need, m->stack.min_driver);
+	}
+	if (!seen)
+		{ na(out, rule, src, "CUDA runfile download"); return; }
+	if (out->n == before)
+		add(out, rule, IB_VERDICT_OK, src, NULL, "the CUDA runfile is CUDA %s", m->stack.cuda);
+}
+
+/* cudnn-<CUDA>-linux-x64-v<release>.tgz: the release must be [stack] cudnn (the
+ * CUDA part is checked by cudnn-cuda). */
+static void check_input_cudnn(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "input-cudnn";
+	const char *src = rule_source(c, rule);
+	size_t before = out->n;
+	bool seen = false;
+	for (size_t i = 0; i < m->n_downloads; i++) {
+		const char *base = basename_of(m->downloads[i].url);
+		const char *v = strstr(base, "-linux-x64-v");
+		if (strncmp(base, "cudnn-", 6) != 0 || v == NULL)
+			continue;
+		char rel[32];
+		if (read_version(v + 12, rel, sizeof(rel)) == 0)
+			continue;
+		seen = true;
+		if (!m->stack.cudnn)
+			add(out, rule, IB_VERDICT_OK, src, NULL, "download '%s' is cuDNN %s ([stack] sets no cudnn to compare)",
+			    m->downloads[i].name, rel);
+		/* "v7.1" names 7.1.x tarballs: compare at the shorter precision. */
+		else if (cmp_short(rel, m->stack.cudnn) != 0)
+			add(out, rule, IB_VERDICT_FAIL, src,
+			    xasprintf("download cuDNN %s (cudnn-*-linux-x64-v%s*.tgz), or set stack cudnn = \"%s\"",
+				      m->stack.cudnn, m->stack.cudnn, rel),
+			    "download '%s' (%s) is cuDNN %s, [stack] says cudnn %s", m->downloads[i].name, base, rel,
+			    m->stack.cudnn);
+	}
+	if (!seen)
+		{ na(out, rule, src, "cuDNN tarball download"); return; }
+	if (out->n == before)
+		add(out, rule, IB_VERDICT_OK, src, NULL, "the cuDNN tarball is cuDNN %s", m->stack.cudnn);
+}
+
+static const struct installer_row *installer_for(const struct ib_compat *c, const char *base)
+{
+	const struct installer_row *best = NULL;
+	for (size_t i = 0; i < c->n_installer; i++) {
+		const struct installer_row *r = &c->installer[i];
+		if (strncmp(base, r->prefix, strlen(r->prefix)) == 0 &&
+		    (best == NULL || strlen(r->prefix) > strlen(best->prefix)))
+			best = r;
+	}
+	return best;
+}
+
+/* The conda installer's Python, and a python=X.Y spec in the conda packages, must be
+ * [stack] python. */
+static void check_input_python(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "input-python";
+	const char *src = rule_source(c, rule);
+	size_t before = out->n;
+	bool seen = false;
+	for (size_t i = 0; i < m->n_downloads; i++) {
+		const char *base = basename_of(m->downloads[i].url);
+		if (strncmp(base, "Miniconda", 9) != 0 && strncmp(base, "Anaconda", 8) != 0)
+			continue;
+		seen = true;
+		const struct installer_row *r = installer_for(c, base);
+		if (r == NULL) {
+			add(out, rule, IB_VERDICT_WARN, src,
+			    xasprintf("add a [[conda_installer]] row for %s to builder/compat.toml", base),
+			    "no data on the Python that %s ships", base);
+			continue;
+		}
+		if (!m->stack.python)
+			add(out, rule, IB_VERDICT_OK, r->source, NULL,
+			    "download '%s' (%s) ships Python %s ([stack] sets no python to compare)", m->downloads[i].name,
+			    base, r->python);
+		else if (cmp_short(r->python, m->stack.python) != 0) {
+			const struct installer_row *want = NULL;
+			for (size_t k = 0; k < c->n_installer && !want; k++)
+				if (cmp_short(c->installer[k].python, m->stack.python) == 0)
+					want = &c->installer[k];
+			add(out, rule, IB_VERDICT_FAIL, r->source,
+			    want ? xasprintf("download a %s* installer (Python %s), or set stack python = \"%s\"",
+					     want->prefix, want->python, r->python)
+				 : xasprintf("set stack python = \"%s\"", r->python),
+			    "download '%s' (%s) ships Python %s, [stack] says python %s", m->downloads[i].name, base,
+			    r->python, m->stack.python);
+		}
+	}
+	/* python=X.Y among the conda packages */
+	for (size_t s = 0; m->stack.python && s <= m->n_stages; s++) {
+		const struct ib_kv_list *env = s < m->n_stages ? &m->stages[s].env : &m->env;
+		for (size_t i = 0; i < env->n; i++) {
+			if (strcmp(env->v[i].key, "CONDA_PACKAGES") != 0)
+				continue;
+			for (const char *p = strstr(env->v[i].value, "python="); p; p = strstr(p + 1, "python=")) {
+				if (p != env->v[i].value && p[-1] != ' ')
+					continue;
+				char v[32];
+				if (read_version(p + 7, v, sizeof(v)) == 0)
+					continue;
+				seen = true;
+				if (cmp_short(v, m->stack.python) != 0)
+					add(out, rule, IB_VERDICT_FAIL, src,
+					    xasprintf("install python=%s in CONDA_PACKAGES", m->stack.python),
+					    "%s%s%s CONDA_PACKAGES installs python %s, [stack] says python %s",
+					    s < m->n_stages ? "stage '" : "[env]", s < m->n_stages ? m->stages[s].name : "",
+					    s < m->n_stages ? "'" : "", v, m->stack.python);
+			}
+		}
+	}
+	if (!seen)
+		{ na(out, rule, src, "conda installer download"); return; }
+	if (out->n == before)
+		add(out, rule, IB_VERDICT_OK, src, NULL, "the conda installer and packages give Python %s", m->stack.python);
+}
+
+/* The torchvision archive (.../vision/archive/vX.tar.gz, vision-X.tar.gz) or a vision
+ * [[source]]'s tag must be [stack] torchvision. */
+static void check_input_vision(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "input-vision";
+	const char *src = rule_source(c, rule);
+	size_t before = out->n;
+	bool seen = false;
+	for (size_t i = 0; i < m->n_downloads + m->n_sources; i++) {
+		const char *url, *name, *ver_at = NULL;
+		if (i < m->n_downloads) {
+			url = m->downloads[i].url;
+			name = m->downloads[i].name;
+			const char *base = basename_of(url);
+			if (strstr(url, "/vision/archive/") && base[0] == 'v')
+				ver_at = base + 1;
+			else if (strncmp(base, "vision-", 7) == 0 || strncmp(base, "torchvision-", 12) == 0)
+				ver_at = strchr(base, '-') + 1;
+		} else {
+			const struct ib_source *s = &m->sources[i - m->n_downloads];
+			url = s->url;
+			name = s->name;
+			if (strstr(url, "/vision") && strstr(url, "pytorch"))
+				ver_at = s->tag[0] == 'v' ? s->tag + 1 : s->tag;
+		}
+		char v[32];
+		if (ver_at == NULL || read_version(ver_at, v, sizeof(v)) == 0)
+			continue;
+		seen = true;
+		if (!m->stack.torchvision)
+			add(out, rule, IB_VERDICT_OK, src, NULL, "input '%s' is torchvision %s ([stack] sets no torchvision to compare)",
+			    name, v);
+		else if (ib_version_cmp(v, m->stack.torchvision) != 0)
+			add(out, rule, IB_VERDICT_FAIL, src,
+			    xasprintf("use the v%s archive (or tag), or set stack torchvision = \"%s\"", m->stack.torchvision, v),
+			    "input '%s' is torchvision %s, [stack] says torchvision %s", name, v, m->stack.torchvision);
+	}
+	if (!seen)
+		{ na(out, rule, src, "torchvision archive or source"); return; }
+	if (out->n == before)
+		add(out, rule, IB_VERDICT_OK, src, NULL, "the torchvision input is %s", m->stack.torchvision);
+}
+
+/* Every CONDA_PACKAGES spec names an exact version (name=X.Y.Z), so that a rebuild
+ * gets what the first build got; the explicit lock records the rest. */
+static void check_conda_pins(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "conda-pins";
+	const char *src = rule_source(c, rule);
+	size_t before = out->n, n_specs = 0;
+	for (size_t s = 0; s <= m->n_stages; s++) {
+		const struct ib_kv_list *env = s < m->n_stages ? &m->stages[s].env : &m->env;
+		for (size_t i = 0; i < env->n; i++) {
+			if (strcmp(env->v[i].key, "CONDA_PACKAGES") != 0)
+				continue;
+			cleanup_free char *copy = xstrdup(env->v[i].value);
+			cleanup_free char *loose = NULL;
+			char *save = NULL;
+			for (char *spec = strtok_r(copy, " \t", &save); spec; spec = strtok_r(NULL, " \t", &save)) {
+				n_specs++;
+				const char *eq = strchr(spec, '=');
+				if (eq && isdigit((unsigned char)eq[1]) && strpbrk(spec, "*<>") == NULL)
+					continue;
+				char *next = xasprintf("%s%s%s", loose ? loose : "", loose ? " " : "", spec);
+				free(loose);
+				loose = next;
+			}
+			if (loose)
+				add(out, rule, IB_VERDICT_WARN, src,
+				    xasprintf("pin each to the exact version of the image's era (name=X.Y.Z)"),
+				    "%s%s%s CONDA_PACKAGES has unpinned specs: %s", s < m->n_stages ? "stage '" : "[env]",
+				    s < m->n_stages ? m->stages[s].name : "", s < m->n_stages ? "'" : "", loose);
+		}
+	}
+	if (n_specs == 0)
+		{ na(out, rule, src, "CONDA_PACKAGES"); return; }
+	if (out->n == before)
+		add(out, rule, IB_VERDICT_OK, src, NULL, "every conda package is pinned (%zu)", n_specs);
+}
+
 int ib_compat_check(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out, ib_error_t *err)
 {
 	(void)err;
 	check_driver(c, m, out);
 	check_gcc(c, m, out);
 	check_arch(c, m, out);
+	check_arch_driver(c, m, out);
+	check_input_cuda(c, m, out);
+	check_input_cudnn(c, m, out);
 	check_cudnn(c, m, out);
 	check_magma(c, m, out);
 	check_torch(c, m, out);
 	check_torch_source(c, m, out);
 	check_ext_arch(c, m, out);
+	check_input_python(c, m, out);
+	check_input_vision(c, m, out);
+	check_conda_pins(c, m, out);
 	check_pins(c, m, out);
 	return 0;
 }

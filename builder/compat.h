@@ -55,3 +55,17 @@ int ib_version_ncomp(const char *v);
 bool ib_version_in(const char *v, const char *lo, const char *hi);
 /* True when V is digits separated by single dots ("10.0", "7.6.5.32"). */
 bool ib_version_valid(const char *v);
+
+/* Adds the rows of another data file (builder/chips.toml) to C. */
+int ib_compat_load_more(struct ib_compat *c, const char *path, ib_error_t *err);
+
+/* The last driver branch ("470") that drives GPUs of compute capability ARCH, or NULL
+ * when current drivers still do; *family ("Kepler") and *source when not NULL. */
+const char *ib_compat_last_branch(const struct ib_compat *c, const char *arch, const char **family,
+				  const char **source);
+/* A one-line warning (caller frees) when DRIVER comes from a branch after the last
+ * one for ARCH, naming the cause; NULL when it drives ARCH. */
+char *ib_compat_driver_warning(const struct ib_compat *c, const char *driver, const char *arch);
+/* `plan --driver VERSION`: appends the host-driver verdicts for a host running DRIVER. */
+void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m, const char *driver,
+			  struct ib_verdicts *out);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # imgbuild plan: the seed manifests pass; every data-driven case in tests/cases
-# (NAME.toml + NAME.expect: "exit=N", then regexes that must appear in the
-# output) gives its exit status and its lines; a copy of gt-cu10 with gcc 8
+# (NAME.toml + NAME.expect: "exit=N", an optional "args=..." for plan, then
+# regexes that must appear in the output) gives its exit status and its lines; a copy of gt-cu10 with gcc 8
 # fails with the rule and the fix. Also `imgbuild mirror` on fixture apt sources.
 # Needs no network and no privileges.
 set -euo pipefail
@@ -21,7 +21,8 @@ for m in manifests/gt-cu10.toml manifests/mx150-cu92.toml; do
 		grep -qE "^ +[0-9]+ $s +stages/" "$TMP/plan.out" || missing="$missing stage:$s"
 	done
 	for r in cuda-driver cuda-gcc cuda-arch cudnn-cuda magma-cuda torch-cuda torch-gcc torch-python \
-		torch-vision torch-commit torch-ext-arch download-pinned; do
+		torch-vision torch-commit torch-ext-arch download-pinned arch-driver input-cuda input-cudnn \
+		input-python input-vision conda-pins; do
 		grep -qE "^  (ok|warn|FAIL) +$r " "$TMP/plan.out" || missing="$missing rule:$r"
 	done
 	grep -qE '^ +key +[0-9a-f]{64}$' "$TMP/plan.out" || missing="$missing stage-key"
@@ -50,12 +51,13 @@ for t in tests/cases/*.toml; do
 	fi
 	n_cases=$((n_cases + 1))
 	want=$(sed -n 's/^exit=//p' "$exp" | head -n 1)
+	read -ra args <<<"$(sed -n 's/^args=//p' "$exp" | head -n 1)"
 	rc=0
-	"$IMGBUILD" plan "$t" >"$TMP/case.out" 2>&1 || rc=$?
+	"$IMGBUILD" plan "$t" "${args[@]}" >"$TMP/case.out" 2>&1 || rc=$?
 	problems=""
 	[ "$rc" = "$want" ] || problems="exit $rc, wanted $want;"
 	while IFS= read -r re; do
-		case "$re" in '' | exit=* | '#'*) continue ;; esac
+		case "$re" in '' | exit=* | args=* | '#'*) continue ;; esac
 		grep -qE -- "$re" "$TMP/case.out" || problems="$problems missing /$re/;"
 	done <"$exp"
 	# Manifest errors are one line: FILE:LINE:COL: problem (hint: fix).
