@@ -4,6 +4,7 @@
  * is downloaded and nothing runs; a failing rule makes the exit status 2 so
  * that a mistake like the seed's (CUDA 9.2 with cuDNN and magma built for 9.0)
  * is caught in a second rather than after hours of compiling. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,14 +21,26 @@ static void manifest_cleanup(struct ib_manifest **m)
 }
 #define cleanup_manifest __attribute__((cleanup(manifest_cleanup)))
 
+/* The manifest is untrusted: what plan prints of it passes through ib_escape,
+ * so that an env value or URL cannot draw lines or move the cursor. */
+__attribute__((format(printf, 1, 2))) static void out(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cleanup_free char *msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	cleanup_free char *shown = ib_escape(msg, true);
+	fputs(shown, stdout);
+}
+
 static void print_list(const char *label, const struct ib_strv *v, const char *none)
 {
-	printf("  %-11s", label);
+	out("  %-11s", label);
 	if (v->n == 0)
-		printf(" %s", none);
+		out(" %s", none);
 	for (size_t i = 0; i < v->n; i++)
-		printf(" %s", v->v[i]);
-	printf("\n");
+		out(" %s", v->v[i]);
+	out("\n");
 }
 
 /* A path as the user would write it: relative to the project when inside it. */
@@ -41,26 +54,26 @@ static const char *rel(const struct ib_manifest *m, const char *path)
 
 static void print_base(const struct ib_manifest *m, const char *key)
 {
-	printf("base       %s %s", m->base.distro, m->base.suite);
+	out("base       %s %s", m->base.distro, m->base.suite);
 	for (size_t i = 0; i < m->base.extra_suites.n; i++)
-		printf(" + %s", m->base.extra_suites.v[i]);
-	printf(", variant %s\n", m->base.variant);
+		out(" + %s", m->base.extra_suites.v[i]);
+	out(", variant %s\n", m->base.variant);
 	if (m->base.mirrors.n > 0)
 		print_list("mirrors", &m->base.mirrors, "");
 	else if (strcmp(m->base.distro, "debian") == 0)
-		printf("  %-11s the host's apt mirror at build time (see `imgbuild mirror debian`)\n", "mirrors");
+		out("  %-11s the host's apt mirror at build time (see `imgbuild mirror debian`)\n", "mirrors");
 	else
-		printf("  %-11s the distribution's archive\n", "mirrors");
+		out("  %-11s the distribution's archive\n", "mirrors");
 	print_list("components", &m->base.components, "main");
-	printf("  %-11s %s\n", "keyring", m->base.keyring ? rel(m, m->base.keyring) : "the host's keyring for the distribution");
+	out("  %-11s %s\n", "keyring", m->base.keyring ? rel(m, m->base.keyring) : "the host's keyring for the distribution");
 	print_list("packages", &m->base.packages, "(none beyond the variant)");
-	printf("  %-11s %s\n", "key", key);
+	out("  %-11s %s\n", "key", key);
 }
 
 static void print_stack(const struct ib_manifest *m)
 {
-	printf("toolchain  gcc %s\n", m->toolchain.gcc ? m->toolchain.gcc : "(the distribution's default)");
-	printf("stack     ");
+	out("toolchain  gcc %s\n", m->toolchain.gcc ? m->toolchain.gcc : "(the distribution's default)");
+	out("stack     ");
 	const struct {
 		const char *name, *value;
 	} facts[] = {
@@ -71,20 +84,20 @@ static void print_stack(const struct ib_manifest *m)
 	bool any = false;
 	for (size_t i = 0; i < sizeof(facts) / sizeof(facts[0]); i++)
 		if (facts[i].value) {
-			printf(" %s %s", facts[i].name, facts[i].value);
+			out(" %s %s", facts[i].name, facts[i].value);
 			any = true;
 		}
 	if (m->stack.archs.n) {
-		printf(" archs");
+		out(" archs");
 		for (size_t i = 0; i < m->stack.archs.n; i++)
-			printf("%s%s", i ? ";" : " ", m->stack.archs.v[i]);
+			out("%s%s", i ? ";" : " ", m->stack.archs.v[i]);
 		any = true;
 	}
 	if (m->stack.min_driver) {
-		printf(" min_driver %s%s", m->stack.min_driver, m->stack.min_driver_derived ? " (derived from cuda)" : "");
+		out(" min_driver %s%s", m->stack.min_driver, m->stack.min_driver_derived ? " (derived from cuda)" : "");
 		any = true;
 	}
-	printf("%s\n", any ? "" : " (nothing declared)");
+	out("%s\n", any ? "" : " (nothing declared)");
 }
 
 static void print_input(const struct ib_manifest *m, const char *name)
@@ -95,17 +108,17 @@ static void print_input(const struct ib_manifest *m, const char *name)
 		size_t root_len = strlen(m->project_root);
 		const char *file = d->url + strlen("file://");
 		if (d->project_file && strncmp(file, m->project_root, root_len) == 0 && file[root_len] == '/')
-			printf("     input %-10s project file %s\n", name, file + root_len + 1);
+			out("     input %-10s project file %s\n", name, file + root_len + 1);
 		else
-			printf("     input %-10s download %s\n", name, d->url);
-		printf("     %-16s sha256 %s\n", "", d->sha256 ? d->sha256 : "UNKNOWN (run imgbuild pin)");
+			out("     input %-10s download %s\n", name, d->url);
+		out("     %-16s sha256 %s\n", "", d->sha256 ? d->sha256 : "UNKNOWN (run imgbuild pin)");
 		if (d->mirrors.n)
-			printf("     %-16s %zu fallback mirror%s\n", "", d->mirrors.n, d->mirrors.n > 1 ? "s" : "");
+			out("     %-16s %zu fallback mirror%s\n", "", d->mirrors.n, d->mirrors.n > 1 ? "s" : "");
 	} else if (s) {
-		printf("     input %-10s git %s\n", name, s->url);
-		printf("     %-16s tag %s = commit %s%s\n", "", s->tag, s->commit, s->submodules ? ", with submodules" : "");
+		out("     input %-10s git %s\n", name, s->url);
+		out("     %-16s tag %s = commit %s%s\n", "", s->tag, s->commit, s->submodules ? ", with submodules" : "");
 		if (s->mirrors.n)
-			printf("     %-16s %zu fallback mirror%s%s\n", "", s->mirrors.n, s->mirrors.n > 1 ? "s" : "",
+			out("     %-16s %zu fallback mirror%s%s\n", "", s->mirrors.n, s->mirrors.n > 1 ? "s" : "",
 			       s->rewrites.n ? " (submodule URLs rewritten)" : "");
 	}
 }
@@ -116,20 +129,20 @@ static void print_driver(const struct ib_manifest *m)
 	memset(&d, 0, sizeof(d));
 	ib_error_t err = NULL;
 	if (ib_driver_discover(&d, &err) < 0) {
-		printf("driver     discovery failed (%s); see `imgbuild driver`\n", err ? err->msg : "?");
+		out("driver     discovery failed (%s); see `imgbuild driver`\n", err ? err->msg : "?");
 		ib_error_free(&err);
 		return;
 	}
 	if (!d.found)
-		printf("driver     no NVIDIA driver on this host: stages run without one, nothing is bound\n");
+		out("driver     no NVIDIA driver on this host: stages run without one, nothing is bound\n");
 	else {
-		printf("driver     host driver %s: bound read-only into every stage and `imgbuild run --gpu`", d.version);
+		out("driver     host driver %s: bound read-only into every stage and `imgbuild run --gpu`", d.version);
 		if (m->stack.min_driver)
-			printf(" (the image needs >= %s: %s)", m->stack.min_driver,
+			out(" (the image needs >= %s: %s)", m->stack.min_driver,
 			       ib_driver_version_compare(d.version, m->stack.min_driver) >= 0 ? "ok" : "TOO OLD");
-		printf("\n");
+		out("\n");
 	}
-	printf("           details: `imgbuild driver`\n");
+	out("           details: `imgbuild driver`\n");
 	ib_driver_free(&d);
 }
 
@@ -170,13 +183,13 @@ int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
 	if (compat == NULL)
 		return -1;
 
-	printf("manifest   %s\n", m->path);
-	printf("project    %s\n", m->project_root);
-	printf("image      %s -> %s (compression %s, SOURCE_DATE_EPOCH %lld)\n", m->image.name, m->image.output,
+	out("manifest   %s\n", m->path);
+	out("project    %s\n", m->project_root);
+	out("image      %s -> %s (compression %s, SOURCE_DATE_EPOCH %lld)\n", m->image.name, m->image.output,
 	       m->image.compression == IB_COMPRESS_ZSTD ? "zstd" : "none", (long long)m->image.source_date_epoch);
 	if (m->image.sign_key)
-		printf("sign       %s\n", m->image.sign_key);
-	printf("\n");
+		out("sign       %s\n", m->image.sign_key);
+	out("\n");
 
 	/* Keys chain: a stage's key covers its parent's, so one unknown pin leaves
 	 * every later key unknown too. */
@@ -189,48 +202,48 @@ int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
 		snprintf(base_key, sizeof(base_key), "unknown (%s)", "see below");
 	}
 	print_base(m, key_problem ? key_problem : base_key);
-	printf("\n");
+	out("\n");
 	print_stack(m);
-	printf("\n");
+	out("\n");
 
-	printf("stages     %zu, in order\n", m->n_stages);
+	out("stages     %zu, in order\n", m->n_stages);
 	const char *parent = key_problem ? NULL : base_key;
 	char key[IB_KEY_LEN + 1];
 	struct ib_strv net = { 0 };
 	for (size_t i = 0; i < m->n_stages; i++) {
 		const struct ib_stage *s = &m->stages[i];
-		printf("  %2zu %-12s %-32s %s\n", i + 1, s->name, rel(m, s->script), s->network ? "network" : "no network");
+		out("  %2zu %-12s %-32s %s\n", i + 1, s->name, rel(m, s->script), s->network ? "network" : "no network");
 		if (s->retries)
-			printf("     retries %d%s%s\n", s->retries, s->clean ? ", clean: " : "", s->clean ? s->clean : "");
+			out("     retries %d%s%s\n", s->retries, s->clean ? ", clean: " : "", s->clean ? s->clean : "");
 		for (size_t k = 0; k < s->inputs.n; k++)
 			print_input(m, s->inputs.v[k]);
 		for (size_t k = 0; k < s->env.n; k++)
-			printf("     env   %s=%s\n", s->env.v[k].key, s->env.v[k].value);
+			out("     env   %s=%s\n", s->env.v[k].key, s->env.v[k].value);
 		if (parent && ib_layers_stage_key(m, s, parent, key, &kerr) == 0) {
-			printf("     key   %s\n", key);
+			out("     key   %s\n", key);
 			parent = key;
 		} else {
 			if (parent)
-				printf("     key   unknown: %s\n", kerr ? kerr->msg : "?");
+				out("     key   unknown: %s\n", kerr ? kerr->msg : "?");
 			else
-				printf("     key   unknown until the stages before it have keys\n");
+				out("     key   unknown until the stages before it have keys\n");
 			ib_error_free(&kerr);
 			parent = NULL;
 		}
 		if (s->network)
 			ib_strv_push(&net, s->name);
 	}
-	printf("\nnetwork    ");
+	out("\nnetwork    ");
 	if (net.n == 0)
-		printf("no stage uses the network");
+		out("no stage uses the network");
 	else {
-		printf("stage%s", net.n > 1 ? "s" : "");
+		out("stage%s", net.n > 1 ? "s" : "");
 		for (size_t i = 0; i < net.n; i++)
-			printf("%s%s", i ? ", " : " ", net.v[i]);
-		printf(" use%s the network; the other%s run%s in an empty network namespace", net.n > 1 ? "" : "s",
+			out("%s%s", i ? ", " : " ", net.v[i]);
+		out(" use%s the network; the other%s run%s in an empty network namespace", net.n > 1 ? "" : "s",
 		       m->n_stages - net.n == 1 ? "" : "s", m->n_stages - net.n == 1 ? "s" : "");
 	}
-	printf("\n           the base and every input are fetched before any stage runs\n");
+	out("\n           the base and every input are fetched before any stage runs\n");
 	ib_strv_free(&net);
 
 	struct ib_verdicts v = { 0 };
@@ -241,29 +254,29 @@ int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
 	if (host_driver)
 		ib_compat_check_host(compat, m, host_driver, &v);
 	size_t fails = 0, warns = 0;
-	printf("\nchecks     (rules: builder/compat.toml)\n");
+	out("\nchecks     (rules: builder/compat.toml)\n");
 	for (size_t i = 0; i < v.n; i++) {
 		const struct ib_verdict *x = &v.v[i];
 		fails += x->level == IB_VERDICT_FAIL;
 		warns += x->level == IB_VERDICT_WARN;
 		if (x->level == IB_VERDICT_FAIL && x->fix)
-			printf("  %-5s %-15s %s: %s\n", ib_verdict_level_name(x->level), x->rule, x->message, x->fix);
+			out("  %-5s %-15s %s: %s\n", ib_verdict_level_name(x->level), x->rule, x->message, x->fix);
 		else
-			printf("  %-5s %-15s %s\n", ib_verdict_level_name(x->level), x->rule, x->message);
+			out("  %-5s %-15s %s\n", ib_verdict_level_name(x->level), x->rule, x->message);
 		if (x->level == IB_VERDICT_WARN && x->fix)
-			printf("  %-5s %-15s fix: %s\n", "", "", x->fix);
+			out("  %-5s %-15s fix: %s\n", "", "", x->fix);
 		if (x->level != IB_VERDICT_OK)
-			printf("  %-5s %-15s source: %s\n", "", "", x->source);
+			out("  %-5s %-15s source: %s\n", "", "", x->source);
 	}
-	printf("\n");
+	out("\n");
 	print_driver(m);
-	printf("\n");
+	out("\n");
 
 	if (fails) {
-		printf("plan: %zu check%s failed%s", fails, fails > 1 ? "s" : "",
+		out("plan: %zu check%s failed%s", fails, fails > 1 ? "s" : "",
 		       warns ? "," : "\n");
 		if (warns)
-			printf(" %zu warning%s\n", warns, warns > 1 ? "s" : "");
+			out(" %zu warning%s\n", warns, warns > 1 ? "s" : "");
 		/* The summary on stdout stays whole when both go to one file. */
 		fflush(stdout);
 		for (size_t i = 0; i < v.n; i++)
@@ -273,7 +286,7 @@ int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
 		ib_verdicts_free(&v);
 		return IB_EXIT_USAGE;
 	}
-	printf("plan: ok, %zu warning%s\n", warns, warns == 1 ? "" : "s");
+	out("plan: ok, %zu warning%s\n", warns, warns == 1 ? "" : "s");
 	ib_verdicts_free(&v);
 	return IB_EXIT_OK;
 }

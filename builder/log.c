@@ -1,4 +1,5 @@
 #include "log.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,7 +27,13 @@ static void vlog(const char *color, const char *prefix, const char *fmt, va_list
 		fprintf(stderr, "\033[%sm%s\033[0m", color, prefix);
 	else
 		fputs(prefix, stderr);
-	vfprintf(stderr, fmt, ap);
+	/* Messages carry names from images and manifests: no control characters
+	 * of theirs reach the terminal. */
+	char *msg = xvasprintf(fmt, ap);
+	char *shown = ib_escape(msg, true);
+	fputs(shown, stderr);
+	free(shown);
+	free(msg);
 	fputc('\n', stderr);
 }
 

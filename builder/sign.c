@@ -111,7 +111,7 @@ static int parse_b64_text(const char *what, const char *text, size_t text_len, u
 static int read_b64_file(const char *path, uint8_t *out, size_t len, ib_error_t *err)
 {
 	size_t n;
-	cleanup_free char *text = ib_read_file(path, &n, err);
+	cleanup_free char *text = ib_read_file_max(path, 4096, &n, err);
 	if (text == NULL)
 		return -1;
 	if (n > 4096) {
@@ -285,7 +285,7 @@ int ib_sign_verify_image(const char *sig_path, const char *hex, const struct ib_
 			 const struct ib_pubkey **signer, ib_error_t *err)
 {
 	size_t len;
-	cleanup_free char *text = ib_read_file(sig_path, &len, err);
+	cleanup_free char *text = ib_read_file_max(sig_path, 64 * 1024, &len, err);
 	if (text == NULL)
 		return -1;
 	if (len > 64 * 1024)

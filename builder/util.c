@@ -111,18 +111,46 @@ void ib_strv_free(struct ib_strv *s)
 	s->n = s->cap = 0;
 }
 
-char *ib_read_file(const char *path, size_t *len, ib_error_t *err)
+/* Reads FD (a regular file, checked here, not by its name) up to MAX bytes. */
+static char *read_fd(int fd, const char *path, size_t max, size_t *len, ib_error_t *err)
 {
-	cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ib_error_errno(err, errno, "open '%s'", path);
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		ib_error_errno(err, errno, "stat '%s'", path);
 		return NULL;
 	}
-	size_t cap = 8192, n = 0;
+	/* A FIFO would hang and a device (/dev/zero) never end: an untrusted
+	 * IMAGE.sig or lock.d entry may be either. */
+	if (!S_ISREG(st.st_mode)) {
+		ib_error_set(err, 0, "'%s' is not a regular file (%s): refusing to read it", path,
+			     S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+							     : S_ISDIR(st.st_mode)			  ? "a folder"
+														  : "not a file");
+		return NULL;
+	}
+	if ((uint64_t)st.st_size > max) {
+		ib_error_set(err, 0, "'%s' is %lld bytes, more than the %zu this file may have", path,
+			     (long long)st.st_size, max);
+		return NULL;
+	}
+	/* Regular files never block; the flag only mattered for the open. */
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	size_t cap = st.st_size > 0 && (uint64_t)st.st_size < max ? (size_t)st.st_size + 1 : 8192, n = 0;
 	cleanup_free char *buf = xmalloc(cap);
 	for (;;) {
 		if (n + 1 >= cap) {
-			cap *= 2;
+			if (n >= max) {
+				/* It grew while being read (/proc files report size 0). */
+				char c;
+				if (read(fd, &c, 1) > 0) {
+					ib_error_set(err, 0, "'%s' is more than the %zu bytes this file may have", path, max);
+					return NULL;
+				}
+				break;
+			}
+			cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
 			buf = xrealloc(buf, cap);
 		}
 		ssize_t r = read(fd, buf + n, cap - n - 1);
@@ -140,6 +168,34 @@ char *ib_read_file(const char *path, size_t *len, ib_error_t *err)
 	if (len)
 		*len = n;
 	return steal_pointer(&buf);
+}
+
+char *ib_read_file_max(const char *path, size_t max, size_t *len, ib_error_t *err)
+{
+	cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		ib_error_errno(err, errno, "open '%s'", path);
+		return NULL;
+	}
+	return read_fd(fd, path, max, len, err);
+}
+
+char *ib_read_file(const char *path, size_t *len, ib_error_t *err)
+{
+	return ib_read_file_max(path, IB_READ_FILE_MAX, len, err);
+}
+
+char *ib_read_file_at(int dirfd, const char *name, const char *shown, size_t max, size_t *len, ib_error_t *err)
+{
+	cleanup_fd int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			ib_error_set(err, 0, "'%s' is a symbolic link: refusing to follow it", shown);
+		else
+			ib_error_errno(err, errno, "open '%s'", shown);
+		return NULL;
+	}
+	return read_fd(fd, shown, max, len, err);
 }
 
 int ib_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, ib_error_t *err)
@@ -214,4 +270,22 @@ void ib_hex(const uint8_t *bytes, size_t len, char *out)
 		out[2 * i + 1] = digits[bytes[i] & 15];
 	}
 	out[2 * len] = '\0';
+}
+
+char *ib_escape(const char *s, bool keep_newlines)
+{
+	if (s == NULL)
+		return NULL;
+	size_t n = strlen(s);
+	char *out = xmalloc(6 * n + 1), *o = out;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p < 0x20 && *p != '\t' && !(keep_newlines && *p == '\n')) || *p == 0x7f)
+			o += sprintf(o, "\\x%02x", *p);
+		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)	/* C1 controls as UTF-8 (CSI is U+009B) */
+			o += sprintf(o, "\\u%04x", p[1]), p++;
+		else
+			*o++ = (char)*p;
+	}
+	*o = '\0';
+	return out;
 }

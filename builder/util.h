@@ -57,13 +57,24 @@ void ib_strv_push(struct ib_strv *s, const char *str);	/* copies str */
 void ib_strv_push_owned(struct ib_strv *s, char *str);
 void ib_strv_free(struct ib_strv *s);
 
-/* Reads a whole file (NUL-terminated, length in *len when len != NULL). */
+/* Reads a whole regular file (NUL-terminated, length in *len when len != NULL).
+ * FIFOs, devices and folders are refused without blocking, and so is a file
+ * larger than IB_READ_FILE_MAX (or MAX): inputs such as IMAGE.sig are untrusted. */
+#define IB_READ_FILE_MAX ((size_t)256 << 20)
 char *ib_read_file(const char *path, size_t *len, ib_error_t *err);
+char *ib_read_file_max(const char *path, size_t max, size_t *len, ib_error_t *err);
+/* NAME relative to DIRFD, never through a symbolic link in its last component
+ * (O_NOFOLLOW); SHOWN names it in errors. */
+char *ib_read_file_at(int dirfd, const char *name, const char *shown, size_t max, size_t *len, ib_error_t *err);
 /* Writes to PATH.tmp.PID, fsyncs, renames over PATH: readers see old or new, never half. */
 int ib_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, ib_error_t *err);
 int ib_mkdir_p(const char *path, mode_t mode, ib_error_t *err);
 bool ib_path_exists(const char *path);
 /* Joins two path parts with exactly one '/'. */
 char *ib_path_join(const char *a, const char *b);
+/* S with terminal control characters (C0 but tab, DEL, C1) written as \xNN or
+ * \u00NN, so that a name or fact from an image or manifest cannot move the
+ * cursor or draw a line of its own; newlines kept when KEEP_NEWLINES. */
+char *ib_escape(const char *s, bool keep_newlines);
 /* Lowercase hex of len bytes into out (2*len+1 bytes). */
 void ib_hex(const uint8_t *bytes, size_t len, char *out);

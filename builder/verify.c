@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------- a set of strings (open addressing) ---------------- */
@@ -26,12 +28,60 @@ struct strset {
 	size_t cap, n;
 };
 
+/* SipHash-2-4 (Aumasson and Bernstein) under a key drawn once per process:
+ * the names come from the image before its signature is checked, and with an
+ * unkeyed hash (FNV) crafted names all land in one probe chain, making the
+ * set quadratic. */
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                                       \
+	do {                                                                                                           \
+		v0 += v1, v1 = ROTL(v1, 13), v1 ^= v0, v0 = ROTL(v0, 32);                                             \
+		v2 += v3, v3 = ROTL(v3, 16), v3 ^= v2;                                                                 \
+		v0 += v3, v3 = ROTL(v3, 21), v3 ^= v0;                                                                 \
+		v2 += v1, v1 = ROTL(v1, 17), v1 ^= v2, v2 = ROTL(v2, 32);                                             \
+	} while (0)
+
+static uint64_t siphash(const uint8_t *in, size_t len, uint64_t k0, uint64_t k1)
+{
+	uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+	uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+	uint64_t b = (uint64_t)len << 56;
+	const uint8_t *end = in + (len & ~(size_t)7);
+	for (; in != end; in += 8) {
+		uint64_t m;
+		memcpy(&m, in, 8);	/* x86 and arm64 are little-endian, as SipHash reads */
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
+	for (size_t i = 0; i < (len & 7); i++)
+		b |= (uint64_t)in[i] << (8 * i);
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint64_t hash_key[2];
+
 static uint64_t hash_str(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
+	if (hash_key[0] == 0 && hash_key[1] == 0) {
+		if (getrandom(hash_key, sizeof(hash_key), 0) != sizeof(hash_key)) {
+			/* No entropy yet (early boot): the address space layout still varies. */
+			hash_key[0] = (uint64_t)(uintptr_t)&hash_key ^ (uint64_t)getpid() << 32;
+			hash_key[1] = (uint64_t)(uintptr_t)s ^ (uint64_t)time(NULL);
+		}
+		hash_key[0] |= 1;
+	}
+	return siphash((const uint8_t *)s, strlen(s), hash_key[0], hash_key[1]);
 }
 
 static void strset_put(struct strset *s, const char *key, unsigned char kind);
@@ -268,7 +318,9 @@ static void fail(struct ib_verify_report *rep, const char *fmt, ...)
 	va_start(ap, fmt);
 	s = xvasprintf(fmt, ap);
 	va_end(ap);
-	ib_strv_push_owned(&rep->failures, s);
+	/* Failures name entries of the image: one line each, no control characters. */
+	ib_strv_push_owned(&rep->failures, ib_escape(s, false));
+	free(s);
 }
 
 /* Per-entry failures: the first 20 are named, the rest counted. */
@@ -609,7 +661,7 @@ int ib_verify_read_sha256_file(const char *image, char hex[IB_SHA256_HEX_LEN + 1
 {
 	cleanup_free char *path = xasprintf("%s.sha256", image);
 	size_t len;
-	cleanup_free char *text = ib_read_file(path, &len, err);
+	cleanup_free char *text = ib_read_file_max(path, 64 * 1024, &len, err);
 	if (text == NULL)
 		return -1;
 	if (len < IB_SHA256_HEX_LEN + 3 || text[IB_SHA256_HEX_LEN] != ' ')
@@ -622,22 +674,30 @@ int ib_verify_read_sha256_file(const char *image, char hex[IB_SHA256_HEX_LEN + 1
 	return 0;
 }
 
+static void print_field(const char *label, const char *value)
+{
+	cleanup_free char *shown = ib_escape(value, false);
+	printf("%s%s\n", label, shown);
+}
+
+/* Every value but the digest comes from the image: printed escaped, so that
+ * a name or fact cannot draw a line of its own (a fake "verdict: OK"). */
 static void print_report(const char *image, const struct ib_verify_report *rep, const char *sig_note)
 {
-	printf("image:     %s\n", image);
+	print_field("image:     ", image);
 	printf("sha256:    %s\n", rep->sha256);
-	printf("name:      %s\n", rep->name ? rep->name : "?");
-	printf("builder:   %s\n", rep->builder ? rep->builder : "?");
-	printf("cuda:      %s\n", rep->cuda ? rep->cuda : "-");
-	printf("archs:     %s\n", rep->archs ? rep->archs : "-");
-	printf("min driver: %s\n", rep->min_driver ? rep->min_driver : "-");
+	print_field("name:      ", rep->name ? rep->name : "?");
+	print_field("builder:   ", rep->builder ? rep->builder : "?");
+	print_field("cuda:      ", rep->cuda ? rep->cuda : "-");
+	print_field("archs:     ", rep->archs ? rep->archs : "-");
+	print_field("min driver: ", rep->min_driver ? rep->min_driver : "-");
 	if (rep->torch)
-		printf("torch:     %s\n", rep->torch);
-	printf("signer:    %s\n", sig_note);
+		print_field("torch:     ", rep->torch);
+	print_field("signer:    ", sig_note);
 	printf("entries:   %llu (%llu files, %.1f MiB)\n", (unsigned long long)rep->entries, (unsigned long long)rep->files,
 	       (double)rep->bytes / (1024.0 * 1024.0));
 	for (size_t i = 0; i < rep->failures.n; i++)
-		printf("FAIL: %s\n", rep->failures.v[i]);
+		print_field("FAIL: ", rep->failures.v[i]);
 	printf("verdict:   %s\n", rep->failures.n ? "FAILED" : "OK");
 	fflush(stdout);
 }

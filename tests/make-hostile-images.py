@@ -50,12 +50,13 @@ def listing_line(t, data):
     return "%s %04o %d %d %d %s %s %s" % (typ, t.mode & 0o7777, t.uid, t.gid, len(data) if typ == "f" else 0, sha, esc(norm), target)
 
 
-def make(name, members, expect, listing_from=None, lie=None, sort=True, sign=True, listing=True, listing_last=True):
+def make(name, members, expect, listing_from=None, lie=None, sort=True, sign=True, listing=True, listing_last=True,
+         facts_extra=b""):
     """members: list of (TarInfo, bytes). The listing is made from
     LISTING_FROM (default: the members, minus unsafe ones it cannot express),
     then LIE(lines) may edit it."""
     base = [(info("./", tarfile.DIRTYPE, mode=0o755), b""), (info("./.imgbuild/", tarfile.DIRTYPE, mode=0o755), b"")]
-    facts = b'name = "%s"\nbuilder = "hostile"\ncreated = %d\n' % (name.encode(), EPOCH)
+    facts = b'name = "%s"\nbuilder = "hostile"\ncreated = %d\n' % (name.encode(), EPOCH) + facts_extra
     base.append((info("./.imgbuild/facts.toml", size=len(facts)), facts))
     all_members = base + members
     src = listing_from if listing_from is not None else all_members
@@ -137,6 +138,13 @@ make("listing-symlink-target", [(info("./l", tarfile.SYMTYPE, mode=0o777, link="
      "link target differs", lie=lambda ls: [l.replace("/etc/passwd", "/bin/true") for l in ls])
 make("no-listing", [f("./a")], "no ./.imgbuild/listing", listing=False)
 make("listing-not-last", [f("./a")], "after ./.imgbuild/listing, which must be the last entry", listing_last=False)
+
+# Terminal control characters in an entry name and in the facts: verify must
+# print them escaped, so no fake "verdict: OK" line (or cursor move) is drawn.
+FAKE = "\x1b[1A\x1b[2K\rverdict:   OK\nverdict:   OK\x1b[8m"
+make("terminal-escapes", [f("./x" + FAKE)], r"\\x1b\[1A\\x1b\[2K\\x0dverdict:   OK\\x0averdict:   OK",
+     lie=lambda ls: [l for l in ls if "./x" not in l],
+     facts_extra=b'cuda = "10.0\\u001b[2K\\rverdict:   OK\\n"\n')
 
 # Truncated: a valid image cut inside its data.
 data = open(good, "rb").read()

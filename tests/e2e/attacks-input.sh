@@ -42,3 +42,44 @@ check_fails "3: ... also through a symbolic link inside the project" 2 \
 	"$IMGBUILD" build "$P/signlink.toml"
 check "3: the host's files are unchanged, no image was written" \
 	bash -c "$(declare -f host_sum host_unchanged); HOST_BEFORE='$HOST_BEFORE' TMP='$TMP'; host_unchanged && ! ls '$P'/*.tar '$P'/out/*.tar 2>/dev/null"
+
+# --- a small busybox image, signed with the test key ------------------------------
+trust_test_key
+BUSYBOX=$(command -v busybox)
+mkimage() {	# DIR: a root tree with a static busybox and its applets
+	mkdir -p "$1/bin" "$1/etc" "$1/tmp"
+	cp "$BUSYBOX" "$1/bin/busybox"
+	for a in sh cat ls id echo test chmod; do ln -sf busybox "$1/bin/$a"; done
+	echo "$(basename "$1")" >"$1/etc/hostname"
+}
+mkimage "$TMP/good"
+"$IMGBUILD" -q pack "$TMP/good" -o "$TMP/good.tar" --epoch 1577836800 --sign "$TEST_KEY" >/dev/null
+check "the good image verifies" "$IMGBUILD" verify "$TMP/good.tar"
+
+# --- 10: untrusted files read whole; names printed raw ------------------------------
+cp "$TMP/good.tar" "$TMP/zero.tar"; cp "$TMP/good.tar.sha256" "$TMP/zero.tar.sha256"
+ln -s /dev/zero "$TMP/zero.tar.sig"
+check_fails "10: IMAGE.sig -> /dev/zero is refused at once, named" 1 \
+	"zero\.tar\.sig' is not a regular file \(a device\)" timeout 30 "$IMGBUILD" verify "$TMP/zero.tar"
+cp "$TMP/good.tar" "$TMP/fifo.tar"; cp "$TMP/good.tar.sha256" "$TMP/fifo.tar.sha256"
+mkfifo "$TMP/fifo.tar.sig"
+check_fails "10: a FIFO IMAGE.sig is refused without waiting for a writer" 1 \
+	"fifo\.tar\.sig' is not a regular file \(a FIFO\)" timeout 30 "$IMGBUILD" verify "$TMP/fifo.tar"
+cp "$TMP/good.tar" "$TMP/big.tar"; cp "$TMP/good.tar.sha256" "$TMP/big.tar.sha256"
+truncate -s 3G "$TMP/big.tar.sig"
+check_fails "10: a 3 GiB IMAGE.sig is refused by its size, not read" 1 \
+	"big\.tar\.sig' is 3221225472 bytes, more than the 65536" timeout 30 "$IMGBUILD" verify "$TMP/big.tar"
+rm -f "$TMP/big.tar.sig"
+python3 "$REPO/tests/make-hostile-images.py" "$TMP/hostile" "$TMP/good.tar" "$TEST_KEY" >/dev/null
+"$IMGBUILD" verify "$TMP/hostile/terminal-escapes.tar" >"$TMP/esc.out" 2>&1 || true
+check "10: verify prints an image's names and facts with control characters escaped" \
+	grep -qF 'FAIL: '"'"'./x\x1b[1A\x1b[2K\x0dverdict:   OK\x0averdict:   OK\x1b[8m'"'" "$TMP/esc.out"
+check "10: ... no escape byte and no fake verdict line reaches the terminal" \
+	bash -c "! grep -q \$'\\x1b' '$TMP/esc.out' && ! grep -q \$'\\r' '$TMP/esc.out' && ! grep -qE '^verdict: +OK' '$TMP/esc.out' && grep -qE '^verdict: +FAILED' '$TMP/esc.out'"
+"$IMGBUILD" run "$TMP/hostile/terminal-escapes.tar" -- true >"$TMP/esc-run.out" 2>&1 || true
+check "10: run's error names the entry escaped too" \
+	bash -c "grep -qF 'x\x1b[1A' '$TMP/esc-run.out' && ! grep -q \$'\\x1b' '$TMP/esc-run.out'"
+printf '[image]\nname = "esc"\nsource_date_epoch = 0\n[base]\ndistro = "debian"\nsuite = "bookworm"\n[[stage]]\nname = "s"\nscript = "stages/s.sh"\nenv = { X = "a\\u001b[2J\\rb" }\n' >"$P/esc.toml"
+"$IMGBUILD" plan "$P/esc.toml" >"$TMP/esc-plan.out" 2>&1 || true
+check "10: plan prints a manifest's values escaped" \
+	bash -c "grep -qF 'a\x1b[2J\x0db' '$TMP/esc-plan.out' && ! grep -q \$'\\x1b' '$TMP/esc-plan.out'"
