@@ -24,6 +24,7 @@ static const struct command commands[] = {
 	{ "unpack", ib_cmd_unpack, "verify and extract an image into a folder", false },
 	{ "run", ib_cmd_run, "run a command inside an image", false },
 	{ "keygen", ib_cmd_keygen, "make an Ed25519 signing key pair", false },
+	{ "trust", ib_cmd_trust, "trust, list or forget the public keys images are checked against", false },
 	{ "driver", ib_cmd_driver, "show the host NVIDIA driver and what would be bound", false },
 	{ "mirror", ib_cmd_mirror, "print the host's apt mirror for a distribution", true },
 };

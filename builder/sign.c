@@ -302,7 +302,22 @@ int ib_sign_verify_image(const char *sig_path, const char *hex, const struct ib_
 	if (key == NULL) {
 		char kn[2 * IB_SIGN_KEYNUM_LEN + 1];
 		ib_hex(sig + 2, IB_SIGN_KEYNUM_LEN, kn);
-		return ib_error_set(err, 0, "signed by an untrusted key (keynum %s; %zu trusted key%s)", kn, n, n == 1 ? "" : "s");
+		/* signify's comment names the signer's public key file ("verify with
+		 * NAME.pub"); it is unauthenticated, so only a plain file name is echoed. */
+		char pub[128] = "KEY.pub";
+		const char *c = text + strlen(COMMENT_HDR), *nl = strchr(c, '\n');
+		const char *vw = "verify with ";
+		if (nl && strncmp(c, vw, strlen(vw)) == 0) {
+			c += strlen(vw);
+			size_t l = (size_t)(nl - c);
+			if (l > 4 && l < sizeof(pub) && memcmp(c + l - 4, ".pub", 4) == 0 && c[0] != '.' &&
+			    strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == l)
+				snprintf(pub, sizeof(pub), "%.*s", (int)l, c);
+		}
+		return ib_error_set(err, 0,
+				    "signed by an untrusted key (keynum %s; %zu trusted key%s): if you trust the signer, "
+				    "get their public key and run 'imgbuild trust add %s'",
+				    kn, n, n == 1 ? "" : "s", pub);
 	}
 	if (ib_ed25519_verify(key->key, msg, msg_len, sig + 2 + IB_SIGN_KEYNUM_LEN, err) < 0)
 		return ib_error_wrap(err, "signature by '%s'", key->path);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The demo through the user-facing flow: a key made with `imgbuild keygen`, the
+# The demo through the user-facing flow: a key made (and trusted) by `imgbuild keygen`, the
 # demo manifest built and signed (shared test cache), `imgbuild verify --key`,
 # `sha256sum -c` of the sidecar, `signify-openbsd -C` of the signature, hello
-# run in the image, exit codes passed through by `imgbuild run`, and a warm
+# run in the image with no --key, exit codes passed through by `imgbuild run`, and a warm
 # rebuild that runs no stage. The build times go out as TAP diagnostics.
 source "$(dirname "$0")/../lib.sh"
 require_root
@@ -13,7 +13,10 @@ OUT=$TMP/out/demo.tar
 mkdir -p "$TMP/out"
 cd "$TMP" || exit 1
 
-check "keygen makes a key pair" "$IMGBUILD" keygen demo-test -d "$TMP/keys"
+# keygen trusts the key it makes for its user: a private config folder here.
+export XDG_CONFIG_HOME=$TMP/config
+check_fails "keygen makes a key pair, trusts it and prints its keynum" 0 "keynum [0-9a-f]{16}, trusted for this user" \
+	"$IMGBUILD" keygen demo-test -d "$TMP/keys"
 SEC=$TMP/keys/demo-test.sec
 PUB=$TMP/keys/demo-test.pub
 
@@ -36,6 +39,7 @@ sed 's/^/#   /' "$TMP/build1.out" | grep -E 'bootstrap|stage .*done|stages run|p
 cold_what=$(sed -n 's/^imgbuild: stages run: //p' "$TMP/build1.out")
 check "the image, its .sha256 and its .sig are written" test -s "$OUT" -a -s "$OUT.sha256" -a -s "$OUT.sig"
 check "imgbuild verify --key" "$IMGBUILD" verify "$OUT" --key "$PUB"
+check "imgbuild verify with no --key: keygen trusted the key" "$IMGBUILD" verify "$OUT"
 check "sha256sum -c of the sidecar" sh -c "cd '$TMP/out' && sha256sum -c demo.tar.sha256"
 if command -v signify-openbsd >/dev/null; then
 	check_fails "signify-openbsd -C checks the signature" 0 "demo.tar: OK" \
@@ -48,11 +52,11 @@ check_fails "verify refuses another key" 1 "untrusted key|signature" \
 
 hello_ok() {
 	local got
-	got=$("$IMGBUILD" run "$OUT" --key "$PUB" -- hello 2>"$TMP/run.err") || { cat "$TMP/run.err"; return 1; }
+	got=$("$IMGBUILD" run "$OUT" -- hello 2>"$TMP/run.err") || { cat "$TMP/run.err"; return 1; }
 	echo "hello printed: $got"
 	[ "$got" = "Hello, world!" ]
 }
-check "imgbuild run IMAGE -- hello prints 'Hello, world!'" hello_ok
+check "imgbuild run IMAGE -- hello (no --key) prints 'Hello, world!'" hello_ok
 rc=0
 "$IMGBUILD" run "$OUT" --key "$PUB" -- sh -c 'exit 42' >/dev/null 2>&1 || rc=$?
 check "run passes the command's exit status through (got $rc)" test "$rc" -eq 42

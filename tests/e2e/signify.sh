@@ -8,6 +8,7 @@ if ! command -v signify-openbsd >/dev/null; then
 	exit 0
 fi
 export IMGBUILD_DATADIR=$TMP/data	# no project keys: only what each test names
+export XDG_CONFIG_HOME=$TMP/xdg	# keygen trusts what it makes: never in the real ~/.config
 mkdir -p "$TMP/data/keys" "$TMP/root/etc" "$TMP/out"
 echo hello >"$TMP/root/etc/hostname"
 E=1577836800
@@ -21,6 +22,7 @@ check "key files in signify's layout" bash -c "head -1 '$TMP/k/ours.pub' | grep 
 check_fails "keygen refuses to overwrite a key" 1 "already exists" "$IMGBUILD" keygen ours -d "$TMP/k"
 check_fails "keygen defaults to ~/.config/imgbuild/keys and says how to publish" 0 "cp .*/me.pub keys/" \
 	env HOME="$TMP/home" XDG_CONFIG_HOME= "$IMGBUILD" keygen me
+check "... and trusts it in ~/.config/imgbuild/trusted" cmp "$TMP/home/.config/imgbuild/keys/me.pub" "$TMP/home/.config/imgbuild/trusted/me.pub"
 check "... where the pair now is" test -f "$TMP/home/.config/imgbuild/keys/me.sec" -a -f "$TMP/home/.config/imgbuild/keys/me.pub"
 
 # ours -> signify
