@@ -15,6 +15,7 @@ int ib_cmd_unpack(int argc, char **argv, ib_error_t *err);
 int ib_cmd_run(int argc, char **argv, ib_error_t *err);
 int ib_cmd_keygen(int argc, char **argv, ib_error_t *err);
 int ib_cmd_driver(int argc, char **argv, ib_error_t *err);
+int ib_cmd_pull(int argc, char **argv, ib_error_t *err);
 int ib_cmd_trust(int argc, char **argv, ib_error_t *err);
 int ib_cmd_mirror(int argc, char **argv, ib_error_t *err);
 

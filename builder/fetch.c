@@ -84,6 +84,7 @@ void ib_fetch_req_free(struct ib_fetch_req *req)
 	free(req->path);
 	free(req->url_used);
 	req->path = req->url_used = NULL;
+	ib_strv_free(&req->failures);
 }
 
 /* ---- URL resolution ---- */
@@ -157,6 +158,7 @@ struct job {
 	int64_t t_start;	/* start of the job's first transfer, for the summary line */
 	char errbuf[CURL_ERROR_SIZE];
 	char *last_reason;	/* why the current URL last failed */
+	enum ib_fetch_failure why;	/* ... and of what kind */
 	struct ib_strv failures;	/* "URL: reason", one per URL given up on */
 	ib_error_t fatal;	/* a local problem (disk), not worth another URL */
 	size_t dup_of;
@@ -169,10 +171,11 @@ struct engine {
 	int64_t last_status;
 };
 
-static void job_set_reason(struct job *j, char *reason)
+static void job_set_reason(struct job *j, enum ib_fetch_failure why, char *reason)
 {
 	free(j->last_reason);
 	j->last_reason = reason;
+	j->why = why;
 }
 
 static void job_close_part(struct job *j)
@@ -189,7 +192,9 @@ static int job_open_part(struct job *j, ib_error_t *err)
 	if (j->fd >= 0)
 		return 0;
 	if (j->part_path == NULL) {
-		if (j->req->sha256) {
+		if (j->req->dest) {
+			j->part_path = xstrdup(j->req->dest);
+		} else if (j->req->sha256) {
 			j->part_path = ib_store_part_path(j->req->sha256, err);
 			if (j->part_path == NULL)
 				return -1;
@@ -274,9 +279,24 @@ static int job_commit(struct engine *e, struct job *j)
 	char actual[IB_SHA256_HEX_LEN + 1];
 	ib_error_t err = NULL;
 	const char *url = j->req->urls[j->url_idx];
-	int rc = ib_store_commit(j->part_path, j->req->sha256, url, actual, &err);
+	int rc;
+	if (j->req->dest) {
+		/* The caller's file: hashed here, renamed by the caller. */
+		rc = ib_sha256_file(j->part_path, actual, &err);
+		if (rc == 0 && j->req->sha256 && strcmp(actual, j->req->sha256) != 0) {
+			unlink(j->part_path);
+			rc = IB_STORE_MISMATCH;
+		}
+		if (rc == 0) {
+			job_close_part(j);
+			job_done(j, j->part_path, actual, false);
+			return 0;
+		}
+	} else {
+		rc = ib_store_commit(j->part_path, j->req->sha256, url, actual, &err);
+	}
 	if (rc == IB_STORE_MISMATCH) {
-		job_set_reason(j, xasprintf("sha256 mismatch: expected %s, got %s", j->req->sha256, actual));
+		job_set_reason(j, IB_FETCH_FAIL_MISMATCH, xasprintf("sha256 mismatch: expected %s, got %s", j->req->sha256, actual));
 		ib_error_free(&err);
 		/* The part was unlinked: the next attempt starts a new one. */
 		job_close_part(j);
@@ -302,7 +322,8 @@ static void job_next_url(struct job *j)
 							   j->last_reason ? j->last_reason : "failed", j->tries));
 	else
 		ib_strv_push_owned(&j->failures, xasprintf("%s: %s", url, j->last_reason ? j->last_reason : "failed"));
-	job_set_reason(j, NULL);
+	j->req->failure = j->why;
+	job_set_reason(j, IB_FETCH_FAIL_NONE, NULL);
 	j->url_idx++;
 	j->attempt = j->tries = 0;
 	j->restarted = false;
@@ -365,7 +386,7 @@ static bool transient(CURLcode rc)
 static int job_start(struct engine *e, struct job *j, ib_error_t *err)
 {
 	/* Another process may have stored it since this run looked (see below). */
-	if (j->req->sha256 && ib_store_has(j->req->sha256)) {
+	if (j->req->sha256 && !j->req->dest && ib_store_has(j->req->sha256)) {
 		cleanup_free char *path = ib_store_path(j->req->sha256, &j->fatal);
 		if (path == NULL) {
 			j->state = JOB_FAILED;
@@ -461,7 +482,9 @@ static int job_start(struct engine *e, struct job *j, ib_error_t *err)
 static void job_finished(struct engine *e, struct job *j, CURLcode rc)
 {
 	long status = 0;
+	curl_off_t length = -1;
 	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(j->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
 	curl_multi_remove_handle(e->multi, j->easy);
 	curl_easy_cleanup(j->easy);
 	j->easy = NULL;
@@ -497,7 +520,9 @@ static void job_finished(struct engine *e, struct job *j, CURLcode rc)
 
 	const char *detail = j->errbuf[0] ? j->errbuf : curl_easy_strerror(rc);
 	if (rc == CURLE_HTTP_RETURNED_ERROR) {
-		job_set_reason(j, xasprintf("HTTP %ld", status));
+		bool gone = status == 404 || status == 410;
+		job_set_reason(j, gone ? IB_FETCH_FAIL_NOT_FOUND : IB_FETCH_FAIL_OTHER,
+			       xasprintf("HTTP %ld%s", status, gone ? " (not found)" : ""));
 		if (status == 416) {
 			/* The part is not a prefix the server agrees with; start over. */
 			if (ftruncate(j->fd, 0) < 0) {
@@ -514,7 +539,15 @@ static void job_finished(struct engine *e, struct job *j, CURLcode rc)
 		}
 		return;
 	}
-	job_set_reason(j, xasprintf("%s (%s)", detail, curl_easy_strerror(rc)));
+	if (rc == CURLE_PARTIAL_FILE && length >= 0)
+		job_set_reason(j, IB_FETCH_FAIL_TRUNCATED,
+			       xasprintf("truncated body: the connection closed after byte %lld of %lld",
+					 (long long)(j->offset + j->written), (long long)(j->offset + length)));
+	else if (rc == CURLE_FILE_COULDNT_READ_FILE)
+		job_set_reason(j, IB_FETCH_FAIL_NOT_FOUND, xasprintf("not found (%s)", detail));
+	else
+		job_set_reason(j, rc == CURLE_PARTIAL_FILE ? IB_FETCH_FAIL_TRUNCATED : IB_FETCH_FAIL_OTHER,
+			       xasprintf("%s (%s)", detail, curl_easy_strerror(rc)));
 	if (rc == CURLE_RANGE_ERROR || rc == CURLE_BAD_DOWNLOAD_RESUME) {
 		/* The server ignored the Range header (or the part is longer than the
 		 * file): throw the part away and ask for everything. */
@@ -556,6 +589,9 @@ static void show_progress(struct engine *e, struct job *jobs, size_t n, size_t n
 	char line[1024];
 	size_t len = 0;
 	len += (size_t)snprintf(line, sizeof(line), "[%zu/%zu]", n_done, n);
+	size_t running = 0;
+	for (size_t i = 0; i < n; i++)
+		running += jobs[i].state == JOB_RUNNING;
 	for (size_t i = 0; i < n && len < sizeof(line) - 1; i++) {
 		struct job *j = &jobs[i];
 		if (j->state != JOB_RUNNING)
@@ -574,8 +610,17 @@ static void show_progress(struct engine *e, struct job *jobs, size_t n, size_t n
 				snprintf(eta, sizeof(eta), "%ld:%02ld", secs / 60, secs % 60);
 			}
 		}
-		len += (size_t)snprintf(line + len, sizeof(line) - len, "  %s %s/%s %s/s ETA %s", j->req->name, s_got,
-					s_total, s_rate, eta);
+		char bar[64] = "";
+		if (running == 1 && total > 0) {
+			/* One transfer (imgbuild pull, a single input): a bar, as curl and wget draw. */
+			double frac = (double)(j->offset + got) / (double)(j->offset + total);
+			int w = 30, fill = (int)(frac * w);
+			fill = fill < 0 ? 0 : fill > w ? w : fill;
+			snprintf(bar, sizeof(bar), " [%.*s%*s] %3d%%", fill, "##############################", w - fill, "",
+				 (int)(frac * 100));
+		}
+		len += (size_t)snprintf(line + len, sizeof(line) - len, "  %s%s %s/%s %s/s ETA %s", j->req->name, bar,
+					s_got, s_total, s_rate, eta);
 	}
 	int width = terminal_width() - 1;
 	if ((int)len > width && width < (int)sizeof(line))
@@ -589,7 +634,7 @@ static void job_free(struct job *j)
 		curl_easy_cleanup(j->easy);
 	job_close_part(j);
 	/* A trust-on-first-use temporary has no name to resume under later. */
-	if (j->req && j->req->sha256 == NULL && j->part_path && j->state != JOB_DONE)
+	if (j->req && j->req->sha256 == NULL && !j->req->dest && j->part_path && j->state != JOB_DONE)
 		unlink(j->part_path);
 	free(j->part_path);
 	free(j->last_reason);
@@ -659,7 +704,7 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 		j->fd = -1;
 		while (reqs[i].urls[j->n_urls])
 			j->n_urls++;
-		if (reqs[i].sha256 && ib_store_has(reqs[i].sha256)) {
+		if (reqs[i].sha256 && !reqs[i].dest && ib_store_has(reqs[i].sha256)) {
 			cleanup_free char *path = ib_store_path(reqs[i].sha256, err);
 			if (path == NULL)
 				return -1;
@@ -670,8 +715,9 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 		}
 		/* Two requests for the same bytes share one transfer (and one .part lock). */
 		j->state = JOB_READY;
-		for (size_t k = 0; k < i && reqs[i].sha256; k++) {
-			if (reqs[k].sha256 && strcmp(reqs[k].sha256, reqs[i].sha256) == 0 && jobs[k].state != JOB_DONE) {
+		for (size_t k = 0; k < i && reqs[i].sha256 && !reqs[i].dest; k++) {
+			if (reqs[k].sha256 && !reqs[k].dest && strcmp(reqs[k].sha256, reqs[i].sha256) == 0 &&
+			    jobs[k].state != JOB_DONE) {
 				j->state = JOB_DUPLICATE;
 				j->dup_of = jobs[k].state == JOB_DUPLICATE ? jobs[k].dup_of : k;
 				break;
@@ -768,6 +814,8 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 		}
 		if (j->state != JOB_FAILED)
 			continue;
+		for (size_t k = 0; k < j->failures.n; k++)
+			ib_strv_push(&j->req->failures, j->failures.v[k]);
 		failed++;
 		cap += strlen(j->req->name) + 64 + (j->fatal ? strlen(j->fatal->msg) : 0);
 		for (size_t k = 0; k < j->failures.n; k++)

@@ -22,6 +22,7 @@ static const struct command commands[] = {
 	{ "pack", ib_cmd_pack, "pack a root file system folder into a checked image", false },
 	{ "verify", ib_cmd_verify, "check an image's digest, signature and every entry", false },
 	{ "unpack", ib_cmd_unpack, "verify and extract an image into a folder", false },
+	{ "pull", ib_cmd_pull, "download an image, its .sha256 and .sig, and verify it before it lands", false },
 	{ "run", ib_cmd_run, "run a command inside an image", false },
 	{ "keygen", ib_cmd_keygen, "make an Ed25519 signing key pair", false },
 	{ "trust", ib_cmd_trust, "trust, list or forget the public keys images are checked against", false },
