@@ -4,6 +4,7 @@
  * namespace, shows it read-only). */
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@
 
 struct run_opts {
 	const char *image;
-	bool gpu, user_ns, no_net, allow_unsigned;
+	bool gpu, user_ns, no_net, allow_unsigned, cwd_rw;
 	const char *key;
 	struct ib_bind *binds;
 	size_t n_binds;
@@ -92,6 +93,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, ib_error_t *err
 			o->no_net = true;
 		else if (strcmp(a, "--allow-unsigned") == 0)
 			o->allow_unsigned = true;
+		else if (strcmp(a, "--cwd-rw") == 0)
+			o->cwd_rw = true;
 		else if (strcmp(a, "--key") == 0 || strncmp(a, "--key=", 6) == 0) {
 			o->key = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
 			if (o->key == NULL)
@@ -233,6 +236,20 @@ out:
 	return rc;
 }
 
+static bool same_folder(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	return b && *b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static bool is_home_or_root(const char *dir)
+{
+	if (same_folder(dir, "/"))
+		return true;
+	struct passwd *pw = getpwuid(getuid());
+	return same_folder(dir, getenv("HOME")) || (pw && same_folder(dir, pw->pw_dir));
+}
+
 static bool is_image_file(const char *path)
 {
 	struct stat st;
@@ -242,19 +259,22 @@ static bool is_image_file(const char *path)
 int ib_cmd_run(int argc, char **argv, ib_error_t *err)
 {
 	static const struct ib_cmd_help help = {
-		.usage = "imgbuild run IMAGE|DIR [--gpu] [--bind SRC:DST[:ro]]... [--user-ns] [--no-net] [--key PUB] "
+		.usage = "imgbuild run IMAGE|DIR [--gpu] [--bind SRC:DST[:ro]]... [--cwd-rw] [--user-ns] [--no-net] [--key PUB] "
 			 "[--allow-unsigned] -- CMD...",
 		.summary =
 			"Runs CMD (default /bin/sh) inside an image (.tar, .tar.zst) or an unpacked root folder, in new\n"
 			"mount, PID, IPC and UTS namespaces. Nothing of the image is modified: writes land in a\n"
-			"throw-away layer. The current directory is bound at " CWD_IN_SANDBOX " and is the command's\n"
+			"throw-away layer. The current directory is bound read-only at " CWD_IN_SANDBOX " (not the\n"
+			"mounts below it; not at all when it is your home folder or /) and is the command's\n"
 			"working directory. The image's /etc/profile.d/*.sh are sourced first (when it has /bin/sh);\n"
 			"HOME=/root. The exit status is CMD's (128+N when killed by signal N).\n"
 			"As an ordinary user (or with --user-ns) the sandbox runs in a user namespace, as root there.",
 		.options = "  --gpu              check the host NVIDIA driver against the image (driver version,\n"
 			   "                     /dev/nvidia-uvm, GPU architectures), then bind it read-only under\n"
 			   "                     /imgbuild/driver (see imgbuild driver)\n"
-			   "  --bind SRC:DST     bind a host path into the sandbox (add :ro for read-only)\n"
+			   "  --bind SRC:DST     bind a host path into the sandbox (add :ro for read-only); DST is\n"
+			   "                     looked up inside the image, its links never lead out of it\n"
+			   "  --cwd-rw           let the command write to the current directory\n"
 			   "  --user-ns          use a user namespace even as root\n"
 			   "  --no-net           a new, empty network namespace (default: the host's network)\n"
 			   "  --key PUB          trust only this public key for an image file\n"
@@ -309,9 +329,21 @@ int ib_cmd_run(int argc, char **argv, ib_error_t *err)
 	}
 	cwd = xstrdup(here);
 	binds = xcalloc(o.n_binds + 1, sizeof(*binds));
-	binds[0] = (struct ib_bind){ cwd, CWD_IN_SANDBOX, 0 };
+	size_t n_binds = 0;
+	/* The image may be a stranger's and its profile.d runs first: the caller's
+	 * folder is shown read-only (--cwd-rw to let the command write there), and
+	 * without the mounts below it. Run from $HOME or /, nothing is bound: a
+	 * read-only view would still hand ~/.ssh to the image. */
+	bool bind_cwd = !is_home_or_root(here);
+	if (bind_cwd)
+		binds[n_binds++] = (struct ib_bind){ cwd, CWD_IN_SANDBOX,
+						     IB_BIND_NONRECURSIVE | (o.cwd_rw ? 0 : IB_BIND_RO) };
+	else
+		ib_log_warn("run: '%s' is your home folder or '/': not bound at " CWD_IN_SANDBOX
+			    " (cd into a project folder, or --bind DIR:/somewhere)",
+			    here);
 	for (size_t i = 0; i < o.n_binds; i++)
-		binds[i + 1] = o.binds[i];
+		binds[n_binds++] = o.binds[i];
 
 	ib_strv_push(&env, "PATH=" DEFAULT_PATH);
 	ib_strv_push(&env, "HOME=/root");
@@ -354,15 +386,19 @@ int ib_cmd_run(int argc, char **argv, ib_error_t *err)
 	spec.lower_dirs = lowers;
 	spec.mount_point = mount_point;
 	spec.binds = binds;
-	spec.n_binds = o.n_binds + 1;
+	spec.n_binds = n_binds;
 	spec.driver = o.gpu && driver.found ? &driver : NULL;
 	spec.argv = args.v;
 	spec.envp = env.v;
-	spec.cwd = CWD_IN_SANDBOX;
+	spec.cwd = bind_cwd ? CWD_IN_SANDBOX : "/";
 	spec.hostname = "imgbuild";
 	spec.network = !o.no_net;
 	spec.user_namespace = o.user_ns || geteuid() != 0;
-	spec.seccomp = false;	/* a run may want ptrace (gdb, py-spy); capabilities are still dropped */
+	/* The build filter, with ptrace allowed so that gdb and py-spy work on the
+	 * sandbox's own processes: CAP_SYS_PTRACE stays dropped and the PID
+	 * namespace holds nothing else to trace (docs/reliability.md). */
+	spec.seccomp = true;
+	spec.allow_ptrace = true;
 	spec.stdin_fd = spec.stdout_fd = spec.stderr_fd = -1;
 	int status = 0;
 	if (ib_sandbox_run(&spec, &status, err) < 0)

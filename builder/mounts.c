@@ -3,11 +3,26 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#else
+struct open_how {
+	unsigned long long flags, mode, resolve;
+};
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_IN_ROOT 0x10
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
 
 void ib_mount_journal_init(struct ib_mount_journal *j)
 {
@@ -88,10 +103,10 @@ static unsigned long locked_flags(const char *path)
 	return f;
 }
 
-int ib_bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags,
-		  ib_error_t *err)
+static int bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long rec,
+		      unsigned long flags, ib_error_t *err)
 {
-	if (ib_xmount(j, src, dst, NULL, MS_BIND | MS_REC, NULL, err) < 0)
+	if (ib_xmount(j, src, dst, NULL, MS_BIND | rec, NULL, err) < 0)
 		return -1;
 	unsigned long want = flags | locked_flags(dst);
 	if (want == 0)
@@ -99,6 +114,18 @@ int ib_bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, 
 	if (ib_xmount(NULL, NULL, dst, NULL, MS_BIND | MS_REMOUNT | want, NULL, err) < 0)
 		return ib_error_wrap(err, "bind '%s'", src);
 	return 0;
+}
+
+int ib_bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags,
+		  ib_error_t *err)
+{
+	return bind_mount(j, src, dst, MS_REC, flags, err);
+}
+
+int ib_bind_mount_flat(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags,
+		       ib_error_t *err)
+{
+	return bind_mount(j, src, dst, 0, flags, err);
 }
 
 int ib_make_mount_point(const char *dst, bool directory, ib_error_t *err)
@@ -152,4 +179,123 @@ bool ib_is_mount_point(const char *path)
 	if (mount_id(path, &ia) == 0 && mount_id(parent, &ib) == 0)
 		return ia != ib;
 	return false;
+}
+
+/* ---- resolving a path inside an image root ---- */
+
+static bool have_openat2 = true;
+
+/* An O_PATH descriptor for REL (no leading '/') under ROOTFD. */
+static int open_in_root(int rootfd, const char *rel, const char *root, ib_error_t *err)
+{
+	if (*rel == '\0') {
+		int fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+		return fd < 0 ? ib_error_errno(err, errno, "dup '%s'", root) : fd;
+	}
+	if (have_openat2) {
+		struct open_how how;
+		memset(&how, 0, sizeof(how));
+		how.flags = O_PATH | O_CLOEXEC;
+		how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+		int fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+		if (fd >= 0)
+			return fd;
+		/* ENOSYS: an old kernel; EPERM: a seccomp filter that does not know it. */
+		if (errno != ENOSYS && errno != EPERM)
+			return ib_error_errno(err, errno, "open '/%s' inside '%s'", rel, root);
+		have_openat2 = false;
+	}
+	/* No openat2: one component at a time, never following a link. */
+	cleanup_fd int cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+	if (cur < 0)
+		return ib_error_errno(err, errno, "dup '%s'", root);
+	cleanup_free char *copy = xstrdup(rel);
+	for (char *save = NULL, *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		int next = openat(cur, c, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0)
+			return ib_error_errno(err, errno, "open '/%s' inside '%s'", rel, root);
+		struct stat st;
+		if (fstat(next, &st) < 0 || S_ISLNK(st.st_mode)) {
+			close(next);
+			return ib_error_set(err, ELOOP,
+					    "open '/%s' inside '%s': '%s' is a symbolic link, which this kernel (no "
+					    "openat2) cannot follow safely inside the image",
+					    rel, root, c);
+		}
+		close(cur);
+		cur = next;
+	}
+	return ib_steal_fd(&cur);
+}
+
+char *ib_resolve_in_root(const char *root, const char *path, enum ib_in_root_create create, ib_error_t *err)
+{
+	cleanup_fd int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0) {
+		ib_error_errno(err, errno, "open '%s'", root);
+		return NULL;
+	}
+	/* The components, without empty ones and '.'. */
+	struct ib_strv comps = { 0 };
+	cleanup_free char *copy = xstrdup(path);
+	for (char *save = NULL, *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(c, "."))
+			continue;
+		if (!strcmp(c, "..")) {
+			ib_strv_free(&comps);
+			ib_error_usage(err, "path '%s' inside the image: '..' is not allowed", path);
+			return NULL;
+		}
+		ib_strv_push(&comps, c);
+	}
+	char *result = NULL;
+	cleanup_fd int fd = -1;
+	cleanup_free char *rel = xstrdup("");
+	char link[64], buf[4096];
+	for (size_t i = 0; i <= comps.n; i++) {
+		if (i > 0) {
+			char *longer = *rel ? xasprintf("%s/%s", rel, comps.v[i - 1]) : xstrdup(comps.v[i - 1]);
+			free(rel);
+			rel = longer;
+		}
+		ib_error_t e2 = NULL;
+		int next = open_in_root(rootfd, rel, root, &e2);
+		if (next < 0 && e2->status == ENOENT && i > 0 && create != IB_IN_ROOT_NONE && fd >= 0) {
+			/* Made in the folder already resolved: mkdirat and O_EXCL|O_NOFOLLOW never follow a link. */
+			const char *name = comps.v[i - 1];
+			int r;
+			if (i == comps.n && create == IB_IN_ROOT_FILE) {
+				r = openat(fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+				if (r >= 0)
+					close(r);
+			} else
+				r = mkdirat(fd, name, 0755);
+			if (r < 0 && errno != EEXIST) {
+				ib_error_free(&e2);
+				ib_error_errno(err, errno, "create '/%s' inside '%s'", rel, root);
+				goto out;
+			}
+			ib_error_free(&e2);
+			/* EEXIST and still missing: a link that points nowhere. */
+			next = open_in_root(rootfd, rel, root, &e2);
+		}
+		if (next < 0) {
+			*err = e2;
+			goto out;
+		}
+		if (fd >= 0)
+			close(fd);
+		fd = next;
+	}
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		ib_error_errno(err, errno, "resolve '%s' inside '%s'", path, root);
+		goto out;
+	}
+	buf[n] = '\0';
+	result = xstrdup(buf);
+out:
+	ib_strv_free(&comps);
+	return result;
 }

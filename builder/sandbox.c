@@ -30,13 +30,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Capabilities a build keeps (Docker's default set): apt and dpkg chown, setuid
- * to _apt, make device nodes in chroots. Everything else, SYS_ADMIN, SYS_MODULE,
- * SYS_TIME, SYS_PTRACE, NET_ADMIN, SYS_RAWIO, SYS_BOOT..., is dropped from the
- * bounding set, so not even a setuid binary gets it back. */
+/* Capabilities a build keeps: Docker's default set (apt and dpkg chown, setuid
+ * to _apt) less MKNOD. Docker keeps MKNOD because its device cgroup stops the
+ * node from being opened; we have no device cgroup, so a node made by real
+ * root (in a bound host folder, or one a later run binds) would reach the
+ * host's disks: no MKNOD, and the seccomp filter refuses block and character
+ * nodes as well. Everything else, SYS_ADMIN, SYS_MODULE, SYS_TIME, SYS_PTRACE,
+ * NET_ADMIN, SYS_RAWIO, SYS_BOOT..., is dropped from the bounding set, so not
+ * even a setuid binary gets it back. */
 static const int kept_caps[] = {
 	CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_SETPCAP,
-	CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_MKNOD, CAP_AUDIT_WRITE, CAP_SETFCAP,
+	CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_AUDIT_WRITE, CAP_SETFCAP,
 };
 
 struct child {
@@ -70,11 +74,6 @@ __attribute__((noreturn)) static void child_die(struct child *c, int code, ib_er
 	const char *msg = err && *err ? (*err)->msg : "sandbox setup failed";
 	write_all(c->err_fd, msg, strlen(msg));
 	_exit(code);
-}
-
-static char *in_root(const char *root, const char *path)
-{
-	return ib_path_join(root, path);
 }
 
 /* Overlay options separate layers with ':' and options with ','. */
@@ -199,9 +198,8 @@ static int make_skeleton(const struct ib_sandbox_spec *s, const char *skel, ib_e
 	return 0;
 }
 
-static int mount_dev(struct ib_mount_journal *j, const char *root, bool userns, ib_error_t *err)
+static int mount_dev(struct ib_mount_journal *j, const char *dev, bool userns, ib_error_t *err)
 {
-	cleanup_free char *dev = in_root(root, "/dev");
 	if (ib_xmount(j, "tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755", err) < 0)
 		return -1;
 	/* Bound from the host rather than made with mknod: device nodes on a tmpfs
@@ -237,14 +235,77 @@ static int mount_dev(struct ib_mount_journal *j, const char *root, bool userns, 
 	return 0;
 }
 
+/* The masks and read-only paths crun, runc and Podman apply by default (the
+ * MaskedPaths and ReadonlyPaths of `docker inspect`). A fresh proc instance
+ * is the host kernel's: as real root, /proc/sys/kernel/core_pattern would run
+ * a program of the image as host root ("|/proc/%P/root/x"), and
+ * /proc/sysrq-trigger reboots the host. Without CAP_SYS_ADMIN and with mount
+ * refused by seccomp the command cannot take these mounts away. */
+static const char *const readonly_paths[] = {
+	"bus", "fs", "irq", "sys", "sysrq-trigger",
+};
+static const char *const masked_proc[] = {
+	"acpi", "asound", "kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug", "scsi",
+};
+static const char *const masked_sys[] = {
+	"firmware", "devices/virtual/powercap",
+};
+
+static int mask_one(struct ib_mount_journal *j, const char *path, ib_error_t *err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return 0;	/* not in this kernel */
+	if (S_ISDIR(st.st_mode))
+		return ib_xmount(j, "tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+				 "size=0,mode=0555", err);
+	return ib_bind_mount(j, "/dev/null", path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, err);
+}
+
+static int mask_kernel_files(struct ib_mount_journal *j, const char *proc, const char *sys, ib_error_t *err)
+{
+	for (size_t i = 0; i < sizeof(readonly_paths) / sizeof(readonly_paths[0]); i++) {
+		cleanup_free char *p = ib_path_join(proc, readonly_paths[i]);
+		struct stat st;
+		if (lstat(p, &st) < 0)
+			continue;
+		if (ib_bind_mount(j, p, p, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, err) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < sizeof(masked_proc) / sizeof(masked_proc[0]); i++) {
+		cleanup_free char *p = ib_path_join(proc, masked_proc[i]);
+		if (mask_one(j, p, err) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < sizeof(masked_sys) / sizeof(masked_sys[0]); i++) {
+		cleanup_free char *p = ib_path_join(sys, masked_sys[i]);
+		if (mask_one(j, p, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int populate_root(struct child *c, struct ib_mount_journal *j, const char *root, bool ro_tree,
 			 ib_error_t *err)
 {
 	const struct ib_sandbox_spec *s = c->spec;
-	cleanup_free char *imgbuild = in_root(root, "/imgbuild");
-	cleanup_free char *proc = in_root(root, "/proc");
-	cleanup_free char *sys = in_root(root, "/sys");
-	cleanup_free char *tmp = in_root(root, "/tmp");
+	/* Every mount point is looked up inside the image (a link there is the
+	 * image's, never the host's): see ib_resolve_in_root. */
+	cleanup_free char *imgbuild = ib_resolve_in_root(root, "/imgbuild", IB_IN_ROOT_DIR, err);
+	if (imgbuild == NULL)
+		return -1;
+	cleanup_free char *proc = ib_resolve_in_root(root, "/proc", IB_IN_ROOT_DIR, err);
+	if (proc == NULL)
+		return -1;
+	cleanup_free char *sys = ib_resolve_in_root(root, "/sys", IB_IN_ROOT_DIR, err);
+	if (sys == NULL)
+		return -1;
+	cleanup_free char *tmp = ib_resolve_in_root(root, "/tmp", IB_IN_ROOT_DIR, err);
+	if (tmp == NULL)
+		return -1;
+	cleanup_free char *dev = ib_resolve_in_root(root, "/dev", IB_IN_ROOT_DIR, err);
+	if (dev == NULL)
+		return -1;
 	if (ib_xmount(j, "tmpfs", imgbuild, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", err) < 0)
 		return ib_error_wrap(err, "sandbox-only /imgbuild");
 	if (ib_xmount(j, "proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) < 0)
@@ -254,7 +315,9 @@ static int populate_root(struct child *c, struct ib_mount_journal *j, const char
 	if (mount("sysfs", sys, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 &&
 	    ib_bind_mount(j, "/sys", sys, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, err) < 0)
 		return -1;
-	if (mount_dev(j, root, c->userns, err) < 0)
+	if (mask_kernel_files(j, proc, sys, err) < 0)
+		return ib_error_wrap(err, "mask /proc and /sys");
+	if (mount_dev(j, dev, c->userns, err) < 0)
 		return -1;
 	if (ib_xmount(j, "tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err) < 0)
 		return -1;
@@ -272,26 +335,38 @@ static int populate_root(struct child *c, struct ib_mount_journal *j, const char
 				continue;
 			return ib_error_errno(err, errno, "bind '%s'", b->src);
 		}
-		cleanup_free char *dst = in_root(root, b->dst);
 		/* Missing mount points outside /imgbuild, /dev and /tmp came from the
-		 * overlay skeleton or were made by the parent (plain root folder). */
-		if (ib_make_mount_point(dst, S_ISDIR(st.st_mode), err) < 0)
-			return -1;
-		unsigned long flags = 0;
+		 * overlay skeleton or were made by the parent (plain root folder);
+		 * resolving inside the root keeps a link in the image (/mnt -> /etc)
+		 * from turning `--bind x:/mnt/nologin` into a host /etc/nologin. */
+		cleanup_free char *dst =
+			ib_resolve_in_root(root, b->dst, S_ISDIR(st.st_mode) ? IB_IN_ROOT_DIR : IB_IN_ROOT_FILE, err);
+		if (dst == NULL)
+			return ib_error_wrap(err, "bind '%s' on '%s'", b->src, b->dst);
+		/* No host folder carries setuid files or device nodes into the
+		 * sandbox, nor out of it: a node or setuid-root file the sandbox
+		 * leaves in the work folder, the ccache or the caller's folder is
+		 * inert there too. Only a device bind keeps dev. */
+		unsigned long flags = MS_NOSUID | MS_NODEV;
 		if (b->flags & IB_BIND_RO)
 			flags |= MS_RDONLY;
 		if (b->flags & IB_BIND_DEVICE)
-			flags |= MS_NOSUID | MS_NOEXEC;
-		if (ib_bind_mount(j, b->src, dst, flags, err) < 0)
+			flags = (flags & ~(unsigned long)MS_NODEV) | MS_NOEXEC;
+		if (b->flags & IB_BIND_NONRECURSIVE) {
+			if (ib_bind_mount_flat(j, b->src, dst, flags, err) < 0)
+				return -1;
+		} else if (ib_bind_mount(j, b->src, dst, flags, err) < 0)
 			return -1;
 	}
 
 	/* The host's resolver only over a file the image already has: creating one
 	 * would leave it in a layer that gets packed. */
 	if (s->network) {
-		cleanup_free char *rc = in_root(root, "/etc/resolv.conf");
+		ib_error_t none = NULL;
+		cleanup_free char *rc = ib_resolve_in_root(root, "/etc/resolv.conf", IB_IN_ROOT_NONE, &none);
+		ib_error_free(&none);
 		struct stat st;
-		if (lstat(rc, &st) == 0 && S_ISREG(st.st_mode) && access("/etc/resolv.conf", R_OK) == 0 &&
+		if (rc && lstat(rc, &st) == 0 && S_ISREG(st.st_mode) && access("/etc/resolv.conf", R_OK) == 0 &&
 		    ib_bind_mount(j, "/etc/resolv.conf", rc, MS_RDONLY | MS_NOSUID | MS_NODEV, err) < 0)
 			return -1;
 	}
@@ -608,6 +683,13 @@ static int make_root_dir_points(const struct ib_sandbox_spec *s, struct ib_strv 
 			*p = '\0';
 			cleanup_free char *path = ib_path_join(s->root_dir, rel);
 			struct stat st;
+			/* Made here, on the host, before any namespace: a link in the
+			 * tree would lead the mkdir out of it, so none is followed. */
+			if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+				return ib_error_set(err, ELOOP,
+						    "mount point '%s' in '%s': '%s' is a symbolic link; the sandbox "
+						    "does not follow links in a root folder",
+						    want, s->root_dir, rel);
 			if (lstat(path, &st) < 0) {
 				if (ib_make_mount_point(path, save == '\0' ? dir : true, err) < 0)
 					return -1;
@@ -649,7 +731,7 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 		return ib_error_usage(err, "sandbox: neither root_dir nor lower_dirs set");
 
 	struct ib_seccomp_prog prog = { 0 };
-	if (spec->seccomp && ib_seccomp_compile(&prog, err) < 0)
+	if (spec->seccomp && ib_seccomp_compile(&prog, spec->allow_ptrace ? IB_SECCOMP_ALLOW_PTRACE : 0, err) < 0)
 		return -1;
 	struct ib_strv env = { 0 };
 	char *const *envp = spec->envp;

@@ -15,7 +15,9 @@ enum ib_bind_flags {
 	IB_BIND_RO = 1 << 0,
 	IB_BIND_OPTIONAL = 1 << 1,	/* skip silently when the source is missing */
 	IB_BIND_DEVICE = 1 << 2,	/* a device node: keep dev, nosuid, noexec */
+	IB_BIND_NONRECURSIVE = 1 << 3,	/* not the mounts below SRC (MS_BIND without MS_REC) */
 };
+/* Every bind is nosuid and nodev (a device bind keeps dev, adds noexec). */
 
 struct ib_bind {
 	const char *src;	/* host path (not owned) */
@@ -43,7 +45,8 @@ struct ib_sandbox_spec {
 	const char *hostname;	/* default "imgbuild" */
 	bool network;		/* false: a new, empty network namespace */
 	bool user_namespace;	/* unprivileged: map the caller's uid/gid to root */
-	bool seccomp;		/* apply the build filter (default for build stages) */
+	bool seccomp;		/* apply the filter of builder/seccomp.h */
+	bool allow_ptrace;	/* with seccomp: let gdb and py-spy trace (see IB_SECCOMP_ALLOW_PTRACE) */
 	int stdin_fd, stdout_fd, stderr_fd;	/* -1: inherit */
 };
 

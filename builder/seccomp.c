@@ -4,13 +4,17 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 static void release_ctx(scmp_filter_ctx *ctx)
@@ -35,8 +39,20 @@ static const unsigned long ns_flags[] = {
 	CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP,
 };
 
-int ib_seccomp_compile(struct ib_seccomp_prog *prog, ib_error_t *err)
+/* Linux >= 4.8 runs seccomp again after a tracer changed a syscall, so an
+ * allowed ptrace no longer gets around the filter. */
+static bool ptrace_safe_kernel(void)
 {
+	struct utsname u;
+	unsigned major = 0, minor = 0;
+	if (uname(&u) < 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2)
+		return false;
+	return major > 4 || (major == 4 && minor >= 8);
+}
+
+int ib_seccomp_compile(struct ib_seccomp_prog *prog, unsigned flags, ib_error_t *err)
+{
+	bool allow_ptrace = (flags & IB_SECCOMP_ALLOW_PTRACE) && ptrace_safe_kernel();
 	cleanup_seccomp scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
 	if (ctx == NULL)
 		return ib_error_set(err, ENOMEM, "seccomp: cannot create a filter");
@@ -62,6 +78,8 @@ int ib_seccomp_compile(struct ib_seccomp_prog *prog, ib_error_t *err)
 			return ib_error_errno(err, -rc, "seccomp: add architecture");
 	}
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		if (allow_ptrace && !strcmp(refused[i], "ptrace"))
+			continue;
 		int nr = seccomp_syscall_resolve_name(refused[i]);
 		if (nr == __NR_SCMP_ERROR)
 			continue;	/* unknown to this libseccomp */
@@ -74,6 +92,18 @@ int ib_seccomp_compile(struct ib_seccomp_prog *prog, ib_error_t *err)
 				      SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
 		if (rc < 0)
 			return ib_error_errno(err, -rc, "seccomp: rule for clone");
+	}
+	/* Device nodes: the mode is mknod's second and mknodat's third argument. */
+	static const unsigned long dev_types[] = { S_IFCHR, S_IFBLK };
+	for (size_t i = 0; i < sizeof(dev_types) / sizeof(dev_types[0]); i++) {
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(mknod), 1,
+				      SCMP_A1(SCMP_CMP_MASKED_EQ, S_IFMT, dev_types[i]));
+		if (rc < 0 && rc != -EDOM)
+			return ib_error_errno(err, -rc, "seccomp: rule for mknod");
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(mknodat), 1,
+				      SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, dev_types[i]));
+		if (rc < 0)
+			return ib_error_errno(err, -rc, "seccomp: rule for mknodat");
 	}
 	int nr3 = seccomp_syscall_resolve_name("clone3");
 	if (nr3 != __NR_SCMP_ERROR) {

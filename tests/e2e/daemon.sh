@@ -111,7 +111,7 @@ ROOT=$SHARED_CACHE/layers/$BASE_KEY/upper
 mkdir -p "$TMP/cwd"
 cp "$TMP/start-daemons.sh" "$TMP/cwd/start-daemons.sh"
 cd "$TMP/cwd" || exit 1
-start_run "$TMP/run-run" run "$ROOT" -- sh /imgbuild/cwd/start-daemons.sh /imgbuild/cwd
+start_run "$TMP/run-run" run --cwd-rw "$ROOT" -- sh /imgbuild/cwd/start-daemons.sh /imgbuild/cwd
 cd "$REPO" || exit 1
 for _ in $(seq 600); do run_ended && break; sleep 0.1; done
 run_ended || kill -KILL "$RUN_PID"

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Issue 14, the sandbox half: a hostile image really tries each way out and
+# the host is checked afterwards. The image is a busybox tree plus
+# tests/fixtures/attack-probe.c (static), packed with `imgbuild pack`.
+#   - the opening attack: /proc/sys/kernel/core_pattern, mknod in /imgbuild/cwd
+#   - item 1: masked and read-only /proc and /sys, no device nodes anywhere,
+#     every host bind nosuid,nodev, seccomp on in `run` (ptrace allowed)
+#   - item 7: profile.d writing to the caller's folder; $HOME never bound
+#   - item 9: a link in the image leading a bind destination to the host
+. "$(dirname "$0")/../lib.sh"
+require_root
+BUSYBOX=$(command -v busybox || true)
+if [ -z "$BUSYBOX" ] || ! file -L "$BUSYBOX" | grep -q 'statically linked'; then
+	skip "needs a static busybox (apt-get install busybox-static)"
+	finish
+fi
+PROBE=$TMP/probe
+if ! cc -static -O2 -o "$PROBE" "$REPO/tests/fixtures/attack-probe.c" 2>"$TMP/cc.err"; then
+	skip "cannot build a static probe: $(head -1 "$TMP/cc.err")"
+	finish
+fi
+export IMGBUILD_CACHE=$TMP/cache
+CORE_BEFORE=$(cat /proc/sys/kernel/core_pattern)
+VICTIM=/etc/imgbuild-secbox-attack.$$
+secbox_cleanup() {
+	# Were an attack to succeed, put the host back (and the test has failed).
+	if [ "$(cat /proc/sys/kernel/core_pattern)" != "$CORE_BEFORE" ]; then
+		printf '%s\n' "$CORE_BEFORE" >/proc/sys/kernel/core_pattern
+	fi
+	rm -f "$VICTIM"
+}
+trap 'rc=$?; secbox_cleanup; (exit $rc); _lib_cleanup' EXIT
+
+chmod 755 "$TMP"
+ROOT=$TMP/root
+mkdir -p "$ROOT/bin" "$ROOT/etc/profile.d" "$ROOT/root" "$ROOT/tmp"
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+for a in $("$BUSYBOX" --list); do [ "$a" = busybox ] || ln -sf busybox "$ROOT/bin/$a"; done
+cp "$PROBE" "$ROOT/bin/probe"
+# The image's profile.d runs before any command: it goes for the caller's folder.
+cat >"$ROOT/etc/profile.d/evil.sh" <<'SH'
+{ echo pwned >>/imgbuild/cwd/.bashrc; } 2>/dev/null
+{ echo 'untrusted: evil' >/imgbuild/cwd/evil.pub; } 2>/dev/null
+true
+SH
+# Links that would take a bind destination out of the image.
+ln -s /etc "$ROOT/mnt"
+ln -s ../../../../../../../etc "$ROOT/up"
+(cd "$TMP" && "$IMGBUILD" pack "$ROOT" -o "$TMP/evil.tar" --epoch 1577836800 >/dev/null)
+run() { "$IMGBUILD" run --allow-unsigned "$TMP/evil.tar" "$@"; }
+HERE=$TMP/here
+mkdir -p "$HERE"
+echo 'original' >"$HERE/.bashrc"
+cd "$HERE"
+
+# ---- the opening attack, as the issue ran it ----
+out=$(run -- sh -c 'probe write /proc/sys/kernel/core_pattern "|/proc/%P/root/bin/probe"; probe mknod /imgbuild/cwd/n' 2>&1 || true)
+if echo "$out" | grep -q 'write: refused' && echo "$out" | grep -q 'mknod: refused' &&
+	[ "$(cat /proc/sys/kernel/core_pattern)" = "$CORE_BEFORE" ] && [ ! -e "$HERE/n" ]; then
+	ok "opening attack: core_pattern write and mknod in /imgbuild/cwd refused; host core_pattern unchanged, no node"
+else
+	not_ok "opening attack"; diag "$out"; ls -l "$HERE" | sed 's/^/# /'
+fi
+
+# ---- item 1: /proc and /sys ----
+out=$(run -- sh -c 'for f in /proc/sysrq-trigger /proc/sys/kernel/modprobe /proc/sys/vm/drop_caches /proc/irq/default_smp_affinity /proc/bus/pci/devices; do if [ -e $f ]; then probe openw $f; fi; done; if [ -e /proc/kcore ]; then wc -c </proc/kcore; else echo 0; fi; if [ -d /sys/firmware ]; then ls -A /sys/firmware | wc -l; else echo 0; fi' 2>&1 || true)
+if ! echo "$out" | grep -q 'openw: done' && [ "$(echo "$out" | grep -c 'openw: refused: Read-only')" -ge 3 ] &&
+	[ "$(echo "$out" | tail -2 | tr '\n' ' ')" = "0 0 " ]; then
+	ok "/proc/sysrq-trigger, /proc/sys, /proc/irq, /proc/bus read-only; /proc/kcore and /sys/firmware masked"
+else
+	not_ok "proc masks"; diag "$out"
+fi
+out=$(run -- sh -c 'umount /proc/sys; mount -t proc proc /mnt; probe write /proc/sys/kernel/core_pattern x' 2>&1 || true)
+if echo "$out" | grep -q 'write: refused' && [ "$(cat /proc/sys/kernel/core_pattern)" = "$CORE_BEFORE" ]; then
+	ok "the masks cannot be unmounted or worked around with a fresh proc"
+else
+	not_ok "unmasking"; diag "$out"
+fi
+
+# ---- item 1: device nodes, nosuid, nodev ----
+mkdir -p "$TMP/data"
+out=$(run --bind "$TMP/data:/data" -- sh -c 'probe mknod /data/n; probe mknod /tmp/n; probe mknod /root/n; probe mknod /dev/shm/n; probe fifo /tmp/fifo' 2>&1 || true)
+if [ "$(echo "$out" | grep -c 'mknod: refused')" = 4 ] && echo "$out" | grep -q 'fifo: done' && [ -z "$(ls -A "$TMP/data")" ]; then
+	ok "no device node anywhere (bound folder, /tmp, the root, /dev/shm); FIFOs still work"
+else
+	not_ok "device nodes"; diag "$out"
+fi
+# A setuid-root file in a bound host folder: nosuid there.
+cp "$PROBE" "$TMP/data/suid"
+chmod 4755 "$TMP/data/suid"
+cp "$PROBE" "$HERE/suid"
+chmod 4755 "$HERE/suid"
+out=$(run --bind "$TMP/data:/data" -- sh -c 'probe as 65534 /data/suid euid; probe as 65534 /imgbuild/cwd/suid euid' 2>&1 || true)
+if [ "$(echo "$out" | tr '\n' ' ')" = "65534 65534 " ]; then
+	ok "setuid-root files in host binds (--bind, the current folder) do not raise an unprivileged user"
+else
+	not_ok "nosuid binds"; diag "$out"
+fi
+rm -f "$HERE/suid"
+out=$(grep -E ' /imgbuild/cwd | /data ' <(run --bind "$TMP/data:/data" -- cat /proc/self/mountinfo 2>&1) || true)
+if [ "$(echo "$out" | grep -c 'nosuid,nodev')" = 2 ]; then ok "every host bind is nosuid,nodev"; else not_ok "bind flags"; diag "$out"; fi
+
+# ---- item 1: seccomp in run, ptrace decided ----
+out=$(run -- sh -c 'unshare -m true && echo UNSHARED; mount -t tmpfs t /mnt && echo MOUNTED; probe ptrace' 2>&1 || true)
+if ! echo "$out" | grep -qE 'UNSHARED|MOUNTED' && echo "$out" | grep -q 'ptrace: done'; then
+	ok "run has the seccomp filter (unshare, mount refused) and ptrace works for gdb/py-spy"
+else
+	not_ok "run seccomp"; diag "$out"
+fi
+
+# ---- item 7: the caller's folder ----
+out=$(run -- sh -c 'cat /imgbuild/cwd/.bashrc; touch /imgbuild/cwd/x && echo WROTE' 2>&1 || true)
+if [ "$(cat "$HERE/.bashrc")" = original ] && [ ! -e "$HERE/evil.pub" ] && [ ! -e "$HERE/x" ] &&
+	echo "$out" | grep -qx original && ! echo "$out" | grep -q WROTE; then
+	ok "profile.d cannot write to the caller's folder (read-only at /imgbuild/cwd, still readable)"
+else
+	not_ok "cwd read-only"; diag "$out"; diag "$(cat "$HERE/.bashrc")"
+fi
+out=$(run --cwd-rw -- sh -c 'touch /imgbuild/cwd/x && echo WROTE' 2>&1 || true)
+if echo "$out" | grep -q WROTE && [ -e "$HERE/x" ]; then ok "--cwd-rw lets the command write there"; else not_ok "--cwd-rw"; diag "$out"; fi
+echo original >"$HERE/.bashrc"
+rm -f "$HERE/x" "$HERE/evil.pub"
+out=$(HOME=$HERE run -- sh -c 'ls /imgbuild/cwd 2>&1; pwd' 2>&1 || true)
+if [ "$(cat "$HERE/.bashrc")" = original ] && [ ! -e "$HERE/evil.pub" ] && echo "$out" | grep -q 'home folder' && echo "$out" | grep -qx /; then
+	ok "run from the home folder: nothing of it is bound, even read-only"
+else
+	not_ok "home folder"; diag "$out"
+fi
+mkdir -p "$HERE/sub"
+echo under >"$HERE/sub/f"
+out=$(unshare -m --propagation private sh -c "mount -t tmpfs t '$HERE/sub' && '$IMGBUILD' run --allow-unsigned '$TMP/evil.tar' -- ls -A /imgbuild/cwd/sub" 2>&1 || true)
+if [ "$out" = f ]; then ok "the current folder is bound without the mounts below it"; else not_ok "non-recursive cwd"; diag "$out"; fi
+
+# ---- item 9: bind destinations resolve inside the image ----
+echo bound >"$TMP/data/file"
+for dst in /mnt/${VICTIM#/etc/} /up/${VICTIM#/etc/}; do
+	out=$(run --bind "$TMP/data/file:$dst" -- cat "/etc/${VICTIM#/etc/}" 2>&1 || true)
+	if [ ! -e "$VICTIM" ] && [ "$out" = bound ]; then
+		ok "--bind to $dst through a link in the image lands in the image's /etc, not the host's"
+	else
+		not_ok "bind through a link: $dst"; diag "$out"; ls -l "$VICTIM" 2>&1 | sed 's/^/# /'
+	fi
+done
+finish
