@@ -390,6 +390,54 @@ static int resolve_mirrors(const struct ib_manifest *m, struct ib_strv *out, ib_
 	return 0;
 }
 
+/* Is BYTES, byte for byte, a keyring in FOLDER (*.gpg)? */
+static bool keyring_in(const char *folder, const char *bytes, size_t len)
+{
+	DIR *d = opendir(folder);
+	if (d == NULL)
+		return false;
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		if (n < 5 || strcmp(e->d_name + n - 4, ".gpg") != 0)
+			continue;
+		cleanup_free char *p = ib_path_join(folder, e->d_name);
+		struct stat st;
+		if (stat(p, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != len)
+			continue;
+		ib_error_t e2 = NULL;
+		size_t got = 0;
+		cleanup_free char *other = ib_read_file(p, &got, &e2);
+		ib_error_free(&e2);
+		found = other && got == len && memcmp(other, bytes, len) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+/* The keyring decides whose maintainer scripts the bootstrap runs as root.
+ * mmdebstrap --mode=root only chroots them (its unshare mode keeps real root
+ * when run as root): the proc it mounts gives them /proc/1/root, the host's
+ * tree. A mirror alone cannot get a package past apt's signature check, but a
+ * manifest that brings its own keyring (and a file:// or http mirror signed
+ * with it) could. So a manifest's keyring must be one the person running
+ * imgbuild already trusts: the same bytes as a keyring of the host
+ * (/usr/share/keyrings, /etc/apt/trusted.gpg.d) or of imgbuild's keys/. */
+static int check_keyring_trusted(const struct ib_manifest *m, const char *bytes, size_t len, ib_error_t *err)
+{
+	cleanup_free char *ours = ib_path_join(ib_data_dir(), "keys");
+	const char *const folders[] = { "/usr/share/keyrings", "/etc/apt/trusted.gpg.d", ours };
+	for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++)
+		if (keyring_in(folders[i], bytes, len))
+			return 0;
+	return ib_error_usage(err,
+			      "%s:%d: [base] keyring '%s' is not a keyring this host trusts, and the packages it "
+			      "vouches for would run their maintainer scripts as root here; if you trust it, copy it "
+			      "to /usr/share/keyrings/, else remove keyring to use the distribution's",
+			      m->path, m->base.pos.line, m->base.keyring);
+}
+
 int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_fd, bool offline,
 		     struct ib_bootstrap_stats *stats, ib_error_t *err)
 {
@@ -435,6 +483,8 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 		size_t len = 0;
 		cleanup_free char *bytes = ib_read_file(keyring, &len, err);
 		if (bytes == NULL)
+			goto out;
+		if (m->base.keyring && check_keyring_trusted(m, bytes, len, err) < 0)
 			goto out;
 		free(keyring);
 		keyring = ib_path_join(dir, "keyring.gpg");

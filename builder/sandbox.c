@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -641,15 +642,107 @@ static int write_proc_file(pid_t pid, const char *name, const char *text, ib_err
 	return 0;
 }
 
+/* The caller's first range in /etc/subuid or /etc/subgid ("name:start:count"
+ * or "id:start:count"), as shadow's newuidmap reads it. */
+static bool subid_range(const char *file, const char *name, unsigned id, unsigned long *start, unsigned long *count)
+{
+	FILE *f = fopen(file, "re");
+	if (f == NULL)
+		return false;
+	char line[512];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char who[256];
+		unsigned long s0, c0;
+		if (sscanf(line, "%255[^:]:%lu:%lu", who, &s0, &c0) != 3 || c0 == 0)
+			continue;
+		char idtext[16];
+		snprintf(idtext, sizeof(idtext), "%u", id);
+		if ((name && !strcmp(who, name)) || !strcmp(who, idtext)) {
+			*start = s0;
+			*count = c0;
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* newuidmap/newgidmap PID 0 ID 1 1 START COUNT: the setuid helpers of the
+ * uidmap package write a map an unprivileged process may not. */
+static int run_idmap_helper(const char *helper, pid_t pid, unsigned id, unsigned long start, unsigned long count)
+{
+	char a_pid[16], a_id[16], a_start[24], a_count[24];
+	snprintf(a_pid, sizeof(a_pid), "%d", (int)pid);
+	snprintf(a_id, sizeof(a_id), "%u", id);
+	snprintf(a_start, sizeof(a_start), "%lu", start);
+	snprintf(a_count, sizeof(a_count), "%lu", count);
+	char *const argv[] = { (char *)helper, a_pid, "0", a_id, "1", "1", a_start, a_count, NULL };
+	pid_t h = fork();
+	if (h < 0)
+		return -1;
+	if (h == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+		if (devnull >= 0) {
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+		}
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(helper, argv);
+		_exit(127);
+	}
+	int st = 0;
+	while (waitpid(h, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static bool find_helper(const char *name, char *path, size_t size)
+{
+	static const char *const dirs[] = { "/usr/bin", "/bin", "/usr/sbin", "/sbin" };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(path, size, "%s/%s", dirs[i], name);
+		if (access(path, X_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
 static int write_id_maps(pid_t pid, ib_error_t *err)
 {
-	/* setgroups must be denied before an unprivileged process may write gid_map. */
-	if (write_proc_file(pid, "setgroups", "deny", err) < 0 && (*err)->status != ENOENT)
-		return -1;
-	ib_error_free(err);
-	cleanup_free char *umap = xasprintf("0 %u 1\n", (unsigned)geteuid());
-	cleanup_free char *gmap = xasprintf("0 %u 1\n", (unsigned)getegid());
-	if (write_proc_file(pid, "uid_map", umap, err) < 0 || write_proc_file(pid, "gid_map", gmap, err) < 0)
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
+	bool uid_done = false, gid_done = false;
+	/* An ordinary user with a subordinate range gets it mapped above root, as
+	 * rootless Podman does, so apt (_apt), chown and useradd work inside; on
+	 * the host those ids are the range's, owned by nobody real. */
+	if (uid != 0) {
+		struct passwd *pw = getpwuid(uid);
+		unsigned long us, uc, gs, gc;
+		char nuid[64], ngid[64];
+		if (find_helper("newuidmap", nuid, sizeof(nuid)) && find_helper("newgidmap", ngid, sizeof(ngid)) &&
+		    subid_range("/etc/subuid", pw ? pw->pw_name : NULL, (unsigned)uid, &us, &uc) &&
+		    subid_range("/etc/subgid", pw ? pw->pw_name : NULL, (unsigned)uid, &gs, &gc)) {
+			uid_done = run_idmap_helper(nuid, pid, (unsigned)uid, us, uc) == 0;
+			if (uid_done)
+				gid_done = run_idmap_helper(ngid, pid, (unsigned)gid, gs, gc) == 0;
+			if (!uid_done || !gid_done)
+				ib_log_debug("newuidmap/newgidmap refused the ranges of /etc/subuid, /etc/subgid: "
+					     "only the caller is mapped");
+		}
+	}
+	if (!gid_done) {
+		/* setgroups must be denied before an unprivileged process may write gid_map. */
+		if (write_proc_file(pid, "setgroups", "deny", err) < 0 && (*err)->status != ENOENT)
+			return -1;
+		ib_error_free(err);
+	}
+	cleanup_free char *umap = xasprintf("0 %u 1\n", (unsigned)uid);
+	cleanup_free char *gmap = xasprintf("0 %u 1\n", (unsigned)gid);
+	if ((!uid_done && write_proc_file(pid, "uid_map", umap, err) < 0) ||
+	    (!gid_done && write_proc_file(pid, "gid_map", gmap, err) < 0))
 		return ib_error_wrap(err, "map the caller to root in the user namespace");
 	return 0;
 }

@@ -7,22 +7,171 @@
 #     every host bind nosuid,nodev, seccomp on in `run` (ptrace allowed)
 #   - item 7: profile.d writing to the caller's folder; $HOME never bound
 #   - item 9: a link in the image leading a bind destination to the host
+#   - item 12: an ordinary user's run maps its /etc/subuid range (and only that)
+#   - item 2: a manifest's own keyring never gets a bootstrap as root
 . "$(dirname "$0")/../lib.sh"
 require_root
 BUSYBOX=$(command -v busybox || true)
 if [ -z "$BUSYBOX" ] || ! file -L "$BUSYBOX" | grep -q 'statically linked'; then
 	skip "needs a static busybox (apt-get install busybox-static)"
-	finish
+	
+# ---- item 12: an ordinary user's subordinate range ----
+if ! id "$SUBUSER" >/dev/null 2>&1; then
+	useradd -M -s /bin/sh "$SUBUSER" && CREATED_USER=1
+fi
+if id "$SUBUSER" >/dev/null 2>&1 && [ -u /usr/bin/newuidmap ]; then
+	START=$((3000000000 + (RANDOM % 4096) * 65536))
+	drop_subids
+	echo "$SUBUSER:$START:65536" >>/etc/subuid
+	echo "$SUBUSER:$START:65536" >>/etc/subgid
+	UROOT=$TMP/uroot
+	cp -a "$ROOT" "$UROOT"
+	rm -f "$UROOT/etc/profile.d/evil.sh"
+	chown -R "$SUBUSER:" "$UROOT"
+	mkdir -p "$TMP/udata"
+	chown "$SUBUSER:" "$TMP/udata"
+	uinside='wc -l </proc/self/uid_map; touch /imgbuild/cwd/f; probe chown /imgbuild/cwd/f 42; probe chown /tmp 100; probe chown /imgbuild/cwd/f 0'
+	out=$(cd "$TMP/udata" && runuser -u "$SUBUSER" -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --cwd-rw "$UROOT" -- sh -c "$uinside" 2>&1) || true
+	owner=$(stat -c %u:%g "$TMP/udata/f" 2>/dev/null || echo none)
+	if [ "$(echo "$out" | head -1)" = 2 ] && [ "$(echo "$out" | grep -c 'chown: done')" = 3 ] &&
+		[ "$owner" = "$(id -u "$SUBUSER"):$(id -g "$SUBUSER")" ]; then
+		ok "rootless run maps the /etc/subuid range through newuidmap: chown to 42 and 100 work inside"
+	else
+		not_ok "subuid range"; diag "$out"; diag "owner $owner"
+	fi
+	out=$(cd "$TMP/udata" && runuser -u "$SUBUSER" -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --cwd-rw "$UROOT" -- sh -c 'probe chown /imgbuild/cwd/f 42' 2>&1) || true
+	owner=$(stat -c %u "$TMP/udata/f" 2>/dev/null || echo none)
+	if [ "$owner" = $((START + 41)) ]; then
+		ok "a file chowned to 42 inside belongs to the range's uid $((START + 41)) on the host, never to a real user"
+	else
+		not_ok "range owner: $owner"; diag "$out"
+	fi
+	drop_subids
+	out=$(cd "$TMP/udata" && runuser -u "$SUBUSER" -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --cwd-rw "$UROOT" -- sh -c 'wc -l </proc/self/uid_map; probe chown /tmp 100; id -u' 2>&1) || true
+	if [ "$(echo "$out" | tr '\n' ' ')" = "1 chown: refused: Invalid argument 0 " ]; then
+		ok "without a range the run still works, the caller alone mapped to root"
+	else
+		not_ok "single-uid fallback"; diag "$out"
+	fi
+else
+	skip "no test user or no newuidmap"; skip "no test user or no newuidmap"; skip "no test user or no newuidmap"
+fi
+
+# ---- item 2: a manifest's own keyring and mirror for the bootstrap ----
+P=$TMP/project
+mkdir -p "$P/keys" "$P/repo" "$P/manifests" "$P/stages"
+# Looks like the Debian keyring, plus one more key: whatever it signs would be
+# installed and its maintainer scripts run, as root, by the bootstrap.
+cat /usr/share/keyrings/debian-archive-keyring.gpg "$REPO/tests/fixtures/imgbuild-test.pub" >"$P/keys/archive.gpg"
+cat >"$P/manifests/evil.toml" <<TOML
+[image]
+name = "evil"
+source_date_epoch = 1700000000
+
+[base]
+distro = "debian"
+suite = "bookworm"
+mirrors = ["file://$P/repo"]
+keyring = "../keys/archive.gpg"
+TOML
+before=$(find /etc -xdev -newer "$P/manifests/evil.toml" 2>/dev/null | sort | sha256sum)
+check_fails "a manifest's own keyring is refused before any package is unpacked, naming the file and the fix" 2 \
+	"evil.toml:[0-9]+: \[base\] keyring .*archive.gpg.* not a keyring this host trusts.*copy it to /usr/share/keyrings/" \
+	"$IMGBUILD" build "$P/manifests/evil.toml" -o "$TMP/evil-out.tar" --build-dir "$TMP/evil-bd"
+after=$(find /etc -xdev -newer "$P/manifests/evil.toml" 2>/dev/null | sort | sha256sum)
+if [ "$before" = "$after" ] && [ ! -e "$TMP/evil-out.tar" ] && ! grep -rqs mmdebstrap "$TMP/evil-bd/logs"; then
+	ok "nothing ran: no bootstrap log, no output, nothing new in /etc"
+else
+	not_ok "the refused bootstrap left traces"
+fi
+finish
 fi
 PROBE=$TMP/probe
 if ! cc -static -O2 -o "$PROBE" "$REPO/tests/fixtures/attack-probe.c" 2>"$TMP/cc.err"; then
 	skip "cannot build a static probe: $(head -1 "$TMP/cc.err")"
-	finish
+	
+# ---- item 12: an ordinary user's subordinate range ----
+if ! id "$SUBUSER" >/dev/null 2>&1; then
+	useradd -M -s /bin/sh "$SUBUSER" && CREATED_USER=1
+fi
+if id "$SUBUSER" >/dev/null 2>&1 && [ -u /usr/bin/newuidmap ]; then
+	START=$((3000000000 + (RANDOM % 4096) * 65536))
+	drop_subids
+	echo "$SUBUSER:$START:65536" >>/etc/subuid
+	echo "$SUBUSER:$START:65536" >>/etc/subgid
+	UROOT=$TMP/uroot
+	cp -a "$ROOT" "$UROOT"
+	rm -f "$UROOT/etc/profile.d/evil.sh"
+	chown -R "$SUBUSER:" "$UROOT"
+	mkdir -p "$TMP/udata"
+	chown "$SUBUSER:" "$TMP/udata"
+	uinside='wc -l </proc/self/uid_map; touch /imgbuild/cwd/f; probe chown /imgbuild/cwd/f 42; probe chown /tmp 100; probe chown /imgbuild/cwd/f 0'
+	out=$(cd "$TMP/udata" && runuser -u "$SUBUSER" -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --cwd-rw "$UROOT" -- sh -c "$uinside" 2>&1) || true
+	owner=$(stat -c %u:%g "$TMP/udata/f" 2>/dev/null || echo none)
+	if [ "$(echo "$out" | head -1)" = 2 ] && [ "$(echo "$out" | grep -c 'chown: done')" = 3 ] &&
+		[ "$owner" = "$(id -u "$SUBUSER"):$(id -g "$SUBUSER")" ]; then
+		ok "rootless run maps the /etc/subuid range through newuidmap: chown to 42 and 100 work inside"
+	else
+		not_ok "subuid range"; diag "$out"; diag "owner $owner"
+	fi
+	out=$(cd "$TMP/udata" && runuser -u "$SUBUSER" -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --cwd-rw "$UROOT" -- sh -c 'probe chown /imgbuild/cwd/f 42' 2>&1) || true
+	owner=$(stat -c %u "$TMP/udata/f" 2>/dev/null || echo none)
+	if [ "$owner" = $((START + 41)) ]; then
+		ok "a file chowned to 42 inside belongs to the range's uid $((START + 41)) on the host, never to a real user"
+	else
+		not_ok "range owner: $owner"; diag "$out"
+	fi
+	drop_subids
+	out=$(cd "$TMP/udata" && runuser -u "$SUBUSER" -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --cwd-rw "$UROOT" -- sh -c 'wc -l </proc/self/uid_map; probe chown /tmp 100; id -u' 2>&1) || true
+	if [ "$(echo "$out" | tr '\n' ' ')" = "1 chown: refused: Invalid argument 0 " ]; then
+		ok "without a range the run still works, the caller alone mapped to root"
+	else
+		not_ok "single-uid fallback"; diag "$out"
+	fi
+else
+	skip "no test user or no newuidmap"; skip "no test user or no newuidmap"; skip "no test user or no newuidmap"
+fi
+
+# ---- item 2: a manifest's own keyring and mirror for the bootstrap ----
+P=$TMP/project
+mkdir -p "$P/keys" "$P/repo" "$P/manifests" "$P/stages"
+# Looks like the Debian keyring, plus one more key: whatever it signs would be
+# installed and its maintainer scripts run, as root, by the bootstrap.
+cat /usr/share/keyrings/debian-archive-keyring.gpg "$REPO/tests/fixtures/imgbuild-test.pub" >"$P/keys/archive.gpg"
+cat >"$P/manifests/evil.toml" <<TOML
+[image]
+name = "evil"
+source_date_epoch = 1700000000
+
+[base]
+distro = "debian"
+suite = "bookworm"
+mirrors = ["file://$P/repo"]
+keyring = "../keys/archive.gpg"
+TOML
+before=$(find /etc -xdev -newer "$P/manifests/evil.toml" 2>/dev/null | sort | sha256sum)
+check_fails "a manifest's own keyring is refused before any package is unpacked, naming the file and the fix" 2 \
+	"evil.toml:[0-9]+: \[base\] keyring .*archive.gpg.* not a keyring this host trusts.*copy it to /usr/share/keyrings/" \
+	"$IMGBUILD" build "$P/manifests/evil.toml" -o "$TMP/evil-out.tar" --build-dir "$TMP/evil-bd"
+after=$(find /etc -xdev -newer "$P/manifests/evil.toml" 2>/dev/null | sort | sha256sum)
+if [ "$before" = "$after" ] && [ ! -e "$TMP/evil-out.tar" ] && ! grep -rqs mmdebstrap "$TMP/evil-bd/logs"; then
+	ok "nothing ran: no bootstrap log, no output, nothing new in /etc"
+else
+	not_ok "the refused bootstrap left traces"
+fi
+finish
 fi
 export IMGBUILD_CACHE=$TMP/cache
 CORE_BEFORE=$(cat /proc/sys/kernel/core_pattern)
 VICTIM=/etc/imgbuild-secbox-attack.$$
+SUBUSER=imgbuild-secbox
+CREATED_USER=0
+drop_subids() {
+	sed -i "/^$SUBUSER:/d" /etc/subuid /etc/subgid 2>/dev/null || true
+}
 secbox_cleanup() {
+	drop_subids
+	if [ "$CREATED_USER" = 1 ]; then userdel "$SUBUSER" 2>/dev/null || true; fi
 	# Were an attack to succeed, put the host back (and the test has failed).
 	if [ "$(cat /proc/sys/kernel/core_pattern)" != "$CORE_BEFORE" ]; then
 		printf '%s\n' "$CORE_BEFORE" >/proc/sys/kernel/core_pattern
@@ -141,4 +290,74 @@ for dst in /mnt/${VICTIM#/etc/} /up/${VICTIM#/etc/}; do
 		not_ok "bind through a link: $dst"; diag "$out"; ls -l "$VICTIM" 2>&1 | sed 's/^/# /'
 	fi
 done
+
+# ---- item 12: an ordinary user's subordinate range ----
+if ! id "$SUBUSER" >/dev/null 2>&1; then
+	useradd -M -s /bin/sh "$SUBUSER" && CREATED_USER=1
+fi
+if id "$SUBUSER" >/dev/null 2>&1 && [ -u /usr/bin/newuidmap ]; then
+	START=$((3000000000 + (RANDOM % 4096) * 65536))
+	drop_subids
+	echo "$SUBUSER:$START:65536" >>/etc/subuid
+	echo "$SUBUSER:$START:65536" >>/etc/subgid
+	UROOT=$TMP/uroot
+	cp -a "$ROOT" "$UROOT"
+	rm -f "$UROOT/etc/profile.d/evil.sh"
+	chown -R "$SUBUSER:" "$UROOT"
+	mkdir -p "$TMP/udata"
+	chown "$SUBUSER:" "$TMP/udata"
+	uinside='wc -l </proc/self/uid_map; touch /imgbuild/cwd/f; probe chown /imgbuild/cwd/f 42; probe chown /tmp 100; probe chown /imgbuild/cwd/f 0'
+	out=$(cd "$TMP/udata" && runuser -u "$SUBUSER" -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --cwd-rw "$UROOT" -- sh -c "$uinside" 2>&1) || true
+	owner=$(stat -c %u:%g "$TMP/udata/f" 2>/dev/null || echo none)
+	if [ "$(echo "$out" | head -1)" = 2 ] && [ "$(echo "$out" | grep -c 'chown: done')" = 3 ] &&
+		[ "$owner" = "$(id -u "$SUBUSER"):$(id -g "$SUBUSER")" ]; then
+		ok "rootless run maps the /etc/subuid range through newuidmap: chown to 42 and 100 work inside"
+	else
+		not_ok "subuid range"; diag "$out"; diag "owner $owner"
+	fi
+	out=$(cd "$TMP/udata" && runuser -u "$SUBUSER" -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --cwd-rw "$UROOT" -- sh -c 'probe chown /imgbuild/cwd/f 42' 2>&1) || true
+	owner=$(stat -c %u "$TMP/udata/f" 2>/dev/null || echo none)
+	if [ "$owner" = $((START + 41)) ]; then
+		ok "a file chowned to 42 inside belongs to the range's uid $((START + 41)) on the host, never to a real user"
+	else
+		not_ok "range owner: $owner"; diag "$out"
+	fi
+	drop_subids
+	out=$(cd "$TMP/udata" && runuser -u "$SUBUSER" -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --cwd-rw "$UROOT" -- sh -c 'wc -l </proc/self/uid_map; probe chown /tmp 100; id -u' 2>&1) || true
+	if [ "$(echo "$out" | tr '\n' ' ')" = "1 chown: refused: Invalid argument 0 " ]; then
+		ok "without a range the run still works, the caller alone mapped to root"
+	else
+		not_ok "single-uid fallback"; diag "$out"
+	fi
+else
+	skip "no test user or no newuidmap"; skip "no test user or no newuidmap"; skip "no test user or no newuidmap"
+fi
+
+# ---- item 2: a manifest's own keyring and mirror for the bootstrap ----
+P=$TMP/project
+mkdir -p "$P/keys" "$P/repo" "$P/manifests" "$P/stages"
+# Looks like the Debian keyring, plus one more key: whatever it signs would be
+# installed and its maintainer scripts run, as root, by the bootstrap.
+cat /usr/share/keyrings/debian-archive-keyring.gpg "$REPO/tests/fixtures/imgbuild-test.pub" >"$P/keys/archive.gpg"
+cat >"$P/manifests/evil.toml" <<TOML
+[image]
+name = "evil"
+source_date_epoch = 1700000000
+
+[base]
+distro = "debian"
+suite = "bookworm"
+mirrors = ["file://$P/repo"]
+keyring = "../keys/archive.gpg"
+TOML
+before=$(find /etc -xdev -newer "$P/manifests/evil.toml" 2>/dev/null | sort | sha256sum)
+check_fails "a manifest's own keyring is refused before any package is unpacked, naming the file and the fix" 2 \
+	"evil.toml:[0-9]+: \[base\] keyring .*archive.gpg.* not a keyring this host trusts.*copy it to /usr/share/keyrings/" \
+	"$IMGBUILD" build "$P/manifests/evil.toml" -o "$TMP/evil-out.tar" --build-dir "$TMP/evil-bd"
+after=$(find /etc -xdev -newer "$P/manifests/evil.toml" 2>/dev/null | sort | sha256sum)
+if [ "$before" = "$after" ] && [ ! -e "$TMP/evil-out.tar" ] && ! grep -rqs mmdebstrap "$TMP/evil-bd/logs"; then
+	ok "nothing ran: no bootstrap log, no output, nothing new in /etc"
+else
+	not_ok "the refused bootstrap left traces"
+fi
 finish
