@@ -618,13 +618,18 @@ int ib_driver_bind(const struct ib_driver *d, const char *root, struct ib_mount_
 	if (d->socket) {
 		/* /var/run is /run in every image we build, and /run is emptied before
 		 * packing, so a tmpfs there hides nothing and keeps the socket out of the layer. */
-		cleanup_free char *run = ib_path_join(root, "/run");
-		cleanup_free char *varrun = ib_path_join(root, "/var/run");
+		/* Looked up inside the image: a link there (/var -> /) must not
+		 * put the tmpfs over a folder of the host. */
+		ib_error_t none = NULL;
+		cleanup_free char *run = ib_resolve_in_root(root, "/run", IB_IN_ROOT_NONE, &none);
+		ib_error_free(&none);
+		cleanup_free char *varrun = ib_resolve_in_root(root, "/var/run", IB_IN_ROOT_NONE, &none);
+		ib_error_free(&none);
 		struct stat st;
 		const char *target = NULL;
-		if (lstat(varrun, &st) == 0 && S_ISDIR(st.st_mode))
+		if (varrun && lstat(varrun, &st) == 0 && S_ISDIR(st.st_mode))
 			target = varrun;
-		else if (lstat(run, &st) == 0 && S_ISDIR(st.st_mode))
+		else if (run && lstat(run, &st) == 0 && S_ISDIR(st.st_mode))
 			target = run;
 		if (target == NULL) {
 			ib_log_debug("no /run in the image: not binding the persistenced socket");
