@@ -9,6 +9,8 @@
 #   - item 9: a link in the image leading a bind destination to the host
 #   - item 12: an ordinary user's run maps its /etc/subuid range (and only that)
 #   - item 2: a manifest's own keyring never gets a bootstrap as root
+#   - item 1 in a build stage and in `imgbuild shell` (the demo's base, from the
+#     shared Debian test cache)
 . "$(dirname "$0")/../lib.sh"
 require_root
 BUSYBOX=$(command -v busybox || true)
@@ -359,5 +361,44 @@ if [ "$before" = "$after" ] && [ ! -e "$TMP/evil-out.tar" ] && ! grep -rqs mmdeb
 	ok "nothing ran: no bootstrap log, no output, nothing new in /etc"
 else
 	not_ok "the refused bootstrap left traces"
+fi
+
+# ---- item 1 in a build stage and in `imgbuild shell` ----
+if host_debian_mirror >/dev/null; then
+	SC=${IMGBUILD_TEST_CACHE:-/var/cache/imgbuild-test}
+	S=$TMP/stageproj
+	mkdir -p "$S/stages" "$S/manifests"
+	# The demo's [image] and [base]: its base layer is reused from the test cache.
+	awk '/^\[/ { keep = ($0 == "[image]" || $0 == "[base]") } keep' "$REPO/manifests/demo.toml" >"$S/manifests/evil.toml"
+	printf '\n[[stage]]\nname = "evil"\nscript = "../stages/evil.sh"\n' >>"$S/manifests/evil.toml"
+	cat >"$S/stages/evil.sh" <<'SH'
+if echo '|/imgbuild/work/x' >/proc/sys/kernel/core_pattern; then echo CORE_WRITTEN; fi
+mknod /imgbuild/work/n c 1 3 && echo MKNOD_WORK
+mknod /imgbuild/ccache/n-secbox c 1 3 && echo MKNOD_CCACHE
+mknod /root/n b 8 0 && echo MKNOD_ROOT
+mount -t proc proc /mnt && echo MOUNTED
+grep -E ' /imgbuild/(work|ccache) ' /proc/self/mountinfo | grep -c nosuid,nodev
+echo STAGE_DONE
+exit 1
+SH
+	rc=0
+	IMGBUILD_CACHE=$SC "$IMGBUILD" build "$S/manifests/evil.toml" -o "$TMP/stage.tar" --build-dir "$TMP/sbd" >"$TMP/stage.out" 2>&1 || rc=$?
+	log=$TMP/sbd/logs/evil.log
+	if [ "$rc" = 1 ] && grep -q STAGE_DONE "$log" && ! grep -qE 'CORE_WRITTEN|MKNOD_|MOUNTED' "$log" && grep -qx 2 "$log" &&
+		[ "$(cat /proc/sys/kernel/core_pattern)" = "$CORE_BEFORE" ] && [ ! -e "$TMP/sbd/work/evil/n" ] && [ ! -e "$SC/ccache/n-secbox" ]; then
+		ok "a build stage as root: core_pattern, mknod in work/ccache/root and mount refused; work and ccache nosuid,nodev"
+	else
+		not_ok "stage attacks (build exit $rc)"; tail -n 12 "$TMP/stage.out" | sed 's/^/# /'; sed 's/^/# /' "$log" 2>/dev/null | tail -n 12
+	fi
+	rm -f "$SC/ccache/n-secbox"
+	out=$(IMGBUILD_CACHE=$SC "$IMGBUILD" shell "$S/manifests/evil.toml" --stage evil --build-dir "$TMP/sbd" -- sh -c 'mknod /imgbuild/work/n2 c 1 3 && echo MKNOD; echo x >/proc/sys/kernel/core_pattern && echo CORE; echo SHELL_DONE' 2>&1) || true
+	if echo "$out" | grep -q SHELL_DONE && ! echo "$out" | grep -qxE 'MKNOD|CORE' && [ ! -e "$TMP/sbd/work/evil/n2" ] &&
+		[ "$(cat /proc/sys/kernel/core_pattern)" = "$CORE_BEFORE" ]; then
+		ok "imgbuild shell as root: the same refusals"
+	else
+		not_ok "shell attacks"; diag "$out"
+	fi
+else
+	skip "no Debian mirror in the host's apt configuration"; skip "no Debian mirror in the host's apt configuration"
 fi
 finish
