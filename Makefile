@@ -25,7 +25,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
 GPU_PROBE := build/cuda-probe
 
 .PHONY: all deps test test-long demo fuzz bench install clean format check-format
-all: build/imgbuild build/toml-decode $(GPU_PROBE)
+all: build/imgbuild build/toml-decode build/oldkernel $(GPU_PROBE)
 
 build/obj/%.o: builder/%.c $(wildcard builder/*.h) | build/obj
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -47,6 +47,9 @@ build/imgbuild: build/obj/main.o $(OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 build/toml-decode: tests/toml/decode.c build/libimgbuild.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+# Test helper: runs a command as on Linux 4.15 (tests/e2e/oldkernel.sh).
+build/oldkernel: tests/oldkernel.c
+	$(CC) -std=gnu11 -O2 $(WARN) $(if $(WERROR),-Werror) -o $@ $< -lseccomp
 # The GPU probe needs no CUDA toolkit: it dlopens libcuda.so.1 at run time.
 $(GPU_PROBE): tests/gpu/cuda-probe.c
 	@if [ -f $< ]; then $(CC) -std=gnu11 -O2 -Wall -Wextra $(if $(WERROR),-Werror) -o $@ $< -ldl; fi

@@ -93,43 +93,68 @@ static int reap(pid_t pid, int *status)
 	return 0;
 }
 
+/* True once PID has exited (left a zombie for reap), waiting at most
+ * TIMEOUT_MS (-1: forever) or until SFD delivers SIGINT/SIGTERM (*sig). With a
+ * pidfd the kernel says when; without one (pidfd_open is Linux 5.3, and Ubuntu
+ * 18.04 runs 4.15) SIGCHLD comes through the same signalfd and waitid(WNOWAIT)
+ * asks without reaping. */
+static bool wait_exit(int pfd, int sfd, pid_t pid, int timeout_ms, int *sig)
+{
+	double deadline = timeout_ms < 0 ? -1 : now_s() + timeout_ms / 1000.0;
+	for (;;) {
+		if (pfd < 0) {
+			siginfo_t si = { 0 };
+			if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+				return true;
+		}
+		int left = -1;
+		if (deadline >= 0) {
+			double d = (deadline - now_s()) * 1000;
+			if (d <= 0)
+				return false;
+			left = (int)d + 1;
+		}
+		struct pollfd fds[2] = { { .fd = sfd, .events = POLLIN }, { .fd = pfd, .events = POLLIN } };
+		if (poll(fds, pfd >= 0 ? 2 : 1, left) < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		if (pfd >= 0 && fds[1].revents)
+			return true;
+		if (fds[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				if (si.ssi_signo != SIGCHLD && sig && *sig == 0) {
+					*sig = (int)si.ssi_signo;
+					return false;
+				}
+			}
+		}
+	}
+}
+
 int ib_build_wait_child(pid_t pid, int *status, ib_error_t *err)
 {
 	sigset_t set, old;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	cleanup_fd int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd < 0)
+		sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, &old);
 	cleanup_fd int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	cleanup_fd int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	int sig = 0;
-	if (sfd >= 0 && pfd >= 0) {
-		struct pollfd fds[2] = { { .fd = pfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
-		for (;;) {
-			if (poll(fds, 2, -1) < 0) {
-				if (errno == EINTR)
-					continue;
-				break;
-			}
-			if (fds[1].revents & POLLIN) {
-				struct signalfd_siginfo si;
-				if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-					sig = (int)si.ssi_signo;
-					break;
-				}
-			}
-			if (fds[0].revents)
-				break;
-		}
-	}
+	if (sfd >= 0)
+		wait_exit(pfd, sfd, pid, -1, &sig);
 	if (sig != 0) {
 		/* The child leads its own process group: take everything it started. */
 		ib_log_status_clear();
 		ib_log_info("stopping (%s)...", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		kill(-pid, SIGTERM);
 		kill(pid, SIGTERM);
-		struct pollfd pf = { .fd = pfd, .events = POLLIN };
-		if (poll(&pf, 1, 10000) <= 0)
+		if (!wait_exit(pfd, sfd, pid, 10000, NULL))
 			kill(-pid, SIGKILL), kill(pid, SIGKILL);
 	}
 	int st = 0;
