@@ -268,7 +268,10 @@ int ib_cmd_run(int argc, char **argv, ib_error_t *err)
 			"mounts below it; not at all when it is your home folder or /) and is the command's\n"
 			"working directory. The image's /etc/profile.d/*.sh are sourced first (when it has /bin/sh);\n"
 			"HOME=/root. The exit status is CMD's (128+N when killed by signal N).\n"
-			"As an ordinary user (or with --user-ns) the sandbox runs in a user namespace, as root there.",
+			"As an ordinary user (or with --user-ns) the sandbox runs in a user namespace, as root there\n"
+			"(with the user's /etc/subuid range mapped above it when there is one). As real root the\n"
+			"command keeps no dangerous capability, sees /proc/sys read-only and runs under the build's\n"
+			"seccomp filter, with ptrace allowed so that gdb and py-spy work.",
 		.options = "  --gpu              check the host NVIDIA driver against the image (driver version,\n"
 			   "                     /dev/nvidia-uvm, GPU architectures), then bind it read-only under\n"
 			   "                     /imgbuild/driver (see imgbuild driver)\n"
