@@ -8,6 +8,12 @@
 #         PACKAGE           import name, for the checks and facts (default: SOURCE)
 #         PYTHON            interpreter (default: python on PATH, else python3)
 #         IMGBUILD_ARCHS    -> TORCH_CUDA_ARCH_LIST ("3.5;5.0;6.1+PTX") unless that is set
+#         CPP_EXTENSION_ARCHS  (torch's source only) archs to add to supported_arches in
+#                           torch/utils/cpp_extension.py before torch is built, e.g. "3.0":
+#                           torch >= 1.3 rejects 3.0 there ("Unknown CUDA arch (3.0) or GPU
+#                           not supported"), so torchvision's CUDA ops, built through it,
+#                           would fail for Kepler GK10x GPUs although torch itself builds
+#                           sm_30 fine with CUDA < 11 (compat-facts §4b)
 #         MAX_JOBS          parallel compile jobs (default: nproc)
 #         USE_CUDA, USE_CUDNN  default 1 when [stack] cuda / cudnn are set, else 0;
 #                           FORCE_CUDA (torchvision's switch) defaults to USE_CUDA
@@ -28,7 +34,8 @@
 # when it finds the source of an earlier attempt, so a retry never builds over a
 # half-built tree. `bash /imgbuild/stage.sh clean` does just that step.
 # Leaves: /.imgbuild/facts.d/PACKAGE_version, PACKAGE_commit (when known),
-#         PACKAGE_archs (TORCH_CUDA_ARCH_LIST when CUDA is on), PACKAGE_source_sha256 (tarballs)
+#         PACKAGE_archs (TORCH_CUDA_ARCH_LIST when CUDA is on), PACKAGE_source_sha256 (tarballs),
+#         PACKAGE_cpp_extension_archs_added (what CPP_EXTENSION_ARCHS added)
 set -euo pipefail
 me="python-project"
 die() { echo "$me: $*" >&2; exit 1; }
@@ -86,6 +93,28 @@ else
 	echo "$name" >"$marker"
 fi
 [ -f "$src/setup.py" ] || die "no setup.py at the top of input '$name'"
+
+# ---- torch's extension arch list (idempotent: a retry finds the archs present) ----
+if [ -n "${CPP_EXTENSION_ARCHS:-}" ]; then
+	ext=$src/torch/utils/cpp_extension.py
+	[ -f "$ext" ] || die "CPP_EXTENSION_ARCHS is set but input '$name' has no torch/utils/cpp_extension.py (set it on the stage that builds torch)"
+	# shellcheck disable=SC2086
+	"$py" - "$ext" ${CPP_EXTENSION_ARCHS//;/ } <<'PY' || die "cannot add $CPP_EXTENSION_ARCHS to $ext"
+import re, sys
+path, want = sys.argv[1], sys.argv[2:]
+text = open(path).read()
+m = re.search(r"supported_arches = \[([^\]]*)\]", text)
+if m is None:
+    sys.exit("python-project: no 'supported_arches = [...]' in %s: this torch builds its arch list another way" % path)
+have = re.findall(r"'([0-9.]+)'", m.group(1))
+add = [a for a in want if a not in have]
+text = text[:m.start()] + "supported_arches = [%s]" % ", ".join("'%s'" % a for a in add + have) + text[m.end():]
+open(path, "w").write(text)
+print("python-project: torch.utils.cpp_extension supported_arches now %s (added: %s)" % (
+    ", ".join(add + have), " ".join(add) or "none, already there"))
+PY
+	echo "${CPP_EXTENSION_ARCHS//;/ }" >"/.imgbuild/facts.d/${pkg}_cpp_extension_archs_added"
+fi
 
 # ---- the build environment ----
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}

@@ -85,6 +85,20 @@ for seed in gt-cu10 mx150-cu92; do
 	check "  $seed: the lock pins torch to the fixture's tag commit" grep -q "^source torch $TORCH_COMMIT\$" "$TMP/$seed.root/.imgbuild/lock"
 	check "  $seed: the lock holds conda's explicit list with magma" bash -c "
 		grep -q '^@EXPLICIT' $TMP/$seed.root/.imgbuild/lock && grep -q '/magma-cuda' $TMP/$seed.root/.imgbuild/lock"
+	# Every CONDA_PACKAGES spec is pinned (name=X.Y.Z) and the explicit lock holds that exact build.
+	specs=$(python3 -c 'import sys, tomllib; print([s for s in tomllib.load(open(sys.argv[1], "rb"))["stage"] if s["name"] == "conda"][0]["env"]["CONDA_PACKAGES"])' "$m")
+	missing=""
+	for spec in $specs; do
+		case "$spec" in *=[0-9]*) ;; *) missing="$missing unpinned:$spec" ; continue ;; esac
+		grep -q "/${spec%%=*}-${spec#*=}-" "$TMP/$seed.root/.imgbuild/lock" || missing="$missing $spec"
+	done
+	if [ -z "$missing" ]; then ok "  $seed: every conda package is pinned and in the explicit lock at that version"
+	else not_ok "  $seed: conda pins vs lock:$missing"; fi
+	# 3.0 is in archs: python-project.sh added it to torch's cpp_extension list (CPP_EXTENSION_ARCHS),
+	# without which the fixture vision, like torch.utils.cpp_extension, refuses it.
+	check "  $seed: torch built for 3.0 and cpp_extension patched for it (vision built)" bash -c "
+		[[ \"$(fact torch_archs)\" == 3.0\;* ]] && [ \"$(fact torch_cpp_extension_archs_added)\" = 3.0 ] &&
+		[ \"$(fact torchvision_version)\" = 0.5.0 ]"
 	check "  $seed: no driver library and no stub on a runtime path in the image" bash -c "
 		! tar -tf $out | grep -E 'libcuda\.so\.1|libnvidia-' && ! tar -xOf $out --wildcards './etc/ld.so.conf*' 2>/dev/null | grep -q stubs"
 done
