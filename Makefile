@@ -24,7 +24,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/*_test.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
 GPU_PROBE := build/cuda-probe
 
-.PHONY: all deps test test-long demo fuzz bench install clean format check-format
+.PHONY: all deps test test-long demo fuzz bench install clean format check-format compat-doc
 all: build/imgbuild build/toml-decode build/oldkernel $(GPU_PROBE)
 
 build/obj/%.o: builder/%.c $(wildcard builder/*.h) | build/obj
@@ -85,6 +85,10 @@ fuzz: deps build/imgbuild $(FUZZ_TARGETS)
 bench: deps all
 	./bench/run.sh
 
+# docs/compat.md's "Which stack for my GPU?" table, regenerated from the data files.
+compat-doc: build/imgbuild
+	@./tests/compat-doc.sh --write docs/compat.md
+
 install: build/imgbuild
 	@echo "installing for $(DATADIR)"
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/stages $(DESTDIR)$(DATADIR)/keys
@@ -92,6 +96,8 @@ install: build/imgbuild
 	install -m 0644 stages/*.sh $(DESTDIR)$(DATADIR)/stages/
 	install -m 0644 keys/*.pub keys/*.gpg $(DESTDIR)$(DATADIR)/keys/ 2>/dev/null || true
 	install -d $(DESTDIR)$(DATADIR)/builder && install -m 0644 builder/compat.toml builder/chips.toml $(DESTDIR)$(DATADIR)/builder/
+	@# the seed manifests: imgbuild advise --manifest starts from them
+	install -d $(DESTDIR)$(DATADIR)/manifests && install -m 0644 manifests/*.toml $(DESTDIR)$(DATADIR)/manifests/
 
 format:
 	clang-format -i builder/*.c builder/*.h

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "compat.h"
 #include "driver.h"
+#include "gpus.h"
 #include "log.h"
 #include "sandbox.h"
 #include "toml.h"
@@ -194,6 +196,38 @@ static int read_facts(const char *tree, struct facts *f, ib_error_t *err)
 	return 0;
 }
 
+/* A driver from a branch after a GPU's last one does not drive it at all, and then
+ * libcuda never reports the GPU, so the arch check below cannot explain why: say so
+ * from the PCI ids (sysfs), which the kernel lists whatever the driver. A warning,
+ * not a refusal: the chip table may be wrong, and the image may be for another GPU. */
+static void warn_driver_branches(const struct ib_driver *d)
+{
+	ib_error_t e = NULL;
+	const struct ib_compat *c = ib_compat_default(&e);
+	struct ib_host_gpus g;
+	if (c == NULL || ib_gpus_scan(d->host_root, &g, &e) < 0) {
+		ib_log_debug("--gpu: driver branch check skipped: %s", e ? e->msg : "?");
+		ib_error_free(&e);
+		return;
+	}
+	for (size_t i = 0; i < g.n; i++) {
+		struct ib_chip_match *ms = NULL;
+		size_t n = g.v[i].pci ? ib_compat_find_chips(c, g.v[i].pci, &ms) : 0;
+		const char *cc = n ? ms[0].cc : NULL, *name = n ? ms[0].name : g.v[i].pciids_name;
+		cleanup_free char *chip = NULL;
+		if (cc == NULL && g.v[i].pciids_name) {
+			chip = xstrndup(g.v[i].pciids_name, strcspn(g.v[i].pciids_name, " ["));
+			cc = ib_compat_chip_cc(c, chip, NULL);
+		}
+		cleanup_free char *msg = cc ? ib_compat_driver_warning(c, d->version, cc) : NULL;
+		if (msg)
+			ib_log_warn("--gpu: GPU %s (%s%s%s): %s", g.v[i].bus, name ? name : "", name ? ", " : "",
+				    g.v[i].pci ? g.v[i].pci : "?", msg);
+		free(ms);
+	}
+	ib_gpus_free(&g);
+}
+
 /* Checks (a) driver present and new enough, (b) /dev/nvidia-uvm, (c) every
  * GPU's compute capability covered by the image's archs, before anything starts. */
 static int gpu_preflight(const char *tree, struct ib_driver *d, ib_error_t *err)
@@ -215,6 +249,8 @@ static int gpu_preflight(const char *tree, struct ib_driver *d, ib_error_t *err)
 		ib_error_wrap(err, "--gpu: discover the NVIDIA driver");
 		goto out;
 	}
+	if (d->found)
+		warn_driver_branches(d);
 	if (ib_driver_check_present(d, f.min_driver, err) < 0 || ib_driver_check_uvm(d, err) < 0)
 		goto out;
 	if (f.have_archs || f.ptx_jit) {

@@ -18,6 +18,7 @@ int ib_cmd_driver(int argc, char **argv, ib_error_t *err);
 int ib_cmd_pull(int argc, char **argv, ib_error_t *err);
 int ib_cmd_trust(int argc, char **argv, ib_error_t *err);
 int ib_cmd_mirror(int argc, char **argv, ib_error_t *err);
+int ib_cmd_advise(int argc, char **argv, ib_error_t *err);
 
 /* Shared by commands: prints "usage: ..." help for CMD when argv has --help/-h.
  * Returns true when help was printed (the command then returns 0). */

@@ -1441,3 +1441,235 @@ int ib_compat_check(const struct ib_compat *c, const struct ib_manifest *m, stru
 	check_pins(c, m, out);
 	return 0;
 }
+
+/* ---- GPUs and advice ------------------------------------------------------- */
+
+/* Lowercase letters and digits only, "nvidia" and "geforce" dropped. */
+static void norm_name(const char *in, char *out, size_t len)
+{
+	size_t n = 0;
+	for (const char *p = in; *p && n + 1 < len; p++)
+		if (isalnum((unsigned char)*p))
+			out[n++] = (char)tolower((unsigned char)*p);
+	out[n] = '\0';
+	static const char *const drop[] = { "nvidia", "geforce" };
+	for (size_t i = 0; i < 2; i++) {
+		char *at;
+		while ((at = strstr(out, drop[i])) != NULL)
+			memmove(at, at + strlen(drop[i]), strlen(at + strlen(drop[i])) + 1);
+	}
+}
+
+const char *ib_compat_chip_cc(const struct ib_compat *c, const char *chip, const char **source)
+{
+	const struct chip_row *best = NULL;
+	for (size_t i = 0; chip && i < c->n_chip; i++) {
+		const struct chip_row *r = &c->chip[i];
+		if (strncasecmp(chip, r->chip, strlen(r->chip)) == 0 && (best == NULL || strlen(r->chip) > strlen(best->chip)))
+			best = r;
+	}
+	if (source)
+		*source = best ? best->source : NULL;
+	return best ? best->cc : NULL;
+}
+
+static struct ib_chip_match device_match(const struct ib_compat *c, const struct device_row *r)
+{
+	struct ib_chip_match x = { r->pci, r->name, r->chip, NULL, r->source, NULL };
+	x.cc = ib_compat_chip_cc(c, r->chip, &x.cc_source);
+	return x;
+}
+
+size_t ib_compat_devices(const struct ib_compat *c, struct ib_chip_match **out)
+{
+	*out = xcalloc(c->n_device + 1, sizeof(**out));
+	for (size_t i = 0; i < c->n_device; i++)
+		(*out)[i] = device_match(c, &c->device[i]);
+	return c->n_device;
+}
+
+size_t ib_compat_find_chips(const struct ib_compat *c, const char *query, struct ib_chip_match **out)
+{
+	*out = xcalloc(c->n_device + 1, sizeof(**out));
+	size_t n = 0;
+	/* A PCI id: "10de:1392" or "1392". */
+	const char *id = strncasecmp(query, "10de:", 5) == 0 ? query + 5 : query;
+	bool is_id = strlen(id) == 4 && strspn(id, "0123456789abcdefABCDEF") == 4;
+	char want[128], have[128];
+	norm_name(query, want, sizeof(want));
+	for (int pass = 0; pass < 2 && n == 0; pass++)
+		for (size_t i = 0; i < c->n_device; i++) {
+			const struct device_row *r = &c->device[i];
+			bool hit;
+			if (is_id)
+				hit = strcasecmp(r->pci + 5, id) == 0;
+			else {
+				norm_name(r->name, have, sizeof(have));
+				/* Exact first; then a name that continues the query ("gtx1050" finds
+				 * "GTX 1050 Mobile" and "GTX 1050 3GB"). */
+				hit = want[0] && (pass == 0 ? strcmp(have, want) == 0 : strncmp(have, want, strlen(want)) == 0);
+			}
+			if (hit)
+				(*out)[n++] = device_match(c, r);
+		}
+	return n;
+}
+
+static void item(struct ib_advice_item *it, const char *source, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void item(struct ib_advice_item *it, const char *source, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(it->value, sizeof(it->value), fmt, ap);
+	va_end(ap);
+	it->source = source;
+}
+
+/* Major of a gcc bound: "11.1" means 11.1 but not 11.2, so only 10 is safe to install. */
+static unsigned long long gcc_major(const char *v)
+{
+	unsigned long long major = 0;
+	version_comp(v, 0, &major);
+	return ib_version_ncomp(v) > 1 && major > 0 ? major - 1 : major;
+}
+
+void ib_compat_advise(const struct ib_compat *c, const char *cc, struct ib_advice *a)
+{
+	memset(a, 0, sizeof(*a));
+	const struct arch_driver_row *ad = arch_driver_for(c, cc);
+	if (ad) {
+		a->family = ad->family;
+		a->last_branch = ad->last_branch;
+		item(&a->branch, ad->source, "%s; the last driver branch is R%s", ad->family, ad->last_branch);
+	} else
+		item(&a->branch, "builder/compat.toml [[arch_driver]]", "still driven by current drivers (no last branch known)");
+	const struct arch_row *ar = NULL;
+	for (size_t i = 0; i < c->n_arch && !ar; i++)
+		if (ib_version_cmp(c->arch[i].arch, cc) == 0)
+			ar = &c->arch[i];
+	if (ar == NULL) {
+		item(&a->cuda_range, "builder/compat.toml", "unknown: no [[cuda_arch]] row for %s", cc);
+		snprintf(a->why_none, sizeof(a->why_none), "compat.toml has no [[cuda_arch]] row for %s", cc);
+		return;
+	}
+	char top[32] = "";
+	if (ad)
+		newest_cuda_for_branch(c, ad->last_branch, top, sizeof(top));
+	char range[64];
+	range_text(range, sizeof(range), ar->cuda_min, ar->cuda_max);
+	if (top[0] && (!ar->cuda_max || ib_version_cmp(top, ar->cuda_max) < 0))
+		item(&a->cuda_range, ar->source, "%s (nvcc can target %s); with R%s drivers at most CUDA %s runs", range, cc,
+		     ad->last_branch, top);
+	else
+		item(&a->cuda_range, ar->source, "%s (nvcc can target %s)", range, cc);
+
+	/* Candidate CUDA releases: every major.minor the driver table knows, newest first. */
+	struct ib_strv cands = { 0 };
+	for (size_t i = 0; i < c->n_driver; i++) {
+		char *mm = major_minor(c->driver[i].cuda);
+		bool dup = false;
+		for (size_t k = 0; k < cands.n && !dup; k++)
+			dup = strcmp(cands.v[k], mm) == 0;
+		if (dup)
+			free(mm);
+		else
+			ib_strv_push_owned(&cands, mm);
+	}
+	const char *blocked = NULL;
+	for (size_t pick = 0; pick < cands.n && !a->have_stack; pick++) {
+		/* the newest not yet tried */
+		size_t best = cands.n;
+		for (size_t k = 0; k < cands.n; k++)
+			if (cands.v[k][0] && (best == cands.n || ib_version_cmp(cands.v[k], cands.v[best]) > 0))
+				best = k;
+		if (best == cands.n)
+			break;
+		const char *cu = cands.v[best];
+		if (!ib_version_in(cu, ar->cuda_min, ar->cuda_max))
+			goto next;
+		const char *need = ib_compat_min_driver(c, cu);
+		if (need == NULL || (ad && driver_after_branch(need, ad->last_branch)))
+			goto next;
+		const struct cudnn_row *dn = NULL;
+		for (size_t i = 0; i < c->n_cudnn; i++) {
+			const struct cudnn_row *r = &c->cudnn[i];
+			for (size_t k = 0; k < r->cuda.n; k++)
+				if (ib_version_cmp_n(r->cuda.v[k], cu, 2) == 0 &&
+				    (dn == NULL || ib_version_cmp(r->cudnn_max, dn->cudnn_max) > 0))
+					dn = r;
+		}
+		const struct torch_row *tr = NULL;
+		for (size_t i = 0; i < c->n_torch; i++)
+			if (ib_version_in(cu, c->torch[i].cuda_min, c->torch[i].cuda_max) &&
+			    (tr == NULL || ib_version_cmp(c->torch[i].torch, tr->torch) > 0))
+				tr = &c->torch[i];
+		const struct gcc_row *gr = NULL;
+		for (size_t i = 0; i < c->n_gcc && !gr; i++)
+			if (ib_version_in(cu, c->gcc[i].cuda_min, c->gcc[i].cuda_max))
+				gr = &c->gcc[i];
+		if (!dn || !tr || !gr) {
+			if (!blocked)
+				blocked = !dn ? "cuDNN" : !tr ? "torch" : "gcc";
+			goto next;
+		}
+		a->have_stack = true;
+		const struct driver_row *drow = driver_row_for(c, cu, need);
+		if (ad)
+			item(&a->driver, drow ? drow->source : NULL, ">= %s (CUDA %s), from a branch no later than R%s", need, cu,
+			     ad->last_branch);
+		else
+			item(&a->driver, drow ? drow->source : NULL, ">= %s (CUDA %s)", need, cu);
+		item(&a->cuda, ar->source, "%s", cu);
+		item(&a->cudnn, dn->source, "%s (built for CUDA %s)", dn->cudnn_max, cu);
+		unsigned long long g = gcc_major(gr->gcc_max), tg = tr->gcc_max ? gcc_major(tr->gcc_max) : g;
+		item(&a->gcc, gr->source, "%llu (CUDA %s accepts <= %s, torch %s <= %s)", g < tg ? g : tg, cu, gr->gcc_max,
+		     tr->torch, tr->gcc_max ? tr->gcc_max : "any");
+		item(&a->torch, tr->source, "%s (built from source; CUDA %s-%s)", tr->torch, tr->cuda_min ? tr->cuda_min : "?",
+		     tr->cuda_max ? tr->cuda_max : "?");
+		item(&a->torchvision, tr->source, "%s", tr->torchvision.n ? tr->torchvision.v[tr->torchvision.n - 1] : "?");
+		item(&a->python, tr->source, "%s (torch %s: %s-%s)", tr->python_max ? tr->python_max : "?", tr->torch,
+		     tr->python_min ? tr->python_min : "?", tr->python_max ? tr->python_max : "?");
+		const struct magma_row *mr = NULL;
+		for (size_t i = 0; i < c->n_magma; i++)
+			if (ib_version_cmp_n(c->magma[i].cuda, cu, 2) == 0)
+				mr = &c->magma[i];
+		if (mr)
+			item(&a->magma, mr->source, "%s%s%s", mr->package, mr->versions.n ? "=" : "",
+			     mr->versions.n ? mr->versions.v[mr->versions.n - 1] : "");
+		else
+			item(&a->magma, rule_source(c, "magma-cuda"), "none on the pytorch channel for CUDA %s", cu);
+	next:
+		cands.v[best][0] = '\0';
+	}
+	if (!a->have_stack)
+		snprintf(a->why_none, sizeof(a->why_none),
+			 "no CUDA in %s that %s can use has a %s row in compat.toml", range,
+			 ad ? "its last driver branch" : "it", blocked ? blocked : "driver");
+	ib_strv_free(&cands);
+}
+
+const char *ib_compat_ext_arch_fix(const struct ib_compat *c, const char *arch, const char *torch, const char **source)
+{
+	for (size_t k = 0; k < c->n_ext_arch; k++) {
+		const struct ext_arch_row *r = &c->ext_arch[k];
+		if (ib_version_cmp(r->arch, arch) == 0 && ib_version_in(torch, r->torch_min, NULL)) {
+			if (source)
+				*source = r->source;
+			return r->fix;
+		}
+	}
+	return NULL;
+}
+
+bool ib_compat_arch_covered(const char *cc, const struct ib_strv *archs)
+{
+	for (size_t i = 0; i < archs->n; i++) {
+		const char *a = archs->v[i];
+		if (ib_version_cmp_n(a, cc, 1) == 0 && ib_version_cmp(a, cc) <= 0)
+			return true;
+		if (strstr(a, "+PTX") && ib_version_cmp(a, cc) <= 0)
+			return true;
+	}
+	return false;
+}

@@ -69,3 +69,42 @@ char *ib_compat_driver_warning(const struct ib_compat *c, const char *driver, co
 /* `plan --driver VERSION`: appends the host-driver verdicts for a host running DRIVER. */
 void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m, const char *driver,
 			  struct ib_verdicts *out);
+
+/* ---- GPUs (builder/chips.toml) and advice ---- */
+
+/* What a marketing name or PCI id can mean. Strings are not owned (they live in C). */
+struct ib_chip_match {
+	const char *pci;	/* "10de:1392", NULL for a chip found only through pci.ids */
+	const char *name;	/* "GeForce GTX 860M" */
+	const char *chip;	/* "GM107M" */
+	const char *cc;		/* "5.0", or NULL when no [[chip]] row knows the chip */
+	const char *source;	/* the [[device]] row's, or NULL */
+	const char *cc_source;	/* the [[chip]] row's, or NULL */
+};
+/* Every [[device]] row whose PCI id ("10de:1392" or "1392") or name matches QUERY;
+ * names compare without case, spaces, "NVIDIA" and "GeForce" ("gtx 860m" finds
+ * both GTX 860M chips). *out is freed with free(); returns the count. */
+size_t ib_compat_find_chips(const struct ib_compat *c, const char *query, struct ib_chip_match **out);
+/* Compute capability of a chip as pci.ids names it ("GK208B", "GP108M"), or NULL. */
+const char *ib_compat_chip_cc(const struct ib_compat *c, const char *chip, const char **source);
+/* Every [[device]] row, in file order (for the table). */
+size_t ib_compat_devices(const struct ib_compat *c, struct ib_chip_match **out);
+
+struct ib_advice_item {
+	char value[320];
+	const char *source;	/* not owned */
+};
+/* The newest stack compat.toml allows for compute capability CC. */
+struct ib_advice {
+	const char *family, *last_branch;	/* NULL when current drivers still drive it */
+	struct ib_advice_item branch, cuda_range;
+	bool have_stack;
+	char why_none[256];
+	struct ib_advice_item driver, cuda, cudnn, gcc, torch, torchvision, python, magma;
+};
+void ib_compat_advise(const struct ib_compat *c, const char *cc, struct ib_advice *a);
+/* The fix for torch TORCH's extension builder rejecting ARCH, or NULL when it accepts it. */
+const char *ib_compat_ext_arch_fix(const struct ib_compat *c, const char *arch, const char *torch, const char **source);
+/* A GPU of compute capability CC runs code built for ARCHS ("3.5", "6.1+PTX"): SASS
+ * within its major version at or below its minor, PTX at or below it. */
+bool ib_compat_arch_covered(const char *cc, const struct ib_strv *archs);

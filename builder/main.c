@@ -26,6 +26,7 @@ static const struct command commands[] = {
 	{ "run", ib_cmd_run, "run a command inside an image", false },
 	{ "keygen", ib_cmd_keygen, "make an Ed25519 signing key pair", false },
 	{ "trust", ib_cmd_trust, "trust, list or forget the public keys images are checked against", false },
+	{ "advise", ib_cmd_advise, "say which CUDA/torch stack a GPU can use (name, PCI id or auto)", false },
 	{ "driver", ib_cmd_driver, "show the host NVIDIA driver and what would be bound", false },
 	{ "mirror", ib_cmd_mirror, "print the host's apt mirror for a distribution", true },
 };

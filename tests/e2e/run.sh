@@ -107,6 +107,27 @@ printf 'min_driver = "525.60.13"\narchs = ["5.0", "6.1+PTX"]\n' >"$ROOT/.imgbuil
 check "--gpu: 6.1+PTX covers sm_90" env IMGBUILD_HOST_ROOT="$TMP/good" FAKE_CUDA_MAJOR=9 "$IMGBUILD" run --gpu "$ROOT" -- true
 printf 'min_driver = "525.60.13"\narchs = ["5.0", "6.1"]\nptx_jit = true\n' >"$ROOT/.imgbuild/facts.toml"
 check "--gpu: ptx_jit = true covers sm_90" env IMGBUILD_HOST_ROOT="$TMP/good" FAKE_CUDA_MAJOR=9 "$IMGBUILD" run --gpu "$ROOT" -- true
+# A Kepler GTX 860M (10de:119a in sysfs) under a 525 driver: past R470, its last branch.
+# run --gpu warns with the cause and still runs; under 470 it says nothing of the sort.
+mkhost "$TMP/kepler" 525.60.13 uvm
+mkhost "$TMP/kepler470" 470.82.01 uvm
+for h in kepler kepler470; do
+	dev=$TMP/$h/sys/bus/pci/devices/0000:01:00.0
+	mkdir -p "$dev" "$TMP/$h/sys/bus/pci/devices/0000:01:00.1"
+	printf '0x10de\n' >"$dev/vendor"; printf '0x119a\n' >"$dev/device"; printf '0x030000\n' >"$dev/class"
+	# the card's HDMI audio function: not a GPU
+	printf '0x10de\n0x0e0a\n0x040300\n' | { read -r v; read -r d; read -r c
+		echo "$v" >"$TMP/$h/sys/bus/pci/devices/0000:01:00.1/vendor"; echo "$d" >"$TMP/$h/sys/bus/pci/devices/0000:01:00.1/device"
+		echo "$c" >"$TMP/$h/sys/bus/pci/devices/0000:01:00.1/class"; }
+done
+printf 'min_driver = "410.48"\narchs = ["3.0", "5.0", "6.1+PTX"]\n' >"$ROOT/.imgbuild/facts.toml"
+check_fails "--gpu: a Kepler GPU under driver 525 is a warning naming R470, and the command runs" 0 \
+	'warning: --gpu: GPU 0000:01:00\.0 \(GeForce GTX 860M, 10de:119a\): driver 525\.60\.13 is newer than R470, the last driver branch for Kepler GPUs \(compute capability 3\.0\)' \
+	env IMGBUILD_HOST_ROOT="$TMP/kepler" FAKE_CUDA_MAJOR=3 FAKE_CUDA_MINOR=0 "$IMGBUILD" run --gpu "$ROOT" -- true
+check "--gpu: the warning is one line, once" test "$(grep -c 'newer than R470' "$TMP/check.out")" -eq 1
+check "--gpu: under driver 470 the same GPU runs with no branch warning" sh -c "
+	env IMGBUILD_HOST_ROOT='$TMP/kepler470' FAKE_CUDA_MAJOR=3 FAKE_CUDA_MINOR=0 '$IMGBUILD' run --gpu '$ROOT' -- true >'$TMP/k470.out' 2>&1 &&
+	! grep -q 'newer than R' '$TMP/k470.out'"
 rm "$ROOT/.imgbuild/facts.toml"
 check_fails "--gpu without facts says what is missing" 0 'no \.imgbuild/facts\.toml' \
 	env IMGBUILD_HOST_ROOT="$TMP/good" "$IMGBUILD" run --gpu "$ROOT" -- true
