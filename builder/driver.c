@@ -223,6 +223,38 @@ static char *host_path(const struct ib_driver *d, const char *path)
 	return d->host_root[0] ? ib_path_join(d->host_root, path) : xstrdup(path);
 }
 
+/* Folds "." and ".." in an absolute PATH, never above "/": a relative link
+ * target ("../../usr/lib/...") must not climb out of the host root. Frees PATH. */
+static char *normalize(char *path)
+{
+	char *out = xmalloc(strlen(path) + 2);
+	size_t o = 0;
+	const char *p = path;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		size_t len = strcspn(p, "/");
+		if (len == 0)
+			break;
+		if (len == 2 && p[0] == '.' && p[1] == '.') {
+			while (o > 0 && out[o - 1] != '/')
+				o--;
+			if (o > 0)
+				o--;	/* the '/' before the dropped component */
+		} else if (!(len == 1 && p[0] == '.')) {
+			out[o++] = '/';
+			memcpy(out + o, p, len);
+			o += len;
+		}
+		p += len;
+	}
+	if (o == 0)
+		out[o++] = '/';
+	out[o] = '\0';
+	free(path);
+	return out;
+}
+
 /* Resolves symlinks of PATH (absolute, as seen by the host) inside the host root,
  * so that an absolute link target stays under $IMGBUILD_HOST_ROOT. Returns the
  * host-root-relative path, or NULL. */
@@ -241,16 +273,16 @@ static char *resolve_in_root(const struct ib_driver *d, const char *path)
 		if (n < 0)
 			return NULL;
 		target[n] = '\0';
+		char *next;
 		if (target[0] == '/') {
-			free(cur);
-			cur = xstrdup(target);
+			next = xstrdup(target);
 		} else {
 			char *slash = strrchr(cur, '/');
 			*slash = '\0';
-			char *next = xasprintf("%s/%s", cur, target);
-			free(cur);
-			cur = next;
+			next = xasprintf("%s/%s", cur, target);
 		}
+		free(cur);
+		cur = normalize(next);	/* frees NEXT */
 	}
 	return NULL;
 }
@@ -368,10 +400,65 @@ static bool is_script(const char *path)
 	return fd >= 0 && read(fd, magic, 2) == 2 && magic[0] == '#' && magic[1] == '!';
 }
 
+/* The absolute path a wrapper script execs TOOL from: the word after "exec",
+ * or a line's first word, that is an absolute path whose file name contains
+ * TOOL ("exec /usr/local/nvidia/bin/nvidia-smi \"$@\""). Not a shell parser:
+ * what it cannot read, it does not follow (and the script itself is bound). */
+static char *script_target(const char *path, const char *tool)
+{
+	ib_error_t e = NULL;
+	cleanup_free char *text = ib_read_file_max(path, 64 * 1024, NULL, &e);
+	ib_error_free(&e);
+	if (text == NULL)
+		return NULL;
+	for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *w = line + strspn(line, " \t");
+		if (*w == '#')
+			continue;
+		if (strncmp(w, "exec", 4) == 0 && (w[4] == ' ' || w[4] == '\t'))
+			w += 4 + strspn(w + 4, " \t");
+		if (*w == '"' || *w == '\'')
+			w++;
+		if (*w != '/')
+			continue;
+		size_t len = strcspn(w, " \t\"';&|");
+		char *target = xstrndup(w, len);
+		const char *base = strrchr(target, '/') + 1;
+		if (strstr(base, tool) && !strchr(target, '$'))
+			return target;
+		free(target);
+	}
+	return NULL;
+}
+
+/* Follows REL (an absolute path as the host sees it) to the file that runs:
+ * symlinks resolved inside the host root, a "#!" wrapper followed to what it
+ * execs, a few levels deep. Returns the host path of an executable that is not
+ * a script, or NULL. */
+static char *follow_tool(const struct ib_driver *d, const char *rel, const char *tool, int depth)
+{
+	cleanup_free char *real = resolve_in_root(d, rel);
+	if (real == NULL)
+		return NULL;
+	cleanup_free char *p = host_path(d, real);
+	struct stat st;
+	if (stat(p, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+		return NULL;
+	if (!is_script(p))
+		return steal_pointer(&p);
+	cleanup_free char *next = depth < 4 ? script_target(p, tool) : NULL;
+	if (next == NULL)
+		return NULL;
+	ib_log_debug("driver: %s is a wrapper script that runs %s", p, next);
+	return follow_tool(d, next, tool, depth + 1);
+}
+
 /* Some hosts put a wrapper script in /usr/bin that execs the real tool from a
  * folder the image never sees (seen on the GPU test machine: /usr/bin/nvidia-smi
- * runs /usr/local/nvidia/bin/nvidia-smi): prefer the real executable, and bind a
- * script only when there is nothing else. */
+ * runs /usr/local/nvidia/bin/nvidia-smi, and the image's PATH has no such
+ * folder, so the bound wrapper exited 127), or a chain of symlinks
+ * (alternatives). Bind the file that runs, under the tool's name; a script
+ * whose target cannot be read is bound only when there is nothing else. */
 static void find_bins(struct ib_driver *d)
 {
 	for (size_t i = 0; i < sizeof(driver_bins) / sizeof(driver_bins[0]); i++) {
@@ -379,20 +466,24 @@ static void find_bins(struct ib_driver *d)
 		bool found = false;
 		for (size_t k = 0; k < sizeof(bin_dirs) / sizeof(bin_dirs[0]) && !found; k++) {
 			cleanup_free char *rel = xasprintf("%s/%s", bin_dirs[k], driver_bins[i]);
-			cleanup_free char *p = host_path(d, rel);
-			struct stat st;
-			if (stat(p, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
-				continue;
-			if (is_script(p)) {
-				if (script == NULL)
-					script = steal_pointer(&p);
+			cleanup_free char *real = follow_tool(d, rel, driver_bins[i], 0);
+			if (real) {
+				ib_strv_push(&d->bins, real);
+				ib_strv_push(&d->bin_names, driver_bins[i]);
+				found = true;
 				continue;
 			}
-			ib_strv_push(&d->bins, p);
-			found = true;
+			cleanup_free char *at = resolve_in_root(d, rel);
+			cleanup_free char *p = at ? host_path(d, at) : NULL;
+			struct stat st;
+			if (script == NULL && p && stat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) &&
+			    is_script(p))
+				script = steal_pointer(&p);
 		}
-		if (!found && script)
+		if (!found && script) {
 			ib_strv_push(&d->bins, script);
+			ib_strv_push(&d->bin_names, driver_bins[i]);
+		}
 	}
 }
 
@@ -506,6 +597,7 @@ void ib_driver_free(struct ib_driver *d)
 	}
 	free(d->devs);
 	ib_strv_free(&d->bins);
+	ib_strv_free(&d->bin_names);
 	free(d->socket);
 	free(d->version);
 	free(d->host_root);
@@ -517,12 +609,6 @@ static char *dev_link(const char *soname)
 {
 	const char *so = strstr(soname, ".so.");
 	return so ? xstrndup(soname, (size_t)(so - soname) + 3) : NULL;
-}
-
-static const char *base_name(const char *p)
-{
-	const char *s = strrchr(p, '/');
-	return s ? s + 1 : p;
 }
 
 void ib_driver_print(const struct ib_driver *d, FILE *out)
@@ -553,7 +639,7 @@ void ib_driver_print(const struct ib_driver *d, FILE *out)
 	if (d->bins.n == 0)
 		fprintf(out, "  (none)\n");
 	for (size_t i = 0; i < d->bins.n; i++)
-		fprintf(out, "  %s -> %s/%s\n", d->bins.v[i], IB_DRIVER_BIN_DIR, base_name(d->bins.v[i]));
+		fprintf(out, "  %s -> %s/%s\n", d->bins.v[i], IB_DRIVER_BIN_DIR, d->bin_names.v[i]);
 	fprintf(out, "devices:\n");
 	if (d->n_devs == 0)
 		fprintf(out, "  (none)\n");
@@ -605,7 +691,7 @@ int ib_driver_bind(const struct ib_driver *d, const char *root, struct ib_mount_
 		}
 	}
 	for (size_t i = 0; i < d->bins.n; i++) {
-		cleanup_free char *dst = ib_path_join(bindir, base_name(d->bins.v[i]));
+		cleanup_free char *dst = ib_path_join(bindir, d->bin_names.v[i]);
 		if (bind_file(j, d->bins.v[i], dst, file_flags, err) < 0)
 			return -1;
 	}

@@ -35,7 +35,8 @@ struct ib_driver {
 	char *version;	/* "580.159.04" */
 	struct ib_driver_lib *libs;
 	size_t n_libs;
-	struct ib_strv bins;	/* host paths of nvidia-smi, ... */
+	struct ib_strv bins;	/* host paths of nvidia-smi, ...: the files that run, wrappers and links followed */
+	struct ib_strv bin_names;	/* the name each is bound as (the tool's: nvidia-smi) */
 	struct ib_driver_dev *devs;
 	size_t n_devs;
 	char *socket;	/* host path of the persistenced socket, or NULL */

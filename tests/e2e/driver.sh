@@ -66,6 +66,21 @@ mkdir -p "$TMP/host2/usr/local/nvidia/bin"
 cp /bin/true "$TMP/host2/usr/local/nvidia/bin/nvidia-smi"
 IMGBUILD_HOST_ROOT="$TMP/host2" "$IMGBUILD" driver >"$TMP/driver2.out" 2>&1 || true
 check "a wrapper script loses to the real nvidia-smi" grep -q "$TMP/host2/usr/local/nvidia/bin/nvidia-smi -> /imgbuild/driver/bin/nvidia-smi" "$TMP/driver2.out"
+# The GPU machine's layout, generalised: /usr/bin/nvidia-smi a wrapper script
+# that execs a path through a chain of symlinks (absolute, then relative) to a
+# file with another name. The file that runs is bound, under the tool's name.
+cp -a "$HOST" "$TMP/host3"
+H3=$TMP/host3
+mkdir -p "$H3/opt/nvidia/bin" "$H3/etc/alternatives" "$H3/usr/lib/nvidia/$VER"
+printf '#include <stdio.h>\nint main(int c, char **v) { printf("NVIDIA-SMI %s real binary%%s%%s\\n", c > 1 ? " " : "", c > 1 ? v[1] : ""); return 0; }\n' "$VER" >"$TMP/smi.c"
+gcc -static -O2 -o "$H3/usr/lib/nvidia/$VER/nvidia-smi.real" "$TMP/smi.c"
+ln -s /etc/alternatives/nvidia-smi "$H3/opt/nvidia/bin/nvidia-smi"
+ln -s "../../usr/lib/nvidia/$VER/nvidia-smi.real" "$H3/etc/alternatives/nvidia-smi"
+printf '#!/bin/sh\n# wrapper, as on the GPU host\nNVSMI_WRAPPED=1\nexport NVSMI_WRAPPED\nexec /opt/nvidia/bin/nvidia-smi "$@"\n' >"$H3/usr/bin/nvidia-smi"
+chmod 755 "$H3/usr/bin/nvidia-smi"
+IMGBUILD_HOST_ROOT="$H3" "$IMGBUILD" driver >"$TMP/driver3.out" 2>&1 || true
+check "a wrapper script and a symlink chain are followed to the real file" \
+	grep -qx "  $H3/usr/lib/nvidia/$VER/nvidia-smi.real -> /imgbuild/driver/bin/nvidia-smi" "$TMP/driver3.out"
 check_fails "no driver: says so and exits 0" 0 'no NVIDIA driver found' env IMGBUILD_HOST_ROOT="$TMP/empty" "$IMGBUILD" driver
 
 # ---- bound into a run ----
@@ -110,4 +125,8 @@ else
 	not_ok "tree changed: $leftover"
 fi
 
+# The real binary of the wrapper fixture runs in the sandbox under its tool's name.
+out3=$(IMGBUILD_HOST_ROOT=$H3 "$IMGBUILD" run --gpu "$ROOT" -- nvidia-smi -L 2>&1) && rc3=0 || rc3=$?
+check "run --gpu -- nvidia-smi runs the real binary behind the wrapper (exit $rc3: $out3)" \
+	test "$rc3" -eq 0 -a "$out3" = "NVIDIA-SMI $VER real binary -L"
 finish
