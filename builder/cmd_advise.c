@@ -407,36 +407,41 @@ done:
 	return rc;
 }
 
-int ib_cmd_advise(int argc, char **argv, ib_error_t *err)
+enum { OPT_MANIFEST = IB_OPT_LONG, OPT_TABLE };
+
+static const struct ib_opt options[] = {
+	{ OPT_MANIFEST, "manifest", "OUT", "also write OUT from the nearest seed manifest that plan accepts\n"
+					   "(OUT must be inside a project: a folder with stages/ above it)" },
+	{ OPT_TABLE, "table", NULL, "print the table of every known GPU (docs/compat.md's)" },
+	{ 0 },
+};
+
+struct args {
+	const char *gpu, *out;
+	bool table;
+};
+
+static int parse(int key, const char *arg, void *data, ib_error_t *err)
 {
-	static const struct ib_cmd_help help = {
-		.usage = "imgbuild advise GPU|auto [--manifest OUT.toml] | imgbuild advise --table",
-		.summary = "say which stack an NVIDIA GPU can use. GPU is a marketing name (\"GeForce GTX 860M\"),\n"
-			   "a PCI id (10de:1392) or auto (this host's GPUs, from /sys/bus/pci/devices,\n"
-			   "/proc/driver/nvidia/gpus and pci.ids). Prints every chip the name can mean, its compute\n"
-			   "capability, last driver branch, CUDA range and the newest stack builder/compat.toml\n"
-			   "allows, each with its source.\n"
-			   "exit status: 0 advice printed, 1 no GPU matches, 2 bad usage",
-		.options = "  --manifest OUT     also write OUT from the nearest seed manifest that plan accepts\n"
-			   "                     (OUT must be inside a project: a folder with stages/ above it)\n"
-			   "  --table            print the table of every known GPU (docs/compat.md's)\n",
-	};
-	if (ib_cmd_wants_help(argc, argv, &help))
-		return IB_EXIT_OK;
-	const char *gpu = NULL, *out = NULL;
-	bool table = false;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--manifest") == 0 && i + 1 < argc)
-			out = argv[++i];
-		else if (strcmp(argv[i], "--table") == 0)
-			table = true;
-		else if (argv[i][0] != '-' && gpu == NULL)
-			gpu = argv[i];
-		else
-			return ib_error_usage(err, "usage: %s", help.usage);
+	struct args *a = data;
+	switch (key) {
+	case OPT_MANIFEST: a->out = arg; break;
+	case OPT_TABLE: a->table = true; break;
+	case IB_OPT_OPERAND: a->gpu = arg; break;
 	}
+	return 0;
+}
+
+static int cmd_advise(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
+{
+	struct args a = { 0 };
+	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
+	if (r != 0)
+		return r < 0 ? -1 : IB_EXIT_OK;
+	const char *gpu = a.gpu, *out = a.out;
+	bool table = a.table;
 	if (table == (gpu != NULL) || (table && out))
-		return ib_error_usage(err, "usage: %s", help.usage);
+		return ib_cmd_usage_error(cmd, err);
 	const struct ib_compat *c = ib_compat_default(err);
 	if (c == NULL)
 		return -1;
@@ -475,3 +480,19 @@ int ib_cmd_advise(int argc, char **argv, ib_error_t *err)
 	targets_free(t, n);
 	return rc;
 }
+
+const struct ib_cmd ib_cmd_advise = {
+	.name = "advise",
+	.args_doc = "GPU|auto",
+	.summary = "say which CUDA/torch stack a GPU can use (name, PCI id or auto)",
+	.doc = "say which stack an NVIDIA GPU can use. GPU is a marketing name (\"GeForce GTX 860M\"),\n"
+	       "a PCI id (10de:1392) or auto (this host's GPUs, from /sys/bus/pci/devices,\n"
+	       "/proc/driver/nvidia/gpus and pci.ids). Prints every chip the name can mean, its compute\n"
+	       "capability, last driver branch, CUDA range and the newest stack builder/compat.toml\n"
+	       "allows, each with its source. imgbuild advise --table prints every known GPU.\n"
+	       "exit status: 0 advice printed, 1 no GPU matches, 2 bad usage",
+	.options = options,
+	.min_operands = 0,
+	.max_operands = 1,
+	.main = cmd_advise,
+};

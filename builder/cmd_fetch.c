@@ -1,267 +1,100 @@
 /* imgbuild fetch MANIFEST [--offline]: put every input a build needs in the cache.
  * imgbuild pin MANIFEST: record the sha256 of downloads marked "unknown". */
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 
 #include "commands.h"
 #include "fetch.h"
-#include "git.h"
+#include "inputs.h"
 #include "log.h"
 #include "manifest.h"
 #include "util.h"
 
-static void manifest_freep(struct ib_manifest **m)
-{
-	ib_manifest_free(*m);
-}
-#define cleanup_manifest __attribute__((cleanup(manifest_freep)))
+enum { OPT_OFFLINE = IB_OPT_LONG };
 
-/* Parses "CMD [--offline] MANIFEST"; ALLOW_OFFLINE says whether --offline exists. */
-static int parse_args(int argc, char **argv, bool allow_offline, const char **manifest, bool *offline,
-		      ib_error_t *err)
+static const struct ib_opt fetch_options[] = {
+	{ OPT_OFFLINE, "offline", NULL, "use no network: check that everything is cached, naming what is not" },
+	{ 0 },
+};
+
+struct args {
+	const char *manifest;
+	bool offline;
+};
+
+static int parse(int key, const char *arg, void *data, ib_error_t *err)
 {
-	*manifest = NULL;
-	*offline = false;
-	bool dashdash = false;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!dashdash && strcmp(a, "--") == 0)
-			dashdash = true;
-		else if (!dashdash && allow_offline && strcmp(a, "--offline") == 0)
-			*offline = true;
-		else if (!dashdash && a[0] == '-' && a[1] != '\0')
-			return ib_error_usage(err, "%s: unknown option '%s' (see imgbuild %s --help)", argv[0], a, argv[0]);
-		else if (*manifest == NULL)
-			*manifest = a;
-		else
-			return ib_error_usage(err, "%s: unexpected argument '%s' (one MANIFEST only)", argv[0], a);
-	}
-	if (*manifest == NULL)
-		return ib_error_usage(err, "%s: no MANIFEST given (see imgbuild %s --help)", argv[0], argv[0]);
+	struct args *a = data;
+	if (key == OPT_OFFLINE)
+		a->offline = true;
+	else if (key == IB_OPT_OPERAND)
+		a->manifest = arg;
 	return 0;
 }
 
-int ib_cmd_fetch(int argc, char **argv, ib_error_t *err)
+static int cmd_fetch(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
 {
-	static const struct ib_cmd_help help = {
-		.usage = "imgbuild fetch MANIFEST [--offline]",
-		.summary = "Downloads every input the manifest's build needs (its downloads and git sources) into\n"
-			   "the cache, checked against their pins, so that a later build can run offline.\n"
-			   "Prints one line per input: NAME and its path in the cache.",
-		.options = "  --offline   use no network: check that everything is cached, naming what is not\n",
-	};
-	if (ib_cmd_wants_help(argc, argv, &help))
-		return 0;
-	const char *path;
-	bool offline;
-	if (parse_args(argc, argv, true, &path, &offline, err) < 0)
-		return -1;
-	cleanup_manifest struct ib_manifest *m = ib_manifest_load(path, err);
+	struct args a = { 0 };
+	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	cleanup_manifest struct ib_manifest *m = ib_manifest_load(a.manifest, err);
 	if (m == NULL)
 		return -1;
-
-	ib_error_t dl_err = NULL;
-	int rc = ib_fetch_downloads(m, NULL, offline, &dl_err);
-	/* Online, a failed download stops here; offline, the sources are checked
-	 * too so that one run names everything missing. */
-	if (rc < 0 && !offline) {
-		*err = dl_err;
+	struct ib_strv trees = { 0 };
+	if (ib_inputs_fetch(m, a.offline, &trees, err) < 0) {
+		ib_strv_free(&trees);
 		return -1;
 	}
-	cleanup_free char **trees = xcalloc(m->n_sources + 1, sizeof(char *));
-	struct ib_strv missing = { 0 };
-	if (dl_err)
-		ib_strv_push(&missing, dl_err->msg);
-	ib_error_free(&dl_err);
-	for (size_t i = 0; i < m->n_sources; i++) {
-		ib_error_t src_err = NULL;
-		if (ib_git_export(&m->sources[i], offline, &trees[i], &src_err) < 0) {
-			if (!offline) {
-				for (size_t k = 0; k < i; k++)
-					free(trees[k]);
-				*err = src_err;
-				return ib_error_wrap(err, "%s", m->path);
-			}
-			ib_strv_push(&missing, src_err->msg);
-			ib_error_free(&src_err);
-		}
-	}
-	if (missing.n > 0) {
-		size_t len = 1;
-		for (size_t i = 0; i < missing.n; i++)
-			len += strlen(missing.v[i]) + 1;
-		cleanup_free char *msg = xcalloc(1, len);
-		for (size_t i = 0; i < missing.n; i++) {
-			if (i)
-				strcat(msg, "\n");
-			strcat(msg, missing.v[i]);
-		}
-		ib_strv_free(&missing);
-		for (size_t i = 0; i < m->n_sources; i++)
-			free(trees[i]);
-		return ib_error_set(err, 0, "%s", msg);
-	}
-
 	for (size_t i = 0; i < m->n_downloads; i++) {
 		cleanup_free char *p = ib_fetch_cached_path(&m->downloads[i]);
 		printf("%s\t%s\n", m->downloads[i].name, p ? p : "?");
 	}
-	for (size_t i = 0; i < m->n_sources; i++) {
-		printf("%s\t%s\n", m->sources[i].name, trees[i]);
-		free(trees[i]);
-	}
+	for (size_t i = 0; i < m->n_sources; i++)
+		printf("%s\t%s\n", m->sources[i].name, trees.v[i]);
+	ib_strv_free(&trees);
 	ib_log_info("%s: %zu download%s and %zu source%s are in the cache", m->path, m->n_downloads,
 		    m->n_downloads == 1 ? "" : "s", m->n_sources, m->n_sources == 1 ? "" : "s");
 	return 0;
 }
 
-struct pin {
-	size_t offset;	/* of the quoted "unknown" in the manifest text */
-	const struct ib_download *d;	/* not owned */
-	size_t req;
+const struct ib_cmd ib_cmd_fetch = {
+	.name = "fetch",
+	.args_doc = "MANIFEST",
+	.summary = "download every input a build needs into the cache",
+	.doc = "Downloads every input the manifest's build needs (its downloads and git sources) into\n"
+	       "the cache, checked against their pins, so that a later build can run offline.\n"
+	       "Prints one line per input: NAME and its path in the cache.",
+	.options = fetch_options,
+	.min_operands = 1,
+	.max_operands = 1,
+	.main = cmd_fetch,
 };
 
-static int cmp_pin_desc(const void *a, const void *b)
+static int cmd_pin(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
 {
-	const struct pin *x = a, *y = b;
-	return x->offset < y->offset ? 1 : x->offset > y->offset ? -1 : 0;
-}
-
-/* Finds the quoted string "unknown" that D's sha256 was read from: at its
- * recorded line and column, else the only one on that line. */
-static int find_unknown(const char *text, size_t len, const struct ib_download *d, const char *path, size_t *offset,
-			ib_error_t *err)
-{
-	static const char *const lits[] = { "\"unknown\"", "'unknown'", NULL };
-	int line = d->sha256_pos.line;
-	if (line <= 0)
-		return ib_error_set(err, 0, "%s: cannot tell where the sha256 of download '%s' is written", path, d->name);
-	size_t start = 0;
-	for (int l = 1; l < line && start < len; start++)
-		if (text[start] == '\n')
-			l++;
-	size_t end = start;
-	while (end < len && text[end] != '\n')
-		end++;
-	size_t at = start + (size_t)(d->sha256_pos.col > 0 ? d->sha256_pos.col - 1 : 0);
-	for (size_t k = 0; lits[k]; k++)
-		if (at + 9 <= end && memcmp(text + at, lits[k], 9) == 0) {
-			*offset = at;
-			return 0;
-		}
-	size_t found = 0, count = 0;
-	for (size_t i = start; i + 9 <= end; i++)
-		for (size_t k = 0; lits[k]; k++)
-			if (memcmp(text + i, lits[k], 9) == 0) {
-				found = i;
-				count++;
-			}
-	if (count != 1)
-		return ib_error_set(err, 0, "%s:%d: cannot find the sha256 = \"unknown\" of download '%s' to replace",
-				    path, line, d->name);
-	*offset = found;
-	return 0;
-}
-
-int ib_cmd_pin(int argc, char **argv, ib_error_t *err)
-{
-	static const struct ib_cmd_help help = {
-		.usage = "imgbuild pin MANIFEST",
-		.summary = "Downloads each download whose sha256 is \"unknown\" once, and writes the digest it got\n"
-			   "into the manifest in place (nothing else in the file changes). This is trust on first\n"
-			   "use: compare the recorded digests with a source you trust.",
-		.options = NULL,
-	};
-	if (ib_cmd_wants_help(argc, argv, &help))
-		return 0;
-	const char *path;
-	bool offline;
-	if (parse_args(argc, argv, false, &path, &offline, err) < 0)
-		return -1;
-	cleanup_manifest struct ib_manifest *m = ib_manifest_load(path, err);
+	struct args a = { 0 };
+	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	cleanup_manifest struct ib_manifest *m = ib_manifest_load(a.manifest, err);
 	if (m == NULL)
 		return -1;
-
 	size_t n = 0;
-	for (size_t i = 0; i < m->n_downloads; i++)
-		if (m->downloads[i].sha256 == NULL)
-			n++;
-	if (n == 0) {
+	if (ib_inputs_pin(m, stdout, &n, err) < 0)
+		return ib_error_wrap(err, "pin '%s'", a.manifest);
+	if (n == 0)
 		ib_log_info("%s: nothing to pin, every download has a sha256", m->path);
-		return 0;
-	}
-	struct ib_strv *urls = xcalloc(n, sizeof(*urls));
-	struct ib_fetch_req *reqs = xcalloc(n, sizeof(*reqs));
-	struct pin *pins = xcalloc(n, sizeof(*pins));
-	cleanup_free char *text = NULL;
-	cleanup_free char *real = NULL;
-	size_t len = 0;
-	int rc = 0;
-	for (size_t i = 0, k = 0; i < m->n_downloads && rc == 0; i++) {
-		const struct ib_download *d = &m->downloads[i];
-		if (d->sha256 != NULL)
-			continue;
-		rc = ib_fetch_resolve_url(m, d->url, &urls[k], err);
-		for (size_t j = 0; rc == 0 && j < d->mirrors.n; j++)
-			rc = ib_fetch_resolve_url(m, d->mirrors.v[j], &urls[k], err);
-		reqs[k] = (struct ib_fetch_req){ .name = d->name, .urls = (const char *const *)urls[k].v };
-		pins[k] = (struct pin){ .d = d, .req = k };
-		k++;
-	}
-	/* Find every place to edit before downloading, so a manifest we cannot
-	 * edit costs no download. */
-	if (rc == 0) {
-		real = realpath(m->path, NULL);
-		if (real == NULL)
-			rc = ib_error_errno(err, errno, "resolve '%s'", m->path);
-	}
-	if (rc == 0 && (text = ib_read_file(real, &len, err)) == NULL)
-		rc = -1;
-	if (rc == 0 && (len != m->text_len || memcmp(text, m->text, len) != 0))
-		rc = ib_error_set(err, 0, "'%s' changed while imgbuild was reading it; run pin again", m->path);
-	for (size_t k = 0; rc == 0 && k < n; k++)
-		rc = find_unknown(text, len, pins[k].d, m->path, &pins[k].offset, err);
-	if (rc == 0)
-		rc = ib_fetch_many(reqs, n, false, err);
-
-	if (rc == 0) {
-		/* Edit from the end so earlier offsets stay valid; only the 9 bytes of
-		 * each quoted "unknown" change (quotes kept). */
-		qsort(pins, n, sizeof(*pins), cmp_pin_desc);
-		size_t cap = len + n * IB_SHA256_HEX_LEN + 1;
-		char *out = xmalloc(cap);
-		memcpy(out, text, len);
-		size_t out_len = len;
-		for (size_t k = 0; k < n; k++) {
-			size_t at = pins[k].offset + 1;	/* after the opening quote */
-			memmove(out + at + IB_SHA256_HEX_LEN, out + at + 7, out_len - (at + 7));
-			memcpy(out + at, reqs[pins[k].req].sha256_found, IB_SHA256_HEX_LEN);
-			out_len += IB_SHA256_HEX_LEN - 7;
-		}
-		struct stat st;
-		mode_t mode = stat(real, &st) == 0 ? (st.st_mode & 07777) : 0644;
-		rc = ib_write_file_atomic(real, out, out_len, mode, err);
-		free(out);
-	}
-	if (rc == 0) {
-		for (size_t k = n; k-- > 0;) {
-			const struct ib_fetch_req *r = &reqs[pins[k].req];
-			printf("trust on first use: recorded sha256 %s for %s from %s — check it against a trusted source\n",
-			       r->sha256_found, r->name, r->url_used ? r->url_used : r->urls[0]);
-		}
-	}
-	for (size_t k = 0; k < n; k++) {
-		ib_fetch_req_free(&reqs[k]);
-		ib_strv_free(&urls[k]);
-	}
-	free(urls);
-	free(reqs);
-	free(pins);
-	if (rc < 0)
-		return ib_error_wrap(err, "pin '%s'", path);
 	return 0;
 }
+
+const struct ib_cmd ib_cmd_pin = {
+	.name = "pin",
+	.args_doc = "MANIFEST",
+	.summary = "download unpinned inputs once and record their sha256",
+	.doc = "Downloads each download whose sha256 is \"unknown\" once, and writes the digest it got\n"
+	       "into the manifest in place (nothing else in the file changes). This is trust on first\n"
+	       "use: compare the recorded digests with a source you trust.",
+	.min_operands = 1,
+	.max_operands = 1,
+	.main = cmd_pin,
+};

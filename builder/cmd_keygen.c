@@ -7,36 +7,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct ib_cmd_help help = {
-	.usage = "imgbuild keygen NAME [-d DIR] [--no-trust]",
-	.summary = "Make an Ed25519 signing key pair (OpenBSD signify format, no passphrase):\n"
-		   "DIR/NAME.sec (mode 0600) and DIR/NAME.pub, and trust the public key for this user\n"
-		   "(as 'imgbuild trust add DIR/NAME.pub' would), so images signed with it verify and run.\n"
-		   "Prints the key's keynum.",
-	.options = "  -d DIR       where to write the pair (default: ~/.config/imgbuild/keys)\n"
-		   "  --no-trust   do not add the public key to this user's trusted keys\n",
+enum { OPT_NO_TRUST = IB_OPT_LONG };
+
+static const struct ib_opt options[] = {
+	{ 'd', "dir", "DIR", "where to write the pair (default: ~/.config/imgbuild/keys)" },
+	{ OPT_NO_TRUST, "no-trust", NULL, "do not add the public key to this user's trusted keys" },
+	{ 0 },
 };
 
-int ib_cmd_keygen(int argc, char **argv, ib_error_t *err)
+struct args {
+	const char *name, *dir;
+	bool no_trust;
+};
+
+static int parse(int key, const char *arg, void *data, ib_error_t *err)
 {
-	if (ib_cmd_wants_help(argc, argv, &help))
-		return 0;
-	const char *name = NULL, *dir = NULL;
-	bool trust = true;
-	for (int i = 1; i < argc; i++) {
-		if ((strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--dir") == 0) && i + 1 < argc)
-			dir = argv[++i];
-		else if (strcmp(argv[i], "--no-trust") == 0)
-			trust = false;
-		else if (argv[i][0] == '-')
-			return ib_error_usage(err, "keygen: unknown option '%s'", argv[i]);
-		else if (name)
-			return ib_error_usage(err, "usage: %s", help.usage);
-		else
-			name = argv[i];
-	}
-	if (name == NULL)
-		return ib_error_usage(err, "usage: %s", help.usage);
+	struct args *a = data;
+	if (key == 'd')
+		a->dir = arg;
+	else if (key == OPT_NO_TRUST)
+		a->no_trust = true;
+	else if (key == IB_OPT_OPERAND)
+		a->name = arg;
+	return 0;
+}
+
+static int cmd_keygen(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
+{
+	struct args a = { 0 };
+	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	const char *name = a.name, *dir = a.dir;
+	bool trust = !a.no_trust;
 	cleanup_free char *def = NULL;
 	if (dir == NULL) {
 		const char *xdg = getenv("XDG_CONFIG_HOME");
@@ -75,3 +78,17 @@ int ib_cmd_keygen(int argc, char **argv, ib_error_t *err)
 	printf("anyone can then check an image with: signify-openbsd -C -p %s.pub -x IMAGE.sig\n", name);
 	return 0;
 }
+
+const struct ib_cmd ib_cmd_keygen = {
+	.name = "keygen",
+	.args_doc = "NAME",
+	.summary = "make an Ed25519 signing key pair",
+	.doc = "Make an Ed25519 signing key pair (OpenBSD signify format, no passphrase):\n"
+	       "DIR/NAME.sec (mode 0600) and DIR/NAME.pub, and trust the public key for this user\n"
+	       "(as 'imgbuild trust add DIR/NAME.pub' would), so images signed with it verify and run.\n"
+	       "Prints the key's keynum.",
+	.options = options,
+	.min_operands = 1,
+	.max_operands = 1,
+	.main = cmd_keygen,
+};

@@ -4,135 +4,115 @@
 #include "pack.h"
 #include "util.h"
 
-#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const struct ib_cmd_help help = {
-	.usage = "imgbuild pack DIR -o IMAGE [--sign KEY] [--zstd] [--epoch N] [--name NAME] [options]",
-	.summary = "Pack a root file system folder into a reproducible, checksummed (and signed) image.",
-	.options = "  -o, --output IMAGE  the image (.tar or .tar.zst); IMAGE.sha256 and IMAGE.sig go beside it\n"
-		   "  --sign KEY          signify secret key (.sec) to sign with\n"
-		   "  --zstd              compress with zstd (multi-threaded)\n"
-		   "  --level N           zstd level (default 3)\n"
-		   "  --epoch N           SOURCE_DATE_EPOCH: mtimes are clamped to it (default: $SOURCE_DATE_EPOCH)\n"
-		   "  --name NAME         the image's name in facts.toml (default: IMAGE's basename)\n"
-		   "  --fact KEY=VALUE    add a key to .imgbuild/facts.toml (repeatable)\n"
-		   "  --arch ARCH         add to the facts' archs array (repeatable)\n"
-		   "  --meta NAME=FILE    store FILE as .imgbuild/NAME (repeatable; e.g. manifest.toml=m.toml)\n"
-		   "  --meta-dir DIR      store every file of DIR under .imgbuild/\n"
-		   "  --threads N         hashing and compression threads (default: one per CPU)\n",
+enum { OPT_SIGN = IB_OPT_LONG, OPT_ZSTD, OPT_LEVEL, OPT_EPOCH, OPT_NAME, OPT_FACT, OPT_ARCH, OPT_META, OPT_META_DIR,
+       OPT_THREADS };
+
+static const struct ib_opt options[] = {
+	{ 'o', "output", "IMAGE", "the image (.tar or .tar.zst); IMAGE.sha256 and IMAGE.sig go beside it" },
+	{ OPT_SIGN, "sign", "KEY", "signify secret key (.sec) to sign with" },
+	{ OPT_ZSTD, "zstd", NULL, "compress with zstd (multi-threaded)" },
+	{ OPT_LEVEL, "level", "N", "zstd level (default 3)" },
+	{ OPT_EPOCH, "epoch", "N", "SOURCE_DATE_EPOCH: mtimes are clamped to it (default: $SOURCE_DATE_EPOCH)" },
+	{ OPT_NAME, "name", "NAME", "the image's name in facts.toml (default: IMAGE's basename)" },
+	{ OPT_FACT, "fact", "KEY=VALUE", "add a key to .imgbuild/facts.toml (repeatable)" },
+	{ OPT_ARCH, "arch", "ARCH", "add to the facts' archs array (repeatable)" },
+	{ OPT_META, "meta", "NAME=FILE", "store FILE as .imgbuild/NAME (repeatable; e.g. manifest.toml=m.toml)" },
+	{ OPT_META_DIR, "meta-dir", "DIR", "store every file of DIR under .imgbuild/" },
+	{ OPT_THREADS, "threads", "N", "hashing and compression threads (default: one per CPU)" },
+	{ 0 },
 };
 
-static bool parse_int(const char *s, long long min, long long *out)
+struct args {
+	struct ib_pack_opts o;
+	struct ib_kv *facts;	/* argc entries: at most one per word */
+	struct ib_pack_meta *meta;
+	const char **archs;
+	size_t narchs;
+};
+
+static int parse(int key, const char *arg, void *data, ib_error_t *err)
 {
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || *s == '\0' || *end || v < min)
-		return false;
-	*out = v;
-	return true;
+	struct args *a = data;
+	long long n;
+	const char *eq = arg ? strchr(arg, '=') : NULL;
+	switch (key) {
+	case 'o': a->o.output = arg; break;
+	case OPT_SIGN: a->o.sign_key = arg; break;
+	case OPT_NAME: a->o.name = arg; break;
+	case OPT_META_DIR: a->o.meta_dir = arg; break;
+	case OPT_ZSTD: a->o.compression = IB_COMPRESS_ZSTD; break;
+	case OPT_ARCH: a->archs[a->narchs++] = arg; break;
+	case IB_OPT_OPERAND: a->o.root = arg; break;
+	case OPT_EPOCH:
+		if (ib_cmd_parse_int(&ib_cmd_pack, "--epoch", arg, 0, LLONG_MAX, &n, err) < 0)
+			return -1;
+		a->o.epoch = n;
+		break;
+	case OPT_THREADS:
+	case OPT_LEVEL:
+		if (ib_cmd_parse_int(&ib_cmd_pack, key == OPT_THREADS ? "--threads" : "--level", arg, 1, 64, &n, err) < 0)
+			return -1;
+		*(key == OPT_THREADS ? &a->o.threads : &a->o.zstd_level) = (int)n;
+		break;
+	case OPT_FACT:
+		if (eq == NULL || eq == arg)
+			return ib_error_usage(err, "pack: --fact wants KEY=VALUE, not '%s'", arg);
+		a->facts[a->o.n_facts].key = xstrndup(arg, (size_t)(eq - arg));
+		a->facts[a->o.n_facts++].value = xstrdup(eq + 1);
+		break;
+	case OPT_META: {
+		if (eq == NULL || eq == arg)
+			return ib_error_usage(err, "pack: --meta wants NAME=FILE, not '%s'", arg);
+		size_t len;
+		char *file = ib_read_file(eq + 1, &len, err);
+		if (file == NULL)
+			return -1;
+		a->meta[a->o.n_meta].name = xstrndup(arg, (size_t)(eq - arg));
+		a->meta[a->o.n_meta].data = file;
+		a->meta[a->o.n_meta++].len = len;
+		break;
+	}
+	}
+	return 0;
 }
 
-int ib_cmd_pack(int argc, char **argv, ib_error_t *err)
+static int cmd_pack(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
 {
-	if (ib_cmd_wants_help(argc, argv, &help))
-		return 0;
-	struct ib_pack_opts o = { .compression = IB_COMPRESS_NONE, .epoch = -1 };
-	struct ib_kv *facts = xcalloc((size_t)argc, sizeof(*facts));
-	const char **archs = xcalloc((size_t)argc + 1, sizeof(char *));
-	struct ib_pack_meta *meta = xcalloc((size_t)argc, sizeof(*meta));
-	size_t narchs = 0;
+	struct args a = { .o = { .compression = IB_COMPRESS_NONE, .epoch = -1 } };
+	a.facts = xcalloc((size_t)argc, sizeof(*a.facts));
+	a.archs = xcalloc((size_t)argc + 1, sizeof(char *));
+	a.meta = xcalloc((size_t)argc, sizeof(*a.meta));
+	struct ib_pack_opts o;
 	int rc = -1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		bool takes = true;
-		long long n;
-		if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-			o.output = v;
-		} else if (strcmp(a, "--sign") == 0) {
-			o.sign_key = v;
-		} else if (strcmp(a, "--name") == 0) {
-			o.name = v;
-		} else if (strcmp(a, "--meta-dir") == 0) {
-			o.meta_dir = v;
-		} else if (strcmp(a, "--zstd") == 0) {
-			o.compression = IB_COMPRESS_ZSTD;
-			takes = false;
-		} else if (strcmp(a, "--epoch") == 0) {
-			if (!v || !parse_int(v, 0, &n)) {
-				ib_error_usage(err, "pack: --epoch wants a number of seconds >= 0");
-				goto out;
-			}
-			o.epoch = n;
-		} else if (strcmp(a, "--threads") == 0 || strcmp(a, "--level") == 0) {
-			if (!v || !parse_int(v, 1, &n) || n > 64) {
-				ib_error_usage(err, "pack: %s wants a number from 1 to 64", a);
-				goto out;
-			}
-			if (a[2] == 't')
-				o.threads = (int)n;
-			else
-				o.zstd_level = (int)n;
-		} else if (strcmp(a, "--fact") == 0 || strcmp(a, "--meta") == 0) {
-			const char *eq = v ? strchr(v, '=') : NULL;
-			if (!eq || eq == v) {
-				ib_error_usage(err, "pack: %s wants NAME=VALUE", a);
-				goto out;
-			}
-			if (a[2] == 'f') {
-				facts[o.n_facts].key = xstrndup(v, (size_t)(eq - v));
-				facts[o.n_facts++].value = xstrdup(eq + 1);
-			} else {
-				size_t len;
-				char *data = ib_read_file(eq + 1, &len, err);
-				if (data == NULL)
-					goto out;
-				meta[o.n_meta].name = xstrndup(v, (size_t)(eq - v));
-				meta[o.n_meta].data = data;
-				meta[o.n_meta++].len = len;
-			}
-		} else if (strcmp(a, "--arch") == 0) {
-			if (v)
-				archs[narchs++] = v;
-		} else if (a[0] == '-' && a[1] != '\0') {
-			ib_error_usage(err, "pack: unknown option '%s' (see imgbuild pack --help)", a);
-			goto out;
-		} else {
-			takes = false;
-			if (o.root) {
-				ib_error_usage(err, "pack: one folder only ('%s' and '%s')", o.root, a);
-				goto out;
-			}
-			o.root = a;
-		}
-		if (takes) {
-			if (v == NULL) {
-				ib_error_usage(err, "pack: %s needs a value", a);
-				goto out;
-			}
-			i++;
-		}
+	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
+	o = a.o;
+	if (r != 0) {
+		rc = r < 0 ? -1 : 0;
+		goto out;
 	}
-	if (o.root == NULL || o.output == NULL) {
-		ib_error_usage(err, "usage: %s", help.usage);
+	if (o.output == NULL) {
+		ib_error_usage(err, "pack: where to? (-o IMAGE)");
 		goto out;
 	}
 	if (o.epoch < 0) {
 		const char *env = getenv("SOURCE_DATE_EPOCH");
 		long long n;
-		if (env == NULL || !parse_int(env, 0, &n)) {
+		ib_error_t ignored = NULL;
+		if (env == NULL || ib_cmd_parse_int(cmd, "SOURCE_DATE_EPOCH", env, 0, LLONG_MAX, &n, &ignored) < 0) {
+			ib_error_free(&ignored);
 			ib_error_usage(err, "pack: give --epoch N or set SOURCE_DATE_EPOCH (mtimes are clamped to it)");
 			goto out;
 		}
 		o.epoch = n;
 	}
-	o.facts = facts;
-	o.meta = meta;
-	if (narchs)
-		o.fact_archs = archs;
+	o.facts = a.facts;
+	o.meta = a.meta;
+	if (a.narchs)
+		o.fact_archs = a.archs;
 	struct ib_pack_stats stats = { 0 };
 	o.stats = &stats;
 	char hex[IB_SHA256_HEX_LEN + 1];
@@ -148,16 +128,27 @@ int ib_cmd_pack(int argc, char **argv, ib_error_t *err)
 	printf("%s  %s\n", hex, o.output);
 	rc = 0;
 out:
-	for (size_t i = 0; i < o.n_facts; i++) {
-		free(facts[i].key);
-		free(facts[i].value);
+	for (size_t i = 0; i < a.o.n_facts; i++) {
+		free(a.facts[i].key);
+		free(a.facts[i].value);
 	}
-	for (size_t i = 0; i < o.n_meta; i++) {
-		free((char *)meta[i].name);
-		free((void *)meta[i].data);
+	for (size_t i = 0; i < a.o.n_meta; i++) {
+		free((char *)a.meta[i].name);
+		free((void *)a.meta[i].data);
 	}
-	free(facts);
-	free(archs);
-	free(meta);
+	free(a.facts);
+	free(a.archs);
+	free(a.meta);
 	return rc;
 }
+
+const struct ib_cmd ib_cmd_pack = {
+	.name = "pack",
+	.args_doc = "DIR -o IMAGE",
+	.summary = "pack a root file system folder into a checked image",
+	.doc = "Pack a root file system folder into a reproducible, checksummed (and signed) image.",
+	.options = options,
+	.min_operands = 1,
+	.max_operands = 1,
+	.main = cmd_pack,
+};

@@ -15,11 +15,6 @@
 #include "manifest.h"
 #include "util.h"
 
-static void manifest_cleanup(struct ib_manifest **m)
-{
-	ib_manifest_free(*m);
-}
-#define cleanup_manifest __attribute__((cleanup(manifest_cleanup)))
 
 /* The manifest is untrusted: what plan prints of it passes through ib_escape,
  * so that an env value or URL cannot draw lines or move the cursor. */
@@ -146,33 +141,36 @@ static void print_driver(const struct ib_manifest *m)
 	ib_driver_free(&d);
 }
 
-int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
+enum { OPT_DRIVER = IB_OPT_LONG };
+
+static const struct ib_opt options[] = {
+	{ OPT_DRIVER, "driver", "VERSION", "also check a host running NVIDIA driver VERSION (e.g. 470.82.01):\n"
+					   "new enough for the image, and not past the last driver branch\n"
+					   "of the image's GPU architectures" },
+	{ 0 },
+};
+
+struct args {
+	const char *manifest, *host_driver;
+};
+
+static int parse(int key, const char *arg, void *data, ib_error_t *err)
 {
-	static const struct ib_cmd_help help = {
-		.usage = "imgbuild plan MANIFEST [--driver VERSION]",
-		.summary = "check a manifest and print what a build would do: the base, the stages in order with\n"
-			   "their pinned inputs, network use and cache keys, every compatibility rule's verdict,\n"
-			   "and the host driver. Downloads and runs nothing.\n"
-			   "exit status: 0 no rule fails (warnings allowed), 2 a rule fails or the manifest is invalid",
-		.options = "  --driver VERSION   also check a host running NVIDIA driver VERSION (e.g. 470.82.01):\n"
-			   "                     new enough for the image, and not past the last driver branch\n"
-			   "                     of the image's GPU architectures\n",
-	};
-	if (ib_cmd_wants_help(argc, argv, &help))
-		return IB_EXIT_OK;
-	const char *manifest = NULL, *host_driver = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--driver") == 0 && i + 1 < argc)
-			host_driver = argv[++i];
-		else if (strncmp(argv[i], "--driver=", 9) == 0)
-			host_driver = argv[i] + 9;
-		else if (argv[i][0] != '-' && manifest == NULL)
-			manifest = argv[i];
-		else
-			return ib_error_usage(err, "usage: %s", help.usage);
-	}
-	if (manifest == NULL)
-		return ib_error_usage(err, "usage: %s", help.usage);
+	struct args *a = data;
+	if (key == OPT_DRIVER)
+		a->host_driver = arg;
+	else
+		a->manifest = arg;
+	return 0;
+}
+
+static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
+{
+	struct args a = { 0 };
+	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
+	if (r != 0)
+		return r < 0 ? -1 : IB_EXIT_OK;
+	const char *manifest = a.manifest, *host_driver = a.host_driver;
 	if (host_driver && !ib_version_valid(host_driver))
 		return ib_error_usage(err, "--driver '%s' is not a driver version like 470.82.01", host_driver);
 
@@ -290,3 +288,17 @@ int ib_cmd_plan(int argc, char **argv, ib_error_t *err)
 	ib_verdicts_free(&v);
 	return IB_EXIT_OK;
 }
+
+const struct ib_cmd ib_cmd_plan = {
+	.name = "plan",
+	.args_doc = "MANIFEST",
+	.summary = "check a manifest and print its stages and compatibility verdicts",
+	.doc = "check a manifest and print what a build would do: the base, the stages in order with\n"
+	       "their pinned inputs, network use and cache keys, every compatibility rule's verdict,\n"
+	       "and the host driver. Downloads and runs nothing.\n"
+	       "exit status: 0 no rule fails (warnings allowed), 2 a rule fails or the manifest is invalid",
+	.options = options,
+	.min_operands = 1,
+	.max_operands = 1,
+	.main = cmd_plan,
+};

@@ -3,56 +3,61 @@
 #include "pull.h"
 #include "util.h"
 
-#include <string.h>
+enum { OPT_MIRROR = IB_OPT_LONG, OPT_KEY, OPT_ALLOW_UNSIGNED };
 
-static const struct ib_cmd_help help = {
-	.usage = "imgbuild pull URL [-o FILE] [--mirror URL]... [--key PUB] [--allow-unsigned]",
-	.summary = "Download an image with its URL.sha256 and URL.sig (http, https or file), resuming a cut\n"
-		   "transfer, and check it as verify does (digest, trusted signer, every entry) before it\n"
-		   "appears as FILE: a failure never leaves a partial or unverified image there. A cut\n"
-		   "transfer is kept in DIR/.NAME.pull/ and the same pull resumes it.",
-	.options = "  -o FILE            where to put the image (default: the URL's file name here; a folder:\n"
-		   "                     that name in it)\n"
-		   "  --mirror URL       another URL of the same image, tried in order when one fails (a URL\n"
-		   "                     ending in '/' is a folder holding it); repeatable\n"
-		   "  --key PUB          trust this public key only (default: the trusted keys, see imgbuild trust)\n"
-		   "  --allow-unsigned   accept an image without URL.sig (every other check still runs)\n",
+static const struct ib_opt options[] = {
+	{ 'o', "output", "FILE", "where to put the image (default: the URL's file name here; a folder:\n"
+				 "that name in it)" },
+	{ OPT_MIRROR, "mirror", "URL", "another URL of the same image, tried in order when one fails (a URL\n"
+				       "ending in '/' is a folder holding it); repeatable" },
+	{ OPT_KEY, "key", "PUB", "trust this public key only (default: the trusted keys, see imgbuild trust)" },
+	{ OPT_ALLOW_UNSIGNED, "allow-unsigned", NULL, "accept an image without URL.sig (every other check still runs)" },
+	{ 0 },
 };
 
-int ib_cmd_pull(int argc, char **argv, ib_error_t *err)
+struct args {
+	struct ib_pull_opts o;
+	struct ib_strv mirrors;
+	const char *url;
+};
+
+static int parse(int key, const char *arg, void *data, ib_error_t *err)
 {
-	if (ib_cmd_wants_help(argc, argv, &help))
-		return 0;
-	struct ib_pull_opts o = { 0 };
-	struct ib_strv mirrors = { 0 };
-	const char *url = NULL;
-	int rc = -1;
-	for (int i = 1; i < argc; i++) {
-		if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && i + 1 < argc) {
-			o.out = argv[++i];
-		} else if (strcmp(argv[i], "--mirror") == 0 && i + 1 < argc) {
-			ib_strv_push(&mirrors, argv[++i]);
-		} else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
-			o.key = argv[++i];
-		} else if (strcmp(argv[i], "--allow-unsigned") == 0) {
-			o.allow_unsigned = true;
-		} else if (argv[i][0] == '-') {
-			ib_error_usage(err, "pull: unknown option '%s' (see imgbuild pull --help)", argv[i]);
-			goto out;
-		} else if (url) {
-			ib_error_usage(err, "pull: one URL at a time (--mirror gives other URLs of the same image)");
-			goto out;
-		} else {
-			url = argv[i];
-		}
+	struct args *a = data;
+	switch (key) {
+	case 'o': a->o.out = arg; break;
+	case OPT_MIRROR: ib_strv_push(&a->mirrors, arg); break;
+	case OPT_KEY: a->o.key = arg; break;
+	case OPT_ALLOW_UNSIGNED: a->o.allow_unsigned = true; break;
+	case IB_OPT_OPERAND: a->url = arg; break;
 	}
-	if (url == NULL) {
-		ib_error_usage(err, "usage: %s", help.usage);
-		goto out;
+	return 0;
+}
+
+static int cmd_pull(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
+{
+	struct args a = { 0 };
+	int rc = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
+	if (rc == 0) {
+		a.o.mirrors = (const char *const *)a.mirrors.v;
+		rc = ib_pull(a.url, &a.o, NULL, err) < 0 ? -1 : 0;
+	} else if (rc > 0) {
+		rc = 0;
 	}
-	o.mirrors = (const char *const *)mirrors.v;
-	rc = ib_pull(url, &o, NULL, err) < 0 ? -1 : 0;
-out:
-	ib_strv_free(&mirrors);
+	ib_strv_free(&a.mirrors);
 	return rc;
 }
+
+const struct ib_cmd ib_cmd_pull = {
+	.name = "pull",
+	.args_doc = "URL",
+	.summary = "download an image, its .sha256 and .sig, and verify it before it lands",
+	.doc = "Download an image with its URL.sha256 and URL.sig (http, https or file), resuming a cut\n"
+	       "transfer, and check it as verify does (digest, trusted signer, every entry) before it\n"
+	       "appears as FILE: a failure never leaves a partial or unverified image there. A cut\n"
+	       "transfer is kept in DIR/.NAME.pull/ and the same pull resumes it.",
+	.options = options,
+	.min_operands = 1,
+	.max_operands = 1,
+	.main = cmd_pull,
+};

@@ -1,46 +1,59 @@
 /* imgbuild unpack IMAGE DIR: verify, then extract beside DIR and rename. */
+#include <stdio.h>
+
 #include "commands.h"
 #include "unpack.h"
 #include "util.h"
 
-#include <string.h>
+enum { OPT_NO_VERIFY = IB_OPT_LONG, OPT_KEY, OPT_ALLOW_UNSIGNED };
 
-static const struct ib_cmd_help help = {
-	.usage = "imgbuild unpack IMAGE DIR [--no-verify] [--key PUB] [--allow-unsigned]",
-	.summary = "Verify IMAGE, then extract it into DIR (which must not exist or be empty). Owners and\n"
-		   "file capabilities are kept when run as root.",
-	.options = "  --no-verify        extract without checking digest, signature or listing (path safety\n"
-		   "                     is still enforced)\n"
-		   "  --key PUB          trust this public key only\n"
-		   "  --allow-unsigned   accept an image without IMAGE.sig\n",
+static const struct ib_opt options[] = {
+	{ OPT_NO_VERIFY, "no-verify", NULL, "extract without checking digest, signature or listing (path safety\n"
+					    "is still enforced)" },
+	{ OPT_KEY, "key", "PUB", "trust this public key only" },
+	{ OPT_ALLOW_UNSIGNED, "allow-unsigned", NULL, "accept an image without IMAGE.sig" },
+	{ 0 },
 };
 
-int ib_cmd_unpack(int argc, char **argv, ib_error_t *err)
+struct args {
+	struct ib_verify_opts opts;
+	bool no_verify;
+	const char *pos[2];
+	int npos;
+};
+
+static int parse(int key, const char *arg, void *data, ib_error_t *err)
 {
-	if (ib_cmd_wants_help(argc, argv, &help))
-		return 0;
-	struct ib_verify_opts o = { 0 };
-	bool no_verify = false;
-	const char *pos[2] = { NULL, NULL };
-	int npos = 0;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
-			o.key = argv[++i];
-		else if (strcmp(argv[i], "--allow-unsigned") == 0)
-			o.allow_unsigned = true;
-		else if (strcmp(argv[i], "--no-verify") == 0)
-			no_verify = true;
-		else if (argv[i][0] == '-')
-			return ib_error_usage(err, "unpack: unknown option '%s' (see imgbuild unpack --help)", argv[i]);
-		else if (npos < 2)
-			pos[npos++] = argv[i];
-		else
-			return ib_error_usage(err, "usage: %s", help.usage);
+	struct args *a = data;
+	switch (key) {
+	case OPT_NO_VERIFY: a->no_verify = true; break;
+	case OPT_KEY: a->opts.key = arg; break;
+	case OPT_ALLOW_UNSIGNED: a->opts.allow_unsigned = true; break;
+	case IB_OPT_OPERAND: a->pos[a->npos++] = arg; break;
 	}
-	if (npos != 2)
-		return ib_error_usage(err, "usage: %s", help.usage);
-	if (ib_unpack(pos[0], pos[1], &o, no_verify, err) < 0)
-		return -1;
-	printf("unpacked %s into %s\n", pos[0], pos[1]);
 	return 0;
 }
+
+static int cmd_unpack(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
+{
+	struct args a = { 0 };
+	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	if (ib_unpack(a.pos[0], a.pos[1], &a.opts, a.no_verify, err) < 0)
+		return -1;
+	printf("unpacked %s into %s\n", a.pos[0], a.pos[1]);
+	return 0;
+}
+
+const struct ib_cmd ib_cmd_unpack = {
+	.name = "unpack",
+	.args_doc = "IMAGE DIR",
+	.summary = "verify and extract an image into a folder",
+	.doc = "Verify IMAGE, then extract it into DIR (which must not exist or be empty). Owners and\n"
+	       "file capabilities are kept when run as root.",
+	.options = options,
+	.min_operands = 2,
+	.max_operands = 2,
+	.main = cmd_unpack,
+};

@@ -3,42 +3,53 @@
 #include "util.h"
 #include "verify.h"
 
-#include <string.h>
+enum { OPT_KEY = IB_OPT_LONG, OPT_ALLOW_UNSIGNED, OPT_HOST };
 
-static const struct ib_cmd_help help = {
-	.usage = "imgbuild verify IMAGE [--key PUB] [--allow-unsigned] [--host]",
-	.summary = "Check an image: IMAGE.sha256, IMAGE.sig against the trusted keys, every entry against\n"
-		   "the listing, and that no entry is unsafe. Exits 0 only when everything holds.",
-	.options = "  --key PUB          trust this public key only (default: the project's keys/ and\n"
-		   "                     ~/.config/imgbuild/trusted/)\n"
-		   "  --allow-unsigned   accept an image without IMAGE.sig (every other check still runs)\n"
-		   "  --host             also check this host's driver against the image\n",
+static const struct ib_opt options[] = {
+	{ OPT_KEY, "key", "PUB", "trust this public key only (default: the project's keys/ and\n"
+				 "~/.config/imgbuild/trusted/)" },
+	{ OPT_ALLOW_UNSIGNED, "allow-unsigned", NULL, "accept an image without IMAGE.sig (every other check still runs)" },
+	{ OPT_HOST, "host", NULL, "also check this host's driver against the image" },
+	{ 0 },
 };
 
-int ib_cmd_verify(int argc, char **argv, ib_error_t *err)
+struct args {
+	struct ib_verify_opts opts;
+	const char *image;
+};
+
+static int parse(int key, const char *arg, void *data, ib_error_t *err)
 {
-	if (ib_cmd_wants_help(argc, argv, &help))
-		return 0;
-	struct ib_verify_opts o = { 0 };
-	const char *image = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
-			o.key = argv[++i];
-		else if (strcmp(argv[i], "--allow-unsigned") == 0)
-			o.allow_unsigned = true;
-		else if (strcmp(argv[i], "--host") == 0)
-			o.host = true;
-		else if (argv[i][0] == '-')
-			return ib_error_usage(err, "verify: unknown option '%s' (see imgbuild verify --help)", argv[i]);
-		else if (image)
-			return ib_error_usage(err, "verify: one image at a time");
-		else
-			image = argv[i];
+	struct args *a = data;
+	switch (key) {
+	case OPT_KEY: a->opts.key = arg; break;
+	case OPT_ALLOW_UNSIGNED: a->opts.allow_unsigned = true; break;
+	case OPT_HOST: a->opts.host = true; break;
+	case IB_OPT_OPERAND: a->image = arg; break;
 	}
-	if (image == NULL)
-		return ib_error_usage(err, "usage: %s", help.usage);
+	return 0;
+}
+
+static int cmd_verify(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
+{
+	struct args a = { 0 };
+	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
 	struct ib_verify_report rep;
-	int rc = ib_verify(image, &o, &rep, err);
+	int rc = ib_verify(a.image, &a.opts, &rep, err);
 	ib_verify_report_free(&rep);
 	return rc < 0 ? -1 : 0;
 }
+
+const struct ib_cmd ib_cmd_verify = {
+	.name = "verify",
+	.args_doc = "IMAGE",
+	.summary = "check an image's digest, signature and every entry",
+	.doc = "Check an image: IMAGE.sha256, IMAGE.sig against the trusted keys, every entry against\n"
+	       "the listing, and that no entry is unsafe. Exits 0 only when everything holds.",
+	.options = options,
+	.min_operands = 1,
+	.max_operands = 1,
+	.main = cmd_verify,
+};

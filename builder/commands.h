@@ -1,31 +1,21 @@
 #pragma once
-/* One function per subcommand, each in builder/cmd_<name>.c. The table that
- * maps names to them is in builder/main.c (one place, one grep).
- * A command returns its exit status (>= 0), or < 0 with *err set. */
-#include "error.h"
+/* The commands, one per builder/cmd_<name>.c, each with its option table (see
+ * cmdline.h). The table that lists them is in builder/main.c (one place, one grep).
+ * docs/engine.md, "Adding a command", says how to add one. */
+#include "cmdline.h"
 
-int ib_cmd_build(int argc, char **argv, ib_error_t *err);
-int ib_cmd_plan(int argc, char **argv, ib_error_t *err);
-int ib_cmd_fetch(int argc, char **argv, ib_error_t *err);
-int ib_cmd_pin(int argc, char **argv, ib_error_t *err);
-int ib_cmd_shell(int argc, char **argv, ib_error_t *err);
-int ib_cmd_pack(int argc, char **argv, ib_error_t *err);
-int ib_cmd_verify(int argc, char **argv, ib_error_t *err);
-int ib_cmd_unpack(int argc, char **argv, ib_error_t *err);
-int ib_cmd_run(int argc, char **argv, ib_error_t *err);
-int ib_cmd_keygen(int argc, char **argv, ib_error_t *err);
-int ib_cmd_driver(int argc, char **argv, ib_error_t *err);
-int ib_cmd_pull(int argc, char **argv, ib_error_t *err);
-int ib_cmd_trust(int argc, char **argv, ib_error_t *err);
-int ib_cmd_mirror(int argc, char **argv, ib_error_t *err);
-int ib_cmd_advise(int argc, char **argv, ib_error_t *err);
-
-/* Shared by commands: prints "usage: ..." help for CMD when argv has --help/-h.
- * Returns true when help was printed (the command then returns 0). */
-struct ib_cmd_help {
-	const char *usage;	/* "imgbuild plan MANIFEST" */
-	const char *summary;
-	const char *options;	/* preformatted lines, may be NULL */
-};
-#include <stdbool.h>
-bool ib_cmd_wants_help(int argc, char **argv, const struct ib_cmd_help *help);
+extern const struct ib_cmd ib_cmd_build;
+extern const struct ib_cmd ib_cmd_plan;
+extern const struct ib_cmd ib_cmd_fetch;
+extern const struct ib_cmd ib_cmd_pin;
+extern const struct ib_cmd ib_cmd_shell;
+extern const struct ib_cmd ib_cmd_pack;
+extern const struct ib_cmd ib_cmd_verify;
+extern const struct ib_cmd ib_cmd_unpack;
+extern const struct ib_cmd ib_cmd_run;
+extern const struct ib_cmd ib_cmd_keygen;
+extern const struct ib_cmd ib_cmd_driver;
+extern const struct ib_cmd ib_cmd_pull;
+extern const struct ib_cmd ib_cmd_trust;
+extern const struct ib_cmd ib_cmd_advise;
+extern const struct ib_cmd ib_cmd_mirror;

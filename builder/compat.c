@@ -294,11 +294,6 @@ void ib_compat_free(struct ib_compat *c)
 	free(c);
 }
 
-static void toml_cleanup(struct ib_toml_value **v)
-{
-	ib_toml_free(*v);
-}
-#define cleanup_toml __attribute__((cleanup(toml_cleanup)))
 static void compat_cleanup(struct ib_compat **c)
 {
 	ib_compat_free(*c);

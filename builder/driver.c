@@ -1,6 +1,7 @@
 /* Host NVIDIA driver discovery (after libnvidia-container's nvc_info.c and
  * Apptainer's nvliblist.conf), binding into a sandbox, and `run --gpu` preflight. */
 #include "driver.h"
+#include "imgmeta.h"
 #include "log.h"
 #include "mounts.h"
 #include "util.h"
@@ -1042,4 +1043,22 @@ int ib_driver_check_archs(const struct ib_gpu *gpus, size_t n_gpus, const char *
 	}
 	free(parsed);
 	return 0;
+}
+
+int ib_driver_preflight(const struct ib_driver *d, const struct ib_facts *f, ib_error_t *err)
+{
+	if (ib_driver_check_present(d, f ? f->min_driver : NULL, err) < 0 || ib_driver_check_uvm(d, err) < 0)
+		return -1;
+	if (f == NULL || (!f->have_archs && !f->ptx_jit))
+		return 0;
+	struct ib_gpu *gpus = NULL;
+	size_t n = 0;
+	if (ib_driver_query_gpus(d, &gpus, &n, err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		ib_log_debug("GPU %d: %s, compute capability %d.%d", gpus[i].index, gpus[i].name, gpus[i].major,
+			     gpus[i].minor);
+	int r = ib_driver_check_archs(gpus, n, (const char *const *)f->archs.v, f->archs.n, f->ptx_jit, err);
+	free(gpus);
+	return r;
 }

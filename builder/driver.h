@@ -68,6 +68,13 @@ int ib_driver_version_compare(const char *a, const char *b);
 int ib_driver_check_present(const struct ib_driver *d, const char *min_driver, ib_error_t *err);
 int ib_driver_check_uvm(const struct ib_driver *d, ib_error_t *err);
 
+/* The one GPU preflight, for run --gpu, verify --host and plan: D (discovered
+ * by the caller) is present and at least F's min_driver, /dev/nvidia-uvm exists,
+ * and when F has archs (or ptx_jit) every GPU is covered by them. F may be NULL
+ * (nothing known of the image: the driver alone is checked). */
+struct ib_facts;
+int ib_driver_preflight(const struct ib_driver *d, const struct ib_facts *f, ib_error_t *err);
+
 struct ib_gpu {
 	int index, major, minor;
 	char name[256];

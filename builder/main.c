@@ -6,29 +6,11 @@
 #include "log.h"
 #include "util.h"
 
-struct command {
-	const char *name;
-	int (*fn)(int argc, char **argv, ib_error_t *err);
-	const char *summary;
-	bool hidden;
-};
-
-static const struct command commands[] = {
-	{ "build", ib_cmd_build, "build an image from a manifest (the default command)", false },
-	{ "plan", ib_cmd_plan, "check a manifest and print its stages and compatibility verdicts", false },
-	{ "fetch", ib_cmd_fetch, "download every input a build needs into the cache", false },
-	{ "pin", ib_cmd_pin, "download unpinned inputs once and record their sha256", false },
-	{ "shell", ib_cmd_shell, "open a shell in a stage's sandbox", false },
-	{ "pack", ib_cmd_pack, "pack a root file system folder into a checked image", false },
-	{ "verify", ib_cmd_verify, "check an image's digest, signature and every entry", false },
-	{ "unpack", ib_cmd_unpack, "verify and extract an image into a folder", false },
-	{ "pull", ib_cmd_pull, "download an image, its .sha256 and .sig, and verify it before it lands", false },
-	{ "run", ib_cmd_run, "run a command inside an image", false },
-	{ "keygen", ib_cmd_keygen, "make an Ed25519 signing key pair", false },
-	{ "trust", ib_cmd_trust, "trust, list or forget the public keys images are checked against", false },
-	{ "advise", ib_cmd_advise, "say which CUDA/torch stack a GPU can use (name, PCI id or auto)", false },
-	{ "driver", ib_cmd_driver, "show the host NVIDIA driver and what would be bound", false },
-	{ "mirror", ib_cmd_mirror, "print the host's apt mirror for a distribution", true },
+/* Every command, in the order imgbuild --help lists them; the first is the
+ * default ("imgbuild x.toml" builds). Each is declared in its cmd_<name>.c. */
+static const struct ib_cmd *const commands[] = {
+	&ib_cmd_build,	&ib_cmd_plan, &ib_cmd_fetch,  &ib_cmd_pin,   &ib_cmd_shell,  &ib_cmd_pack,	 &ib_cmd_verify, &ib_cmd_unpack,
+	&ib_cmd_pull,	&ib_cmd_run,  &ib_cmd_keygen, &ib_cmd_trust, &ib_cmd_advise, &ib_cmd_driver, &ib_cmd_mirror,
 };
 
 static void usage(FILE *out)
@@ -36,8 +18,8 @@ static void usage(FILE *out)
 	fprintf(out, "usage: imgbuild [-v|-q] [build] MANIFEST\n"
 		     "       imgbuild [-v|-q] COMMAND [ARGS...]   (COMMAND --help for its options)\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!commands[i].hidden)
-			fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		if (!(commands[i]->flags & IB_CMD_HIDDEN))
+			fprintf(out, "  %-8s %s\n", commands[i]->name, commands[i]->summary);
 	fprintf(out, "\noptions:\n"
 		     "  -v, --verbose   more detail\n"
 		     "  -q, --quiet     only errors\n"
@@ -84,11 +66,11 @@ int main(int argc, char **argv)
 		return IB_EXIT_OK;
 	}
 
-	const struct command *cmd = NULL;
+	const struct ib_cmd *cmd = NULL;
 	int first = 1;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (strcmp(argv[1], commands[i].name) == 0) {
-			cmd = &commands[i];
+		if (strcmp(argv[1], commands[i]->name) == 0) {
+			cmd = commands[i];
 			first = 1;
 			break;
 		}
@@ -97,7 +79,7 @@ int main(int argc, char **argv)
 		/* "imgbuild manifests/x.toml" means build. */
 		const char *dot = strrchr(argv[1], '.');
 		if (argv[1][0] != '-' && dot && strcmp(dot, ".toml") == 0) {
-			cmd = &commands[0];
+			cmd = commands[0];
 			first = 0;
 		} else {
 			fprintf(stderr, "imgbuild: unknown command '%s' (see imgbuild --help)\n", argv[1]);
@@ -107,7 +89,7 @@ int main(int argc, char **argv)
 	/* The command sees argv[0] = its name. */
 	argv[first] = (char *)cmd->name;
 	ib_error_t err = NULL;
-	int rc = cmd->fn(argc - first, argv + first, &err);
+	int rc = cmd->main(cmd, argc - first, argv + first, &err);
 	if (rc < 0) {
 		ib_log_status_clear();
 		ib_log_error("%s", err ? err->msg : "unknown error");

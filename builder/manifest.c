@@ -18,16 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void toml_cleanup(struct ib_toml_value **v)
-{
-	ib_toml_free(*v);
-}
-#define cleanup_toml __attribute__((cleanup(toml_cleanup)))
-static void manifest_cleanup(struct ib_manifest **m)
-{
-	ib_manifest_free(*m);
-}
-#define cleanup_manifest __attribute__((cleanup(manifest_cleanup)))
 
 struct ctx {
 	const char *file;	/* as the user named it: messages point there */

@@ -115,6 +115,11 @@ struct ib_manifest *ib_manifest_load(const char *path, ib_error_t *err);
 /* As ib_manifest_load, on bytes already in memory (fuzzing, tests). */
 struct ib_manifest *ib_manifest_parse(const char *path, const char *text, size_t len, ib_error_t *err);
 void ib_manifest_free(struct ib_manifest *m);
+static inline void ib_manifest_freep(struct ib_manifest **m)
+{
+	ib_manifest_free(*m);
+}
+#define cleanup_manifest __attribute__((cleanup(ib_manifest_freep)))
 
 const struct ib_download *ib_manifest_download(const struct ib_manifest *m, const char *name);
 const struct ib_source *ib_manifest_source(const struct ib_manifest *m, const char *name);

@@ -259,11 +259,6 @@ static char *merge_text(const struct ib_toml_value *base, const struct ib_toml_v
 	return b.s;
 }
 
-static void toml_freep(struct ib_toml_value **v)
-{
-	ib_toml_free(*v);
-}
-#define cleanup_toml __attribute__((cleanup(toml_freep)))
 
 struct ib_manifest *ib_overlay_load(const char *path, const char *override, ib_error_t *err)
 {

@@ -42,6 +42,11 @@ struct ib_toml_value {
  * in messages, which read "FILENAME:LINE:COL: expected ..., found ...". */
 struct ib_toml_value *ib_toml_parse(const char *text, size_t len, const char *filename, ib_error_t *err);
 void ib_toml_free(struct ib_toml_value *value);
+static inline void ib_toml_freep(struct ib_toml_value **v)
+{
+	ib_toml_free(*v);
+}
+#define cleanup_toml __attribute__((cleanup(ib_toml_freep)))
 
 /* Lookup in a table; NULL when absent or when TABLE is not a table. */
 const struct ib_toml_value *ib_toml_get(const struct ib_toml_value *table, const char *key);

@@ -7,20 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "commands.h"
 #include "error.h"
 #include "pack.h"
 #include "verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The fuzz rule links every builder/*.c but main.c, where this lives; the
- * cmd_*.c files need it to link. Weak, so a real one wins. */
-__attribute__((weak)) bool ib_cmd_wants_help(int argc, char **argv, const struct ib_cmd_help *help)
-{
-	(void)argc, (void)argv, (void)help;
-	return false;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
