@@ -2,6 +2,8 @@
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share/imgbuild
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 DESTDIR ?=
 VERSION := 0.1.0
 
@@ -98,6 +100,10 @@ install: build/imgbuild
 	install -d $(DESTDIR)$(DATADIR)/builder && install -m 0644 builder/compat.toml builder/chips.toml $(DESTDIR)$(DATADIR)/builder/
 	@# the seed manifests: imgbuild advise --manifest starts from them
 	install -d $(DESTDIR)$(DATADIR)/manifests && install -m 0644 manifests/*.toml $(DESTDIR)$(DATADIR)/manifests/
+	@# the man page and bash completion (both follow imgbuild --help; tests/e2e/manpage.sh)
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0644 docs/imgbuild.1 $(DESTDIR)$(MANDIR)/man1/imgbuild.1
+	install -m 0644 docs/imgbuild.bash-completion $(DESTDIR)$(BASHCOMPDIR)/imgbuild
 
 format:
 	clang-format -i builder/*.c builder/*.h
