@@ -116,4 +116,23 @@ if [ -f "$m" ]; then
 		tail -n 20 "$TMP/replace.log" | sed 's/^/# /'
 	fi
 fi
+
+# Without CPP_EXTENSION_ARCHS the torch stage leaves cpp_extension's list as torch 1.4
+# ships it (no 3.0), and the vision stage fails as torch.utils.cpp_extension would.
+if [ -f "$m" ]; then
+	render "$m" 0 "$TMP/nopatch.overlay.toml"
+	torch_env=$(python3 -c 'import sys, tomllib
+env = [s for s in tomllib.load(open(sys.argv[1], "rb"))["stage"] if s["name"] == "torch"][0]["env"]
+env.pop("CPP_EXTENSION_ARCHS", None)
+print(", ".join("%s = \"%s\"" % kv for kv in env.items()))' "$m")
+	printf '\n[[stage]]\nname = "torch"\nenv = { %s }\n' "$torch_env" >>"$TMP/nopatch.overlay.toml"
+	rc=0
+	"$IMGBUILD" build "$m" --override "$TMP/nopatch.overlay.toml" -o "$TMP/nopatch.tar" >"$TMP/nopatch.log" 2>&1 || rc=$?
+	if [ "$rc" -ne 0 ] && grep -rqs 'Unknown CUDA arch (3.0) or GPU not supported' "$TMP/nopatch.log" "$IMGBUILD_CACHE/builds" 2>/dev/null; then
+		ok "gt-cu10 without CPP_EXTENSION_ARCHS: vision refuses arch 3.0 (exit $rc)"
+	else
+		not_ok "gt-cu10 without CPP_EXTENSION_ARCHS must fail in vision with 'Unknown CUDA arch (3.0)' (exit $rc)"
+		tail -n 20 "$TMP/nopatch.log" | sed 's/^/# /'
+	fi
+fi
 finish
