@@ -43,6 +43,15 @@ for c in $commands; do
 	done
 done
 check "every command and option of --help is in the man page (missing:${missing:- none})" test -z "$missing"
+# ... and nothing stale: every option a command's section describes (.BR/.BI/.B
+# lines starting with \-) is one its --help has.
+stale=""
+for c in $commands; do
+	for o in $(section "$c" | grep -E '^\.(B|BR|BI) \\-' | sed -E 's/^\.[A-Z]+ //; s/\\-/-/g; s/[ "].*//; s/,$//' | sort -u); do
+		grep -qx -- "$o" "$TMP/help/$c" || [ "$o" = --help ] || stale="$stale $c:$o"
+	done
+done
+check "no option in the man page that --help lacks (stale:${stale:- none})" test -z "$stale"
 
 # shellcheck disable=SC1090
 source "$COMPLETION"
