@@ -210,7 +210,7 @@ int ib_layers_all_keys(const struct ib_manifest *m, char base_key[IB_KEY_LEN + 1
 
 char *ib_layers_dir(ib_error_t *err)
 {
-	return ib_cache_subdir("layers", err);
+	return ib_cache_private_subdir("layers", err);
 }
 
 char *ib_layers_path(const char *key, ib_error_t *err)

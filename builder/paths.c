@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 char *ib_cache_dir(ib_error_t *err)
@@ -39,6 +40,25 @@ char *ib_cache_subdir(const char *name, ib_error_t *err)
 		return NULL;
 	}
 	return dir;
+}
+
+char *ib_cache_private_subdir(const char *name, ib_error_t *err)
+{
+	cleanup_free char *base = ib_cache_dir(err);
+	if (base == NULL)
+		return NULL;
+	cleanup_free char *dir = ib_path_join(base, name);
+	if (ib_mkdir_p(dir, 0700, err) < 0)
+		return NULL;
+	/* A cache made by an older imgbuild has it 0755: close it now. */
+	struct stat st;
+	if (lstat(dir, &st) < 0)
+		return ib_error_errno(err, errno, "stat '%s'", dir), NULL;
+	if (!S_ISDIR(st.st_mode))
+		return ib_error_set(err, 0, "'%s' is not a folder", dir), NULL;
+	if ((st.st_mode & 0077) != 0 && chmod(dir, st.st_mode & 0700) < 0)
+		return ib_error_errno(err, errno, "chmod 0700 '%s'", dir), NULL;
+	return steal_pointer(&dir);
 }
 
 const char *ib_data_dir(void)

@@ -156,7 +156,8 @@ static bool empty_dir(const char *path)
 	return empty;
 }
 
-int ib_unpack(const char *image, const char *dir, const struct ib_verify_opts *opts, bool no_verify, ib_error_t *err)
+static int unpack(const char *image, const char *dir, const struct ib_verify_opts *opts, bool no_verify,
+		  char got[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
 {
 	struct stat st;
 	bool dir_existed = false;
@@ -194,7 +195,6 @@ int ib_unpack(const char *image, const char *dir, const struct ib_verify_opts *o
 		rm_tree(tmp);
 		return ib_error_errno(err, e, "unpack: enter '%s'", tmp);
 	}
-	char got[IB_SHA256_HEX_LEN + 1];
 	struct ib_tar_entry root = { .type = IB_ENTRY_DIR, .mode = 0755 };
 	int rc = extract_here(fd, got, &root, err);
 	if (fchdir(cwd) < 0 && rc == 0)
@@ -214,6 +214,12 @@ int ib_unpack(const char *image, const char *dir, const struct ib_verify_opts *o
 		return ib_error_wrap(err, "unpack '%s'", image);
 	}
 	return 0;
+}
+
+int ib_unpack(const char *image, const char *dir, const struct ib_verify_opts *opts, bool no_verify, ib_error_t *err)
+{
+	char got[IB_SHA256_HEX_LEN + 1];
+	return unpack(image, dir, opts, no_verify, got, err);
 }
 
 static char *stamp_of(const char *image)
@@ -246,10 +252,13 @@ static int cheap_check(const char *image, const char *hex, const struct ib_verif
 
 int ib_unpack_cached(const char *image, const struct ib_verify_opts *opts, char **tree_out, ib_error_t *err)
 {
+	/* IMAGE.sha256 is read once (a regular file, not a FIFO that could answer
+	 * twice); every later step checks the digest of the bytes it read against
+	 * this value, never the name again. */
 	char hex[IB_SHA256_HEX_LEN + 1];
 	if (ib_verify_read_sha256_file(image, hex, err) < 0)
 		return ib_error_wrap(err, "unpack '%s'", image);
-	cleanup_free char *images = ib_cache_subdir("images", err);
+	cleanup_free char *images = ib_cache_private_subdir("images", err);
 	if (images == NULL)
 		return -1;
 	cleanup_free char *key = ib_path_join(images, hex);
@@ -266,7 +275,8 @@ int ib_unpack_cached(const char *image, const struct ib_verify_opts *opts, char 
 		cleanup_free char *old = ib_read_file(stamp_path, &len, NULL);
 		if (old == NULL || strcmp(old, now) != 0) {
 			/* The file changed since it was cached: verify it again, and
-			 * take the cached tree only if it still has the same digest. */
+			 * take the cached tree only if what was read has the digest
+			 * the tree is filed under. */
 			struct ib_verify_opts vo = opts ? *opts : (struct ib_verify_opts){ 0 };
 			vo.quiet = true;
 			struct ib_verify_report rep;
@@ -282,21 +292,42 @@ int ib_unpack_cached(const char *image, const struct ib_verify_opts *opts, char 
 		*tree_out = steal_pointer(&tree);
 		return 0;
 	}
-	if (ib_mkdir_p(key, 0755, err) < 0)
-		return -1;
+
+	/* Unpacked beside the cache entry and renamed into place only once the
+	 * bytes extracted (and verified) are known to have the digest it is
+	 * named by: no other run can pick up a tree that is not that image's. */
+	struct stat st;
+	if (lstat(key, &st) == 0)
+		rm_tree(key);	/* a stamp left without its tree */
+	cleanup_free char *tmp_key = xasprintf("%s/.unpack-%s.XXXXXX", images, hex);
+	if (mkdtemp(tmp_key) == NULL)
+		return ib_error_errno(err, errno, "unpack: make a folder in '%s'", images);
+	cleanup_free char *tmp_tree = ib_path_join(tmp_key, "tree");
+	cleanup_free char *tmp_stamp = ib_path_join(tmp_key, "image.stamp");
 	struct ib_verify_opts vo = opts ? *opts : (struct ib_verify_opts){ 0 };
 	vo.quiet = true;
-	if (ib_unpack(image, tree, &vo, false, err) < 0) {
+	char got[IB_SHA256_HEX_LEN + 1] = "";
+	int rc = unpack(image, tmp_tree, &vo, false, got, err);
+	if (rc == 0 && strcmp(got, hex) != 0)
+		rc = ib_error_set(err, 0,
+				  "'%s' changed while it was read: its .sha256 named %s, the image verified is %s; "
+				  "nothing was cached (check who writes these files, then run again)",
+				  image, hex, got);
+	if (rc == 0)
+		rc = ib_write_file_atomic(tmp_stamp, now, strlen(now), 0644, err);
+	if (rc == 0 && rename(tmp_key, key) < 0) {
 		/* Another process may have won the race to the same digest. */
-		if (ib_path_exists(tree) && !empty_dir(tree)) {
-			ib_error_free(err);
+		if ((errno == EEXIST || errno == ENOTEMPTY) && ib_path_exists(tree) && !empty_dir(tree)) {
+			rm_tree(tmp_key);
 			*tree_out = steal_pointer(&tree);
 			return 0;
 		}
+		rc = ib_error_errno(err, errno, "rename '%s' to '%s'", tmp_key, key);
+	}
+	if (rc < 0) {
+		rm_tree(tmp_key);
 		return -1;
 	}
-	if (ib_write_file_atomic(stamp_path, now, strlen(now), 0644, err) < 0)
-		return -1;
 	*tree_out = steal_pointer(&tree);
 	return 0;
 }

@@ -83,3 +83,93 @@ printf '[image]\nname = "esc"\nsource_date_epoch = 0\n[base]\ndistro = "debian"\
 "$IMGBUILD" plan "$P/esc.toml" >"$TMP/esc-plan.out" 2>&1 || true
 check "10: plan prints a manifest's values escaped" \
 	bash -c "grep -qF 'a\x1b[2J\x0db' '$TMP/esc-plan.out' && ! grep -q \$'\\x1b' '$TMP/esc-plan.out'"
+
+# --- 5: run's cache folder is named by the digest that was verified ---------------
+# The victim runs a classmate's unsigned image with --allow-unsigned. Its
+# IMAGE.sha256 first names the good image's digest A, then its own, B: before,
+# the hostile tree was cached under A and later trusted for the good image.
+export IMGBUILD_CACHE=$TMP/c5
+mkimage "$TMP/evil"
+echo planted >"$TMP/evil/etc/evil-marker"
+"$IMGBUILD" -q pack "$TMP/evil" -o "$TMP/evil.tar" --epoch 1577836800 >/dev/null
+A=$(cut -d' ' -f1 "$TMP/good.tar.sha256")
+B=$(cut -d' ' -f1 "$TMP/evil.tar.sha256")
+cp "$TMP/evil.tar" "$TMP/x.tar"
+mkfifo "$TMP/x.tar.sha256"
+( for h in "$A" "$B" "$B"; do echo "$h  x.tar" >"$TMP/x.tar.sha256"; done ) &
+FIFO_WRITER=$!
+check_fails "5: a FIFO IMAGE.sha256 (two digests) is refused" 1 "x\.tar\.sha256' is not a regular file \(a FIFO\)" \
+	timeout 30 "$IMGBUILD" run --allow-unsigned "$TMP/x.tar" -- true
+kill "$FIFO_WRITER" 2>/dev/null || true
+check "5: ... and nothing is cached under either digest" bash -c "[ ! -e '$IMGBUILD_CACHE/images/$A' ] && [ ! -e '$IMGBUILD_CACHE/images/$B' ]"
+# A swap of the image (and its .sha256) right after run read the .sha256:
+# inotify sees the read end and renames the hostile pair into place.
+cat >"$TMP/swap.py" <<'PY'
+import ctypes, os, struct, sys
+d, name = sys.argv[1], sys.argv[2]
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(0)
+IN_CLOSE_NOWRITE = 0x10
+libc.inotify_add_watch(fd, (d + "/" + name + ".sha256").encode(), IN_CLOSE_NOWRITE)
+print("ready", flush=True)
+os.read(fd, 4096)
+os.rename(d + "/evil-copy.tar.sha256", d + "/" + name + ".sha256")
+os.rename(d + "/evil-copy.tar", d + "/" + name)
+PY
+swapped_ok=0
+for i in 1 2 3 4 5; do
+	export IMGBUILD_CACHE=$TMP/c5-$i
+	cp "$TMP/good.tar" "$TMP/s.tar"; sed 's/good\.tar/s.tar/' "$TMP/good.tar.sha256" >"$TMP/s.tar.sha256"
+	cp "$TMP/evil.tar" "$TMP/evil-copy.tar"; sed 's/evil\.tar/s.tar/' "$TMP/evil.tar.sha256" >"$TMP/evil-copy.tar.sha256"
+	python3 "$TMP/swap.py" "$TMP" s.tar >"$TMP/swap.out" &
+	SW=$!
+	while ! grep -q ready "$TMP/swap.out" 2>/dev/null; do sleep 0.05; done
+	"$IMGBUILD" run --allow-unsigned "$TMP/s.tar" -- cat /etc/hostname >"$TMP/swap-run.out" 2>&1 || true
+	wait "$SW" 2>/dev/null || true
+	if [ -e "$IMGBUILD_CACHE/images/$A/tree/etc/evil-marker" ]; then
+		not_ok "5: swap $i: the hostile tree was cached under the good image's digest"
+		sed 's/^/# /' "$TMP/swap-run.out"
+	else
+		swapped_ok=$((swapped_ok + 1))
+		diag "swap $i: $(tail -n1 "$TMP/swap-run.out")"
+	fi
+done
+check "5: 5 swaps during run: never the hostile tree under the good digest" test "$swapped_ok" -eq 5
+export IMGBUILD_CACHE=$TMP/c5
+check "5: the good image, run after the attacks, shows its own tree" \
+	bash -c "'$IMGBUILD' run '$TMP/good.tar' -- cat /etc/hostname | grep -qx good && [ ! -e '$IMGBUILD_CACHE/images/$A/tree/etc/evil-marker' ]"
+
+# --- 6: a setuid-root file of an image, cached, out of other users' reach ---------
+# The cache sits in a folder every user may traverse, so only the cache's own
+# modes stand between a local user and the image's setuid-root shell.
+chmod 0711 "$TMP"
+mkdir -m 0755 "$TMP/pub"
+export IMGBUILD_CACHE=$TMP/pub/cache
+mkimage "$TMP/suid"
+cp "$BUSYBOX" "$TMP/suid/bin/suidsh"
+chown 0:0 "$TMP/suid/bin/suidsh"
+chmod 4755 "$TMP/suid/bin/suidsh"
+"$IMGBUILD" -q pack "$TMP/suid" -o "$TMP/suid.tar" --epoch 1577836800 --sign "$TEST_KEY" >/dev/null
+check "6: the image with a setuid-root shell runs once (and is cached)" "$IMGBUILD" run "$TMP/suid.tar" -- true
+S=$(cut -d' ' -f1 "$TMP/suid.tar.sha256")
+CACHED=$IMGBUILD_CACHE/images/$S/tree/bin/suidsh
+check "6: the cached copy is setuid root" bash -c "[ \"\$(stat -c '%a %u' '$CACHED')\" = '4755 0' ]"
+check "6: images/ is 0700" bash -c "[ \"\$(stat -c '%a' '$IMGBUILD_CACHE/images')\" = 700 ]"
+TEST_USER=imgbuild-secinput
+userdel "$TEST_USER" 2>/dev/null || true
+trap 'rc=$?; set +e; userdel "$TEST_USER" 2>/dev/null; (exit $rc); _lib_cleanup' EXIT
+useradd -M -N -d /nonexistent -s /usr/sbin/nologin "$TEST_USER"
+U=$(id -u "$TEST_USER")
+as_user() { setpriv --reuid="$U" --regid="$(id -g "$TEST_USER")" --clear-groups -- "$@"; }
+check "6: the test user can run programs (control)" as_user "$BUSYBOX" true
+check_fails "6: the test user cannot execute the cached setuid shell" 126 "Permission denied" \
+	as_user "$BUSYBOX" sh -c "'$CACHED' -c 'id -u'"
+check "6: ... nor reach it through the cache's folders" bash -c "! setpriv --reuid=$U --regid=$(id -g "$TEST_USER") --clear-groups -- '$BUSYBOX' ls '$IMGBUILD_CACHE/images/' 2>/dev/null"
+# A cache made before this change (images/ 0755) is closed on the next run.
+chmod 0755 "$IMGBUILD_CACHE/images"
+"$IMGBUILD" run "$TMP/suid.tar" -- true
+check "6: an old 0755 images/ is made 0700 by the next run" bash -c "[ \"\$(stat -c '%a' '$IMGBUILD_CACHE/images')\" = 700 ]"
+userdel "$TEST_USER"
+check "6: the test user is removed" bash -c "! id '$TEST_USER' 2>/dev/null"
+check "the host's files are unchanged" bash -c "$(declare -f host_sum host_unchanged); HOST_BEFORE='$HOST_BEFORE' TMP='$TMP'; host_unchanged"
+finish
