@@ -380,13 +380,33 @@ static bool transient(CURLcode rc)
 	}
 }
 
+/* Is SHA256 in the store, intact? A corrupt entry is an error offline (the
+ * user must delete it); online it is removed and fetched again. */
+static int store_lookup(const char *sha256, bool offline, ib_error_t *err)
+{
+	int rc = ib_store_check(sha256, NULL, err);
+	if (rc >= 0 || offline)
+		return rc;
+	ib_log_warn("%s; removing it and fetching it again", (*err)->msg);
+	ib_error_free(err);
+	cleanup_free char *path = ib_store_path(sha256, err);
+	if (path == NULL || (unlink(path) < 0 && errno != ENOENT))
+		return path ? ib_error_errno(err, errno, "remove the corrupt '%s'", path) : -1;
+	return 0;
+}
+
 /* How often a job whose download another imgbuild process holds looks again. */
 #define OTHER_PROCESS_POLL_MS 250
 
 static int job_start(struct engine *e, struct job *j, ib_error_t *err)
 {
 	/* Another process may have stored it since this run looked (see below). */
-	if (j->req->sha256 && !j->req->dest && ib_store_has(j->req->sha256)) {
+	int have = j->req->sha256 && !j->req->dest ? store_lookup(j->req->sha256, false, &j->fatal) : 0;
+	if (have < 0) {
+		j->state = JOB_FAILED;
+		return 0;
+	}
+	if (have > 0) {
 		cleanup_free char *path = ib_store_path(j->req->sha256, &j->fatal);
 		if (path == NULL) {
 			j->state = JOB_FAILED;
@@ -657,9 +677,14 @@ static int check_offline(struct ib_fetch_req *reqs, size_t n, ib_error_t *err)
 {
 	struct ib_strv missing = { 0 };
 	for (size_t i = 0; i < n; i++) {
+		int have = reqs[i].sha256 ? store_lookup(reqs[i].sha256, true, err) : 0;
+		if (have < 0) {
+			ib_strv_free(&missing);
+			return ib_error_wrap(err, "offline: download '%s'", reqs[i].name);
+		}
 		if (reqs[i].sha256 == NULL)
 			ib_strv_push_owned(&missing, xasprintf("  %s: sha256 unknown (run imgbuild pin)", reqs[i].name));
-		else if (!ib_store_has(reqs[i].sha256) && !has_prefix(reqs[i].urls[0] ? reqs[i].urls[0] : "", "file://"))
+		else if (have == 0 && !has_prefix(reqs[i].urls[0] ? reqs[i].urls[0] : "", "file://"))
 			ib_strv_push_owned(&missing, xasprintf("  %s: %s (sha256 %s)", reqs[i].name,
 							       reqs[i].urls[0] ? reqs[i].urls[0] : "no URL", reqs[i].sha256));
 	}
@@ -704,7 +729,10 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 		j->fd = -1;
 		while (reqs[i].urls[j->n_urls])
 			j->n_urls++;
-		if (reqs[i].sha256 && !reqs[i].dest && ib_store_has(reqs[i].sha256)) {
+		int have = reqs[i].sha256 && !reqs[i].dest ? store_lookup(reqs[i].sha256, offline, err) : 0;
+		if (have < 0)
+			return ib_error_wrap(err, "download '%s'", reqs[i].name);
+		if (have > 0) {
 			cleanup_free char *path = ib_store_path(reqs[i].sha256, err);
 			if (path == NULL)
 				return -1;
@@ -923,11 +951,15 @@ int ib_fetch_downloads(const struct ib_manifest *m, const char *const *names, bo
 
 char *ib_fetch_cached_path(const struct ib_download *d)
 {
-	if (d == NULL || !ib_store_valid_digest(d->sha256) || !ib_store_has(d->sha256))
+	if (d == NULL || !ib_store_valid_digest(d->sha256))
 		return NULL;
 	ib_error_t err = NULL;
-	char *path = ib_store_path(d->sha256, &err);
-	ib_error_free(&err);
+	char *path = NULL;
+	if (ib_store_check(d->sha256, &path, &err) < 0) {
+		ib_log_warn("%s", err->msg);
+		ib_error_free(&err);
+		return NULL;
+	}
 	return path;
 }
 

@@ -115,3 +115,60 @@ int ib_store_commit(const char *tmp_path, const char *sha256, const char *origin
 		return ib_error_errno(err, errno, "rename '%s' to '%s'", tmp_path, dst);
 	return fsync_dir(dst, err);
 }
+
+/* Entries checked by this process, with the inode state they were checked at:
+ * a build asks for the same entry for each stage, and hashing once is enough
+ * as long as the file is not changed (a write moves its ctime). */
+struct checked {
+	char hex[IB_SHA256_HEX_LEN + 1];
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec ctime;
+};
+static struct checked *checked;
+static size_t n_checked;
+
+static bool same_state(const struct checked *c, const struct stat *st)
+{
+	return c->dev == st->st_dev && c->ino == st->st_ino && c->size == st->st_size &&
+	       c->ctime.tv_sec == st->st_ctim.tv_sec && c->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+int ib_store_check(const char *sha256, char **path_out, ib_error_t *err)
+{
+	cleanup_free char *path = ib_store_path(sha256, err);
+	if (path == NULL)
+		return -1;
+	cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return ib_error_errno(err, errno, "download store entry '%s' (delete it: rm -f '%s')", path, path);
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return ib_error_errno(err, errno, "stat '%s'", path);
+	if (!S_ISREG(st.st_mode))
+		return ib_error_set(err, 0, "download store entry '%s' is not a regular file (delete it: rm -f '%s', then "
+				    "imgbuild fetch MANIFEST fetches it again)", path, path);
+	for (size_t i = 0; i < n_checked; i++)
+		if (strcmp(checked[i].hex, sha256) == 0 && same_state(&checked[i], &st)) {
+			if (path_out)
+				*path_out = steal_pointer(&path);
+			return 1;
+		}
+	char actual[IB_SHA256_HEX_LEN + 1];
+	if (ib_sha256_fd(fd, actual, err) < 0)
+		return ib_error_wrap(err, "check the download store entry '%s'", path);
+	if (strcmp(actual, sha256) != 0)
+		return ib_error_set(err, 0, "download store entry '%s' is corrupt: its content has sha256 %s (delete it: "
+				    "rm -f '%s', then imgbuild fetch MANIFEST fetches it again)", path, actual, path);
+	checked = xrealloc(checked, (n_checked + 1) * sizeof(*checked));
+	struct checked *c = &checked[n_checked++];
+	memcpy(c->hex, sha256, sizeof(c->hex));
+	c->dev = st.st_dev, c->ino = st.st_ino, c->size = st.st_size, c->ctime = st.st_ctim;
+	if (path_out)
+		*path_out = steal_pointer(&path);
+	return 1;
+}

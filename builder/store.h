@@ -16,6 +16,12 @@ char *ib_store_dir(ib_error_t *err);
 char *ib_store_path(const char *sha256, ib_error_t *err);
 /* True when a verified entry for SHA256 is in the store. */
 bool ib_store_has(const char *sha256);
+/* Checks the entry for SHA256 before it is used: hashes it again (once per
+ * process while its inode is unchanged), since the store is a folder on disk
+ * that anything with the owner's rights (or a failing disk) can change.
+ * 1 with *PATH_OUT (when not NULL) when present and intact, 0 when absent, -1
+ * when corrupt or unreadable, the error naming the file and the fix. */
+int ib_store_check(const char *sha256, char **path_out, ib_error_t *err);
 /* The partial download kept for SHA256 (resumed by the next attempt). Caller frees. */
 char *ib_store_part_path(const char *sha256, ib_error_t *err);
 /* Makes a fresh temporary file in the store folder (same file system, so it can

@@ -171,5 +171,23 @@ chmod 0755 "$IMGBUILD_CACHE/images"
 check "6: an old 0755 images/ is made 0700 by the next run" bash -c "[ \"\$(stat -c '%a' '$IMGBUILD_CACHE/images')\" = 700 ]"
 userdel "$TEST_USER"
 check "6: the test user is removed" bash -c "! id '$TEST_USER' 2>/dev/null"
+# --- 11: a corrupted download store entry is never used --------------------------
+export IMGBUILD_CACHE=$TMP/c11
+head -c 200000 /dev/urandom >"$TMP/data.bin"
+DSUM=$(sha256sum "$TMP/data.bin" | cut -d' ' -f1)
+mkdir -p "$TMP/p11/stages"
+printf '[image]\nname = "dl"\nsource_date_epoch = 0\n[base]\ndistro = "debian"\nsuite = "bookworm"\n[[download]]\nname = "data"\nurl = "file://%s"\nsha256 = "%s"\n' \
+	"$TMP/data.bin" "$DSUM" >"$TMP/p11/dl.toml"
+check "11: fetch stores the download" "$IMGBUILD" fetch "$TMP/p11/dl.toml"
+ENTRY=$IMGBUILD_CACHE/downloads/sha256/$DSUM
+check "11: fetch --offline accepts the intact entry" "$IMGBUILD" fetch --offline "$TMP/p11/dl.toml"
+chmod u+w "$ENTRY"
+printf 'EVIL' | dd of="$ENTRY" bs=1 seek=1000 conv=notrunc status=none
+check_fails "11: fetch --offline refuses the corrupted entry, naming the file and the fix" 1 \
+	"download store entry '$ENTRY' is corrupt: its content has sha256 [0-9a-f]{64} \(delete it: rm -f '$ENTRY', then imgbuild fetch MANIFEST fetches it again\)" \
+	"$IMGBUILD" fetch --offline "$TMP/p11/dl.toml"
+check "11: online, fetch replaces the corrupted entry with the right bytes" \
+	bash -c "'$IMGBUILD' fetch '$TMP/p11/dl.toml' 2>&1 | grep -q 'is corrupt' && [ \"\$(sha256sum <'$ENTRY' | cut -d' ' -f1)\" = '$DSUM' ]"
+
 check "the host's files are unchanged" bash -c "$(declare -f host_sum host_unchanged); HOST_BEFORE='$HOST_BEFORE' TMP='$TMP'; host_unchanged"
 finish
