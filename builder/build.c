@@ -458,7 +458,15 @@ struct ib_build *ib_build_new(const struct ib_manifest *m, const struct ib_build
 	}
 	b->logs_dir = ib_path_join(b->build_dir, "logs");
 	b->mnt = ib_path_join(b->build_dir, "mnt");
-	b->ccache_dir = ib_path_join(b->cache_dir, "ccache");
+	/* One ccache per manifest (by its path): a hostile manifest's stages can
+	 * write objects into the ccache they are given, and a shared one would
+	 * hand those to the next build of a good manifest, which links and signs
+	 * them. Within one manifest, edits and rebuilds still hit. */
+	uint8_t id[IB_SHA256_LEN];
+	char id_hex[IB_SHA256_HEX_LEN + 1];
+	ib_sha256_buf(m->path, strlen(m->path), id);
+	ib_hex(id, sizeof(id), id_hex);
+	b->ccache_dir = xasprintf("%s/ccache/%s-%.16s", b->cache_dir, m->image.name, id_hex);
 	if (ib_mkdir_p(b->logs_dir, 0755, err) < 0 || ib_mkdir_p(b->mnt, 0755, err) < 0 ||
 	    ib_mkdir_p(b->ccache_dir, 0755, err) < 0)
 		goto fail;
@@ -830,12 +838,52 @@ static int cmp_strp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* What a stage leaves in .imgbuild/lock.d and facts.d is read by imgbuild on
+ * the host, outside any sandbox: the stage's tree is untrusted, so these are
+ * opened relative to the tree's folder, one component at a time, never
+ * through a symbolic link (which resolves on the host: lock.d -> /root/.ssh
+ * would pack the host's keys), regular files only, and bounded in size. */
+#define STAGE_FILE_MAX ((size_t)1 << 20)
+#define STAGE_FILES_MAX 4096
+
+/* REL below the folder ROOT_FD, no component a symbolic link; -1 with errno
+ * (ELOOP for a link) and *AT naming the component that failed. */
+static int open_beneath(int root_fd, const char *rel, int last_flags, char **at)
+{
+	cleanup_free char *copy = xstrdup(rel);
+	int fd = dup(root_fd);
+	char *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c; ) {
+		char *next = strtok_r(NULL, "/", &save);
+		int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | (next ? O_DIRECTORY : last_flags);
+		int nfd = strcmp(c, "..") == 0 ? (errno = EPERM, -1) : openat(fd, c, flags);
+		int e = errno;
+		close(fd);
+		if (nfd < 0) {
+			if (at)
+				*at = xstrndup(rel, (size_t)(c - copy) + strlen(c));
+			errno = e;
+			return -1;
+		}
+		fd = nfd;
+		c = next;
+	}
+	return fd;
+}
+
 /* "name=version" of every installed package in ROOT's dpkg status, sorted. */
 static void installed_packages(const char *root, struct ib_strv *out)
 {
-	cleanup_free char *path = ib_path_join(root, "var/lib/dpkg/status");
+	/* Not through a symbolic link either (see read_dir_files): a status file
+	 * that is not a plain file of the tree lists no package. */
+	cleanup_fd int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0)
+		return;
+	cleanup_fd int dir_fd = open_beneath(root_fd, "var/lib/dpkg", O_DIRECTORY, NULL);
+	if (dir_fd < 0)
+		return;
 	ib_error_t err = NULL;
-	cleanup_free char *text = ib_read_file(path, NULL, &err);
+	cleanup_free char *text = ib_read_file_at(dir_fd, "status", "/var/lib/dpkg/status", (size_t)256 << 20, NULL, &err);
 	if (text == NULL) {
 		ib_error_free(&err);
 		return;
@@ -864,39 +912,65 @@ static void installed_packages(const char *root, struct ib_strv *out)
 		qsort(out->v, out->n, sizeof(char *), cmp_strp);
 }
 
-/* Files in ROOT/DIR: "NAME" and its contents (trailing newlines trimmed). */
-static void read_dir_files(const char *root, const char *dir, struct ib_strv *names, struct ib_strv *values)
+/* The problem with /REL of the stage tree, as a sentence. */
+static int stage_file_error(int e, const char *at, ib_error_t *err)
 {
-	cleanup_free char *path = ib_path_join(root, dir);
-	DIR *d = opendir(path);
-	if (d == NULL)
-		return;
+	if (e == ELOOP || e == ENOTDIR)
+		return ib_error_set(err, 0,
+				    "the image's /%s is a symbolic link (or not a folder): imgbuild reads .imgbuild/lock.d "
+				    "and facts.d of the stages' tree only as plain folders of regular files (fix the stage "
+				    "that made it)",
+				    at);
+	return ib_error_errno(err, e, "open the image's /%s", at);
+}
+
+/* Files in ROOT/DIR: "NAME" and its contents (trailing newlines trimmed).
+ * A missing DIR is empty; anything else unexpected is an error. */
+static int read_dir_files(const char *root, const char *dir, struct ib_strv *names, struct ib_strv *values,
+			  ib_error_t *err)
+{
+	cleanup_fd int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0)
+		return ib_error_errno(err, errno, "open '%s'", root);
+	cleanup_free char *at = NULL;
+	int dfd = open_beneath(root_fd, dir, O_DIRECTORY, &at);
+	if (dfd < 0)
+		return errno == ENOENT ? 0 : stage_file_error(errno, at, err);
+	DIR *d = fdopendir(dfd);
+	if (d == NULL) {
+		close(dfd);
+		return ib_error_errno(err, errno, "read the image's /%s", dir);
+	}
 	struct ib_strv found = { 0 };
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL)
 		if (e->d_name[0] != '.')
 			ib_strv_push(&found, e->d_name);
-	closedir(d);
+	int rc = 0;
+	if (found.n > STAGE_FILES_MAX)
+		rc = ib_error_set(err, 0, "the image's /%s holds %zu files, more than the %d imgbuild reads (fix the stage "
+				  "that wrote them)", dir, found.n, STAGE_FILES_MAX);
 	if (found.n)
 		qsort(found.v, found.n, sizeof(char *), cmp_strp);
-	for (size_t i = 0; i < found.n; i++) {
-		cleanup_free char *f = ib_path_join(path, found.v[i]);
-		struct stat st;
-		if (lstat(f, &st) < 0 || !S_ISREG(st.st_mode))
-			continue;
-		ib_error_t err = NULL;
+	for (size_t i = 0; i < found.n && rc == 0; i++) {
+		cleanup_free char *shown = xasprintf("the image's /%s/%s", dir, found.v[i]);
+		cleanup_free char *shown_esc = ib_escape(shown, false);
 		size_t len = 0;
-		char *text = ib_read_file(f, &len, &err);
+		/* O_NOFOLLOW on the name, O_NONBLOCK against a FIFO, then S_ISREG
+		 * and the size limit on the opened fd (ib_read_file_at). */
+		char *text = ib_read_file_at(dirfd(d), found.v[i], shown_esc, STAGE_FILE_MAX, &len, err);
 		if (text == NULL) {
-			ib_error_free(&err);
-			continue;
+			rc = ib_error_wrap(err, "lock and facts (fix the stage that wrote it)");
+			break;
 		}
 		while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 			text[--len] = '\0';
 		ib_strv_push(names, found.v[i]);
 		ib_strv_push_owned(values, text);
 	}
+	closedir(d);
 	ib_strv_free(&found);
+	return rc;
 }
 
 static void append(char **buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -914,7 +988,7 @@ static void append(char **buf, const char *fmt, ...)
 }
 
 /* The lock: what exactly went into the image, one "kind name value" line each. */
-static char *make_lock(const struct ib_manifest *m, const char *root)
+static char *make_lock(const struct ib_manifest *m, const char *root, ib_error_t *err)
 {
 	char *lock = xstrdup("");
 	for (size_t i = 0; i < m->n_downloads; i++)
@@ -928,7 +1002,12 @@ static char *make_lock(const struct ib_manifest *m, const char *root)
 		append(&lock, "package %s\n", pkgs.v[i]);
 	ib_strv_free(&pkgs);
 	struct ib_strv names = { 0 }, values = { 0 };
-	read_dir_files(root, ".imgbuild/lock.d", &names, &values);
+	if (read_dir_files(root, ".imgbuild/lock.d", &names, &values, err) < 0) {
+		ib_strv_free(&names);
+		ib_strv_free(&values);
+		free(lock);
+		return NULL;
+	}
 	for (size_t i = 0; i < names.n; i++) {
 		append(&lock, "# %s\n", names.v[i]);
 		append(&lock, "%s\n", values.v[i]);
@@ -966,7 +1045,8 @@ static bool reserved_fact(const char *k)
 }
 
 /* Facts for facts.toml besides name and archs (pack writes those). */
-static void make_facts(struct ib_build *b, const char *root, struct ib_strv *keys, struct ib_strv *values)
+static int make_facts(struct ib_build *b, const char *root, struct ib_strv *keys, struct ib_strv *values,
+		      ib_error_t *err)
 {
 	const struct ib_manifest *m = b->m;
 	add_fact(keys, values, "distro", m->base.distro);
@@ -984,7 +1064,7 @@ static void make_facts(struct ib_build *b, const char *root, struct ib_strv *key
 		add_fact(keys, values, k, b->keys[i]);
 	}
 	struct ib_strv names = { 0 }, vals = { 0 };
-	read_dir_files(root, ".imgbuild/facts.d", &names, &vals);
+	int rc = read_dir_files(root, ".imgbuild/facts.d", &names, &vals, err);
 	for (size_t i = 0; i < names.n; i++) {
 		if (reserved_fact(names.v[i]))
 			ib_log_warn("ignoring /.imgbuild/facts.d/%s: not a plain key or set by imgbuild", names.v[i]);
@@ -993,6 +1073,7 @@ static void make_facts(struct ib_build *b, const char *root, struct ib_strv *key
 	}
 	ib_strv_free(&names);
 	ib_strv_free(&vals);
+	return rc;
 }
 
 /* In the pack child: assemble the read-only root and pack it. Writes the
@@ -1047,8 +1128,8 @@ static void __attribute__((noreturn)) pack_child(struct ib_build *b, int result_
 		}
 	}
 	root = b->mnt;
-	lock = make_lock(m, root);
-	make_facts(b, root, &fact_keys, &fact_values);
+	if ((lock = make_lock(m, root, &err)) == NULL || make_facts(b, root, &fact_keys, &fact_values, &err) < 0)
+		goto fail;
 
 	struct ib_kv *facts = xcalloc(fact_keys.n + 1, sizeof(*facts));
 	for (size_t i = 0; i < fact_keys.n; i++) {
