@@ -424,12 +424,12 @@ SH
 	IMGBUILD_CACHE=$SC "$IMGBUILD" build "$S/manifests/evil.toml" -o "$TMP/stage.tar" --build-dir "$TMP/sbd" >"$TMP/stage.out" 2>&1 || rc=$?
 	log=$TMP/sbd/logs/evil.log
 	if [ "$rc" = 1 ] && grep -q STAGE_DONE "$log" && ! grep -qE 'CORE_WRITTEN|MKNOD_|MOUNTED' "$log" && grep -qx 2 "$log" &&
-		[ "$(cat /proc/sys/kernel/core_pattern)" = "$CORE_BEFORE" ] && [ ! -e "$TMP/sbd/work/evil/n" ] && [ ! -e "$SC/ccache/n-secbox" ]; then
+		[ "$(cat /proc/sys/kernel/core_pattern)" = "$CORE_BEFORE" ] && [ ! -e "$TMP/sbd/work/evil/n" ] && [ -z "$(ls -d "$SC"/ccache/n-secbox "$SC"/ccache/*/n-secbox 2>/dev/null)" ]; then
 		ok "a build stage as root: core_pattern, mknod in work/ccache/root and mount refused; work and ccache nosuid,nodev"
 	else
 		not_ok "stage attacks (build exit $rc)"; tail -n 12 "$TMP/stage.out" | sed 's/^/# /'; sed 's/^/# /' "$log" 2>/dev/null | tail -n 12
 	fi
-	rm -f "$SC/ccache/n-secbox"
+	rm -f "$SC"/ccache/n-secbox "$SC"/ccache/*/n-secbox	# one ccache per manifest (issue 14, item 8)
 	out=$(IMGBUILD_CACHE=$SC "$IMGBUILD" shell "$S/manifests/evil.toml" --stage evil --build-dir "$TMP/sbd" -- sh -c 'mknod /imgbuild/work/n2 c 1 3 && echo MKNOD; echo x >/proc/sys/kernel/core_pattern && echo CORE; echo SHELL_DONE' 2>&1) || true
 	if echo "$out" | grep -q SHELL_DONE && ! echo "$out" | grep -qxE 'MKNOD|CORE' && [ ! -e "$TMP/sbd/work/evil/n2" ] &&
 		[ "$(cat /proc/sys/kernel/core_pattern)" = "$CORE_BEFORE" ]; then
