@@ -86,8 +86,8 @@ static int writer_fail(struct ib_archive_writer *w, ib_error_t *err, const char 
 	return archive_fail(err, w->a, what);
 }
 
-struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression, int threads, int level,
-						ib_archive_sink_fn sink, void *ctx, ib_error_t *err)
+static struct ib_archive_writer *writer_new(enum ib_compression compression, int threads, int level, bool raw,
+					    ib_archive_sink_fn sink, void *ctx, ib_error_t *err)
 {
 	IN_UTF8_LOCALE;
 	struct ib_archive_writer *w = xcalloc(1, sizeof(*w));
@@ -100,7 +100,7 @@ struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression,
 		ib_die_oom();
 	/* Restricted pax: a plain ustar header unless a field does not fit
 	 * (long path, xattrs), so GNU tar, bsdtar and busybox all read it. */
-	if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK)
+	if ((raw ? archive_write_set_format_raw(w->a) : archive_write_set_format_pax_restricted(w->a)) != ARCHIVE_OK)
 		goto fail_archive;
 	if (compression == IB_COMPRESS_ZSTD) {
 		if (archive_write_add_filter_zstd(w->a) != ARCHIVE_OK)
@@ -128,12 +128,33 @@ struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression,
 		return NULL;
 	}
 	w->opened = true;
+	if (raw) {
+		/* The raw format takes one regular-file entry, whose data is the stream. */
+		archive_entry_set_filetype(w->e, AE_IFREG);
+		if (archive_write_header(w->a, w->e) != ARCHIVE_OK) {
+			writer_fail(w, err, "start compressor");
+			ib_archive_writer_free(w);
+			return NULL;
+		}
+	}
 	return w;
 
 fail_archive:
 	archive_fail(err, w->a, "set up archive writer");
 	ib_archive_writer_free(w);
 	return NULL;
+}
+
+struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression, int threads, int level,
+						ib_archive_sink_fn sink, void *ctx, ib_error_t *err)
+{
+	return writer_new(compression, threads, level, false, sink, ctx, err);
+}
+
+struct ib_archive_writer *ib_archive_compressor_new(enum ib_compression compression, int threads, int level,
+						    ib_archive_sink_fn sink, void *ctx, ib_error_t *err)
+{
+	return writer_new(compression, threads, level, true, sink, ctx, err);
 }
 
 int ib_archive_writer_add(struct ib_archive_writer *w, const struct ib_tar_entry *in, ib_error_t *err)
@@ -296,6 +317,32 @@ struct ib_archive_reader *ib_archive_reader_new(ib_archive_source_fn source, voi
 		ib_archive_reader_free(r);
 		return NULL;
 	}
+	return r;
+}
+
+struct ib_archive_reader *ib_archive_decompressor_new(ib_archive_source_fn source, void *ctx, ib_error_t *err)
+{
+	IN_UTF8_LOCALE;
+	struct ib_archive_reader *r = xcalloc(1, sizeof(*r));
+	r->source = source;
+	r->ctx = ctx;
+	r->a = archive_read_new();
+	if (r->a == NULL)
+		ib_die_oom();
+	/* The raw "format" is the decompressed stream as one entry. */
+	if (archive_read_support_format_raw(r->a) != ARCHIVE_OK || archive_read_support_filter_zstd(r->a) != ARCHIVE_OK) {
+		archive_fail(err, r->a, "set up decompressor");
+		ib_archive_reader_free(r);
+		return NULL;
+	}
+	struct archive_entry *e = NULL;
+	if (archive_read_open(r->a, r, NULL, reader_cb, NULL) != ARCHIVE_OK ||
+	    archive_read_next_header(r->a, &e) != ARCHIVE_OK) {
+		archive_fail(err, r->a, "open compressed stream");
+		ib_archive_reader_free(r);
+		return NULL;
+	}
+	r->cur = e;
 	return r;
 }
 

@@ -55,6 +55,10 @@ struct ib_archive_writer;
 /* THREADS is zstd's worker count (0: one per CPU; ignored without zstd); LEVEL its level. */
 struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression, int threads, int level,
 						ib_archive_sink_fn sink, void *ctx, ib_error_t *err);
+/* No tar: the bytes given to _data are only compressed (zstd with the same
+ * determinism as images), for export's zstd layer. Use _data, then _finish. */
+struct ib_archive_writer *ib_archive_compressor_new(enum ib_compression compression, int threads, int level,
+						    ib_archive_sink_fn sink, void *ctx, ib_error_t *err);
 int ib_archive_writer_add(struct ib_archive_writer *w, const struct ib_tar_entry *e, ib_error_t *err);
 int ib_archive_writer_data(struct ib_archive_writer *w, const void *buf, size_t len, ib_error_t *err);
 /* Uncompressed writers only: LEN bytes of the current entry's content that the
@@ -76,6 +80,9 @@ typedef ssize_t (*ib_archive_source_fn)(void *ctx, const void **buf);
 
 struct ib_archive_reader;
 struct ib_archive_reader *ib_archive_reader_new(ib_archive_source_fn source, void *ctx, ib_error_t *err);
+/* Not a tar: SOURCE's zstd stream decompressed, read with _data (export's
+ * layer from a zstd image). */
+struct ib_archive_reader *ib_archive_decompressor_new(ib_archive_source_fn source, void *ctx, ib_error_t *err);
 /* 1 with *e filled (valid until the next call), 0 at the end of the archive. */
 int ib_archive_reader_next(struct ib_archive_reader *r, struct ib_tar_entry *e, ib_error_t *err);
 /* 1 with the next block of the entry's content, 0 at its end. Holes (sparse

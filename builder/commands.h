@@ -12,6 +12,7 @@ extern const struct ib_cmd ib_cmd_shell;
 extern const struct ib_cmd ib_cmd_pack;
 extern const struct ib_cmd ib_cmd_verify;
 extern const struct ib_cmd ib_cmd_unpack;
+extern const struct ib_cmd ib_cmd_export;
 extern const struct ib_cmd ib_cmd_run;
 extern const struct ib_cmd ib_cmd_keygen;
 extern const struct ib_cmd ib_cmd_driver;

@@ -10,7 +10,7 @@
  * default ("imgbuild x.toml" builds). Each is declared in its cmd_<name>.c. */
 static const struct ib_cmd *const commands[] = {
 	&ib_cmd_build,	&ib_cmd_plan, &ib_cmd_fetch,  &ib_cmd_pin,   &ib_cmd_shell,  &ib_cmd_pack,	 &ib_cmd_verify, &ib_cmd_unpack,
-	&ib_cmd_pull,	&ib_cmd_run,  &ib_cmd_keygen, &ib_cmd_trust, &ib_cmd_advise, &ib_cmd_driver, &ib_cmd_mirror,
+	&ib_cmd_pull,	&ib_cmd_export, &ib_cmd_run,  &ib_cmd_keygen, &ib_cmd_trust, &ib_cmd_advise, &ib_cmd_driver, &ib_cmd_mirror,
 };
 
 static void usage(FILE *out)

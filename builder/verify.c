@@ -299,6 +299,7 @@ struct seen_entry {
 
 struct state {
 	struct ib_verify_report *rep;
+	const struct ib_verify_opts *opts;	/* NULL: nothing to hand out */
 	struct seen_entry *v;
 	size_t n, cap;
 	char *listing;
@@ -408,6 +409,7 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 			sha = ib_sha256_new();
 			int64_t got = 0;
 			bool too_big = false;
+			size_t give = safe && st->opts && st->opts->want ? st->opts->want(st->opts->ctx, norm, e.size) : 0;
 			for (;;) {
 				const void *buf;
 				size_t len;
@@ -423,6 +425,11 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 				if (d == 0)
 					break;
 				ib_sha256_update(sha, buf, len);
+				if (give > 0) {
+					size_t n = len < give ? len : give;
+					st->opts->take(st->opts->ctx, norm, buf, n);
+					give -= n;
+				}
 				got += (int64_t)len;
 				if (is_listing && !too_big) {
 					if (st->listing_len + len > LISTING_MAX)
@@ -759,7 +766,7 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 
 	/* One read of the image: 1 MiB blocks, hashed then parsed. */
 	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new_reader(fd, 256 << 10, 32);
-	struct state st = { .rep = rep };
+	struct state st = { .rep = rep, .opts = opts };
 	read_entries(&st, file_read, pipe);
 	/* Whatever libarchive left unread (after an error) still counts for the
 	 * digest: _finish reads it. */
@@ -812,6 +819,7 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 				char kn[2 * IB_SIGN_KEYNUM_LEN + 1];
 				ib_hex(signer->keynum, IB_SIGN_KEYNUM_LEN, kn);
 				rep->signer = xstrdup(signer->path);
+				memcpy(rep->signer_keynum, kn, sizeof(rep->signer_keynum));
 				sig_note = xasprintf("%s (keynum %s)", signer->path, kn);
 			}
 		}

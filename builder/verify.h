@@ -16,12 +16,20 @@ struct ib_verify_opts {
 	bool allow_unsigned;	/* an image without IMAGE.sig passes (a bad signature still fails) */
 	bool host;		/* also check the host driver against the image (see imgbuild driver) */
 	bool quiet;		/* print no report */
+	/* Optional: a reader of some entries' content in the same pass (export
+	 * reads the environment and the architecture this way). WANT is asked
+	 * for every safe file entry and returns how many of its first bytes to
+	 * hand to TAKE (0: none); TAKE may be called several times per entry. */
+	size_t (*want)(void *ctx, const char *path, int64_t size);
+	void (*take)(void *ctx, const char *path, const void *buf, size_t len);
+	void *ctx;
 };
 
 struct ib_verify_report {
 	char sha256[IB_SHA256_HEX_LEN + 1];	/* of the image file as read */
 	char *name, *builder, *cuda, *archs, *min_driver, *torch;	/* from facts.toml; NULL when absent */
 	char *signer;		/* public key path, NULL when unsigned */
+	char signer_keynum[2 * 8 + 1];	/* signify keynum in hex, "" when unsigned */
 	uint64_t entries, files, bytes;
 	struct ib_strv failures;	/* one line per failed check */
 };

@@ -3,7 +3,8 @@
 set -eu
 pkgs="libarchive-dev libcurl4-openssl-dev libseccomp-dev libssl-dev libcmocka-dev pkg-config
 clang libclang-rt-14-dev mmdebstrap debootstrap git zstd ccache signify-openbsd python3
-uidmap arch-test gcc make ca-certificates curl busybox-static libarchive-tools libcap2-bin attr"
+uidmap arch-test gcc make ca-certificates curl busybox-static libarchive-tools libcap2-bin attr
+zlib1g-dev podman skopeo umoci runc pigz"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
