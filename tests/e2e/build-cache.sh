@@ -161,4 +161,6 @@ for d in "$IMGBUILD_CACHE"/layers/*; do
 	[ "$k" = "$BASE_KEY" ] && continue
 	rm -rf --one-file-system "$d"
 done
+# And its ccache: one per manifest path, and this run's manifests are gone.
+rm -rf --one-file-system "$IMGBUILD_CACHE"/ccache/test-cache-*
 finish
