@@ -26,7 +26,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/*_test.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
 GPU_PROBE := build/cuda-probe
 
-.PHONY: all deps test test-long demo fuzz bench install clean format check-format compat-doc
+.PHONY: all deps test test-long demo fuzz bench install clean format check-format compat-doc portable
 all: build/imgbuild build/toml-decode build/oldkernel $(GPU_PROBE)
 
 build/obj/%.o: builder/%.c $(wildcard builder/*.h) | build/obj
@@ -60,6 +60,44 @@ build/asan/libimgbuild.a: $(ASAN_OBJ)
 	rm -f $@ && ar rcs $@ $^
 build/unit/%: tests/unit/%.c build/asan/libimgbuild.a | build/unit
 	$(CC) $(ALL_CFLAGS) $(ASAN_FLAGS) -O1 -o $@ $^ -lcmocka $(LDLIBS)
+
+# ---- imgbuild-portable: one static x86_64 file with the commands that receive
+# images (builder/main.c: those not marked BUILDS()), for Ubuntu 18.04 and up.
+# Static glibc and the static libraries Debian 12 ships; docs/portable.md says
+# what each piece is for. Its objects are compiled apart, with -DIB_PORTABLE.
+portable: build/imgbuild-portable
+PORTABLE_CFLAGS = $(ALL_CFLAGS) -DIB_PORTABLE -DIB_CUDA_QUERY='"build/portable/cuda-query"' -ffunction-sections -fdata-sections
+PORTABLE_OBJ := $(LIB_SRC:builder/%.c=build/portable/%.o)
+PORTABLE_LIBS := -larchive -lacl -lxml2 -llzma -lzstd -llz4 -lbz2 \
+	-lcurl -lnghttp2 -lidn2 -lssh2 -lpsl -lunistring -lssl -lcrypto -lbrotlidec -lbrotlicommon -lz \
+	-lseccomp -lnettle -lm -lpthread
+build/portable:
+	mkdir -p $@
+build/portable/%.o: builder/%.c $(wildcard builder/*.h) | build/portable
+	$(CC) $(PORTABLE_CFLAGS) -c $< -o $@
+build/portable/%.o: builder/portable/%.c | build/portable
+	$(CC) $(PORTABLE_CFLAGS) -c $< -o $@
+build/portable/paths.o: build/datadir.stamp
+# The GPU query program run from a memfd (builder/portable/cuda-query.c), linked
+# against a stand-in libcuda.so.1 for its NEEDED entry; only GLIBC_2.2.5 symbols.
+build/portable/libcuda.so.1: | build/portable
+	printf 'int cuInit(unsigned f){return 999;}\nint cuDeviceGetCount(int*c){*c=0;return 999;}\nint cuDeviceGetAttribute(int*v,int a,int d){return 999;}\n' | \
+		$(CC) -shared -fPIC -x c - -Wl,-soname,libcuda.so.1 -o $@
+build/portable/cuda-query: builder/portable/cuda-query.c build/portable/libcuda.so.1
+	$(CC) -std=gnu11 -O2 $(WARN) $(if $(WERROR),-Werror) -fno-stack-protector -fno-pie -no-pie -nostartfiles \
+		-o $@ $< build/portable/libcuda.so.1
+	@if readelf -V $@ | grep -o 'GLIBC_[0-9.]*' | grep -vx GLIBC_2.2.5; then \
+		echo "$@ needs a glibc newer than 2.2.5 (see builder/portable/cuda-query.c)"; rm -f $@; exit 1; fi
+build/portable/driver.o: build/portable/cuda-query
+build/portable/libimgbuild.a: $(PORTABLE_OBJ)
+	rm -f $@ && ar rcs $@ $^
+# ld warns that getaddrinfo/getpwnam need the glibc's NSS modules at run time:
+# builder/portable/nss.c pins every database to the services built into libc.
+build/imgbuild-portable: build/portable/main.o build/portable/nss.o build/portable/unlinked.o build/portable/libimgbuild.a
+	$(CC) -static -Wl,--gc-sections -o $@.tmp $^ $(PORTABLE_LIBS) 2>&1 | \
+		grep -v "requires at runtime the shared libraries from the glibc version used for linking" | \
+		grep -v "in function" >&2 || true
+	test -f $@.tmp && strip $@.tmp && mv $@.tmp $@
 
 deps:
 	@./tests/install-deps.sh

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -804,6 +805,7 @@ static const char *cu_error_name(int rc)
 	}
 }
 
+#ifndef IB_PORTABLE
 static int query_gpus_here(const struct ib_driver *d, struct ib_gpu **gpus, size_t *n, ib_error_t *err)
 {
 	const char *path = getenv("IMGBUILD_LIBCUDA");
@@ -850,6 +852,97 @@ static int query_gpus_here(const struct ib_driver *d, struct ib_gpu **gpus, size
 	*n = (size_t)cnt;
 	return 0;
 }
+
+#else
+/* imgbuild-portable is static and cannot dlopen the host's libcuda: it runs
+ * builder/portable/cuda-query.c (a dynamic program, embedded here) from a
+ * memfd with LD_PRELOAD=LIBCUDA, so the host's ld.so loads libcuda. That file
+ * says why it runs on any glibc from 2.2.5 on. */
+__asm__(".pushsection .rodata\n.balign 16\ncuda_query_elf:\n.incbin \"" IB_CUDA_QUERY "\"\n"
+	"cuda_query_elf_end:\n.popsection\n");
+extern const char cuda_query_elf[], cuda_query_elf_end[];
+extern char **environ;
+
+static int query_gpus_here(const struct ib_driver *d, struct ib_gpu **gpus, size_t *n, ib_error_t *err)
+{
+	const char *path = getenv("IMGBUILD_LIBCUDA");
+	if (path == NULL || *path == '\0')
+		path = d && d->libcuda ? d->libcuda : "libcuda.so.1";
+	cleanup_fd int mfd = memfd_create("imgbuild-cuda-query", MFD_CLOEXEC);
+	size_t len = (size_t)(cuda_query_elf_end - cuda_query_elf);
+	if (mfd < 0 || write(mfd, cuda_query_elf, len) != (ssize_t)len)
+		return ib_error_errno(err, errno, "--gpu: write the GPU query program to a memfd");
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return ib_error_errno(err, errno, "--gpu: pipe");
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return ib_error_errno(err, errno, "--gpu: fork");
+	}
+	if (pid == 0) {
+		dup2(p[1], STDOUT_FILENO);
+		dup2(p[1], STDERR_FILENO);	/* ld.so's message when libcuda does not load */
+		setenv("LD_PRELOAD", path, 1);
+		char *args[] = { "cuda-query", NULL };
+		fexecve(mfd, args, environ);
+		dprintf(STDOUT_FILENO, "error %d --gpu: run the GPU query program: %s\n", errno, strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	char out[16384];
+	size_t got = 0;
+	ssize_t r;
+	while (got < sizeof(out) - 1 && ((r = read(p[0], out + got, sizeof(out) - 1 - got)) > 0 || (r < 0 && errno == EINTR)))
+		if (r > 0)
+			got += (size_t)r;
+	out[got] = '\0';
+	close(p[0]);
+	int ws = 0;
+	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+		;
+
+	char call[64];
+	int rc = 0, cnt = 0, used = 0;
+	if (sscanf(out, "cuda %63s %d", call, &rc) == 2) {
+		if (strcmp(call, "cuInit") == 0)
+			return ib_error_set(err, EIO, "--gpu: cuInit failed with %d (%s)%s", rc, cu_error_name(rc),
+					    rc == 999 ? ": is the nvidia_uvm module loaded?" : "");
+		return ib_error_set(err, EIO, "--gpu: %s failed with %d (%s)", call, rc, cu_error_name(rc));
+	}
+	if (sscanf(out, "error %d %n", &rc, &used) == 1 && used > 0) {
+		out[strcspn(out, "\n")] = '\0';
+		return ib_error_set(err, rc > 0 ? rc : EIO, "%s", out + used);
+	}
+	if (sscanf(out, "gpus %d%n", &cnt, &used) != 1 || cnt < 0 || cnt > 256) {
+		out[strcspn(out, "\n")] = '\0';
+		if (out[0])	/* ld.so: "ERROR: ld.so: object ... cannot be preloaded" or a missing symbol */
+			return ib_error_set(err, ENOENT, "--gpu: load '%s': %s", path, out);
+		return ib_error_set(err, EIO, "--gpu: the GPU query program failed (%s %d)",
+				    WIFSIGNALED(ws) ? "signal" : "status", WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
+	}
+	if (cnt == 0)
+		return ib_error_set(err, ENODEV, "--gpu: the driver sees no GPU");
+	struct ib_gpu *g = xcalloc((size_t)cnt, sizeof(*g));
+	char *line = strchr(out, '\n');
+	for (int i = 0; i < cnt; i++) {
+		int nm = 0;
+		if (line == NULL || sscanf(line + 1, "%d %d %n", &g[i].major, &g[i].minor, &nm) != 2 || nm == 0) {
+			free(g);
+			return ib_error_set(err, EIO, "--gpu: the GPU query program's output is cut short");
+		}
+		char *name = line + 1 + nm;
+		line = strchr(name, '\n');
+		size_t nl = line ? (size_t)(line - name) : strlen(name);
+		snprintf(g[i].name, sizeof(g[i].name), "%.*s", (int)nl, name);
+		g[i].index = i;
+	}
+	*gpus = g;
+	*n = (size_t)cnt;
+	return 0;
+}
+#endif
 
 static bool read_all(int fd, void *buf, size_t len)
 {

@@ -6,17 +6,34 @@
 #include "log.h"
 #include "util.h"
 
+/* imgbuild-portable (make portable: one static file for the receiving side)
+ * has every command of this table but those marked BUILDS(), and so links
+ * none of the build machinery; there a BUILDS() command is only its name, so
+ * that asking for it says where it is. A new command joins by being listed. */
+#ifdef IB_PORTABLE
+#define BUILDS(n) (&(const struct ib_cmd){ .name = #n, .flags = IB_CMD_HIDDEN })
+#define PROG "imgbuild-portable"
+#else
+#define BUILDS(n) (&ib_cmd_##n)
+#define PROG "imgbuild"
+#endif
+
 /* Every command, in the order imgbuild --help lists them; the first is the
  * default ("imgbuild x.toml" builds). Each is declared in its cmd_<name>.c. */
 static const struct ib_cmd *const commands[] = {
-	&ib_cmd_build,	&ib_cmd_plan, &ib_cmd_fetch,  &ib_cmd_pin,   &ib_cmd_shell,  &ib_cmd_pack,	 &ib_cmd_verify, &ib_cmd_unpack,
-	&ib_cmd_pull,	&ib_cmd_export, &ib_cmd_run,  &ib_cmd_keygen, &ib_cmd_trust, &ib_cmd_advise, &ib_cmd_driver, &ib_cmd_mirror,
+	BUILDS(build), &ib_cmd_plan,   BUILDS(fetch), BUILDS(pin),	BUILDS(shell),	BUILDS(pack),  &ib_cmd_verify, &ib_cmd_unpack,
+	&ib_cmd_pull,  &ib_cmd_export, &ib_cmd_run,  &ib_cmd_keygen, &ib_cmd_trust, &ib_cmd_advise, &ib_cmd_driver, BUILDS(mirror),
 };
 
 static void usage(FILE *out)
 {
+#ifdef IB_PORTABLE
+	fprintf(out, "usage: " PROG " [-v|-q] COMMAND [ARGS...]   (COMMAND --help for its options)\n"
+		     "Receives images; builds none (that is imgbuild's).\n\ncommands:\n");
+#else
 	fprintf(out, "usage: imgbuild [-v|-q] [build] MANIFEST\n"
 		     "       imgbuild [-v|-q] COMMAND [ARGS...]   (COMMAND --help for its options)\n\ncommands:\n");
+#endif
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!(commands[i]->flags & IB_CMD_HIDDEN))
 			fprintf(out, "  %-8s %s\n", commands[i]->name, commands[i]->summary);
@@ -62,7 +79,7 @@ int main(int argc, char **argv)
 		return IB_EXIT_OK;
 	}
 	if (strcmp(argv[1], "--version") == 0) {
-		printf("imgbuild %s\n", IB_VERSION);
+		printf(PROG " %s\n", IB_VERSION);
 		return IB_EXIT_OK;
 	}
 
@@ -82,9 +99,14 @@ int main(int argc, char **argv)
 			cmd = commands[0];
 			first = 0;
 		} else {
-			fprintf(stderr, "imgbuild: unknown command '%s' (see imgbuild --help)\n", argv[1]);
+			fprintf(stderr, PROG ": unknown command '%s' (see " PROG " --help)\n", argv[1]);
 			return IB_EXIT_USAGE;
 		}
+	}
+	if (cmd->main == NULL) {
+		fprintf(stderr, PROG ": '%s' builds and is not in " PROG ", which only receives images: use imgbuild\n",
+			cmd->name);
+		return IB_EXIT_USAGE;
 	}
 	/* The command sees argv[0] = its name. */
 	argv[first] = (char *)cmd->name;

@@ -4,7 +4,9 @@ set -eu
 pkgs="libarchive-dev libcurl4-openssl-dev libseccomp-dev libssl-dev libcmocka-dev pkg-config
 clang libclang-rt-14-dev mmdebstrap debootstrap git zstd ccache signify-openbsd python3
 uidmap arch-test gcc make ca-certificates curl busybox-static libarchive-tools libcap2-bin attr
-zlib1g-dev podman skopeo umoci runc pigz"
+zlib1g-dev podman skopeo umoci runc pigz
+libacl1-dev libxml2-dev liblzma-dev libzstd-dev liblz4-dev libbz2-dev libnghttp2-dev libidn2-dev
+libssh2-1-dev libpsl-dev libunistring-dev libbrotli-dev nettle-dev libc6-dev binutils"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
