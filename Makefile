@@ -89,6 +89,7 @@ build/portable/cuda-query: builder/portable/cuda-query.c build/portable/libcuda.
 	@if readelf -V $@ | grep -o 'GLIBC_[0-9.]*' | grep -vx GLIBC_2.2.5; then \
 		echo "$@ needs a glibc newer than 2.2.5 (see builder/portable/cuda-query.c)"; rm -f $@; exit 1; fi
 build/portable/driver.o: build/portable/cuda-query
+build/portable/compat.o: builder/compat.toml builder/chips.toml
 build/portable/libimgbuild.a: $(PORTABLE_OBJ)
 	rm -f $@ && ar rcs $@ $^
 # ld warns that getaddrinfo/getpwnam need the glibc's NSS modules at run time:

@@ -346,11 +346,37 @@ static int load_row(const char *path, const struct section *s, const struct ib_t
 	return 0;
 }
 
+#ifdef IB_PORTABLE
+/* imgbuild-portable is one file: the rules it was built with are inside it,
+ * used where no data folder holds a compat.toml or chips.toml. */
+__asm__(".pushsection .rodata\n"
+	"compat_toml_text:\n.incbin \"builder/compat.toml\"\n.byte 0\n"
+	"chips_toml_text:\n.incbin \"builder/chips.toml\"\n.byte 0\n.popsection\n");
+extern const char compat_toml_text[], chips_toml_text[];
+
+static const char *embedded(const char *path)
+{
+	if (ib_path_exists(path))
+		return NULL;
+	const char *b = strrchr(path, '/');
+	b = b ? b + 1 : path;
+	return strcmp(b, "compat.toml") == 0 ? compat_toml_text : strcmp(b, "chips.toml") == 0 ? chips_toml_text : NULL;
+}
+#else
+static const char *embedded(const char *path)
+{
+	return NULL;
+}
+#endif
+
 /* Adds the rows of PATH to C (compat.toml and chips.toml share one format). */
 static int load_into(struct ib_compat *c, const char *path, ib_error_t *err)
 {
 	size_t len = 0;
-	cleanup_free char *text = ib_read_file(path, &len, err);
+	const char *inside = embedded(path);
+	cleanup_free char *text = inside ? xstrdup(inside) : ib_read_file(path, &len, err);
+	if (inside)
+		len = strlen(text);
 	if (text == NULL)
 		return ib_error_wrap(err, "load compatibility rules");
 	cleanup_toml struct ib_toml_value *root = ib_toml_parse(text, len, path, err);
@@ -424,7 +450,7 @@ const struct ib_compat *ib_compat_default(ib_error_t *err)
 	cleanup_free char *chips = xasprintf("%s/builder/chips.toml", ib_data_dir());
 	struct ib_compat *c = ib_compat_load(path, err);
 	/* The chip table is advise's; a rule set without it still checks manifests. */
-	if (c && ib_path_exists(chips) && load_into(c, chips, err) < 0) {
+	if (c && (ib_path_exists(chips) || embedded(chips)) && load_into(c, chips, err) < 0) {
 		ib_compat_free(c);
 		return NULL;
 	}

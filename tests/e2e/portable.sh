@@ -81,6 +81,7 @@ receive_in() {	# NAME GLIBC-PATTERN
 	check "$name: unpack" in_chroot "$name" sh -c "$P unpack /srv/hello.tar /srv/out --key $pub && test -x /srv/out/bin/hello"
 	check_fails "$name: run -- hello as root" 0 "^hello from the image, uid 0$" \
 		in_chroot "$name" "$P" run --key "$pub" /srv/hello.tar -- hello
+	check_fails "$name: advise with the rules carried inside the file" 0 "compute cap\. +6\.1" in_chroot "$name" "$P" advise "GTX 1080"
 	chroot "$R" sh -c 'id ibportable >/dev/null 2>&1 || useradd -m -u 4242 ibportable'
 	check_fails "$name: run -- hello as an ordinary user (a user namespace)" 0 "^hello from the image, uid 0$" \
 		in_chroot "$name" --userspec=4242:4242 env HOME=/home/ibportable "$P" run --key "$pub" /srv/hello.tar -- hello
