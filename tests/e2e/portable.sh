@@ -4,7 +4,7 @@
 # is bootstrapped (shared test cache), and only imgbuild-portable, a signed
 # busybox image with a `hello` program and its public key go inside. There,
 # chrooted with /proc mounted in a private mount namespace, it verifies,
-# unpacks, runs `hello` as root and as an ordinary user, and pulls the image
+# unpacks, exports, runs `hello` as root and as an ordinary user, and pulls the image
 # from 127.0.0.1 (by address and through /etc/hosts).
 . "$(dirname "$0")/../lib.sh"
 require_root
@@ -81,6 +81,7 @@ receive_in() {	# NAME GLIBC-PATTERN
 	check "$name: unpack" in_chroot "$name" sh -c "$P unpack /srv/hello.tar /srv/out --key $pub && test -x /srv/out/bin/hello"
 	check_fails "$name: run -- hello as root" 0 "^hello from the image, uid 0$" \
 		in_chroot "$name" "$P" run --key "$pub" /srv/hello.tar -- hello
+	check "$name: export to an OCI archive" in_chroot "$name" sh -c "$P export /srv/hello.tar -o /srv/oci.tar --key $pub && test -s /srv/oci.tar"
 	check_fails "$name: advise with the rules carried inside the file" 0 "compute cap\. +6\.1" in_chroot "$name" "$P" advise "GTX 1080"
 	chroot "$R" sh -c 'id ibportable >/dev/null 2>&1 || useradd -m -u 4242 ibportable'
 	check_fails "$name: run -- hello as an ordinary user (a user namespace)" 0 "^hello from the image, uid 0$" \
