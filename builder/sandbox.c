@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sched.h>
@@ -23,9 +24,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -309,8 +312,14 @@ static int populate_root(struct child *c, struct ib_mount_journal *j, const char
 		return -1;
 	if (ib_xmount(j, "tmpfs", imgbuild, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", err) < 0)
 		return ib_error_wrap(err, "sandbox-only /imgbuild");
-	if (ib_xmount(j, "proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err) < 0)
-		return -1;
+	/* proc can only be mounted by the owner of the PID namespace; in the host's
+	 * (as an ordinary user) bind the host's instead. */
+	if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+		if (!s->host_pid)
+			return ib_error_errno(err, errno, "mount proc on '%s'", proc);
+		if (ib_bind_mount(j, "/proc", proc, MS_NOSUID | MS_NODEV | MS_NOEXEC, err) < 0)
+			return -1;
+	}
 	/* sysfs can only be mounted by the owner of the network namespace; with the
 	 * host's network inside a user namespace bind the host's read-only instead. */
 	if (mount("sysfs", sys, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 &&
@@ -385,6 +394,24 @@ static int populate_root(struct child *c, struct ib_mount_journal *j, const char
 	return 0;
 }
 
+/* A new network namespace starts with lo down; MPI launchers (PMIx, Open MPI's
+ * out-of-band channel) and test servers need 127.0.0.1 even with no network. */
+static int loopback_up(ib_error_t *err)
+{
+	cleanup_fd int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return ib_error_errno(err, errno, "socket for the loopback interface");
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		return ib_error_errno(err, errno, "read the flags of lo");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		return ib_error_errno(err, errno, "bring lo up");
+	return 0;
+}
+
 static int setup_root(struct child *c, ib_error_t *err)
 {
 	const struct ib_sandbox_spec *s = c->spec;
@@ -453,7 +480,7 @@ static int setup_root(struct child *c, ib_error_t *err)
 		return ib_error_errno(err, errno, "chdir '/'");
 
 	const char *host = s->hostname ? s->hostname : "imgbuild";
-	if (sethostname(host, strlen(host)) < 0)
+	if (!s->host_uts && sethostname(host, strlen(host)) < 0)
 		return ib_error_errno(err, errno, "sethostname '%s'", host);
 	const char *cwd = s->cwd ? s->cwd : "/";
 	if (chdir(cwd) < 0)
@@ -593,6 +620,8 @@ __attribute__((noreturn)) static void child_main(struct child *c)
 	close(c->sync_fd);
 
 	const struct ib_sandbox_spec *s = c->spec;
+	if (!s->network && loopback_up(&err) < 0)
+		child_die(c, 1, &err);
 	if (setup_root(c, &err) < 0)
 		child_die(c, 1, &err);
 	if ((s->stdin_fd >= 0 && dup2(s->stdin_fd, 0) < 0) || (s->stdout_fd >= 0 && dup2(s->stdout_fd, 1) < 0) ||
@@ -608,8 +637,12 @@ __attribute__((noreturn)) static void child_main(struct child *c)
 		ib_error_errno(&err, errno, "fork");
 		child_die(c, 1, &err);
 	}
-	if (cmd == 0)
+	if (cmd == 0) {
+		/* In the host's PID namespace nothing kills the command when we die. */
+		if (s->host_pid)
+			prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 		run_command(c);
+	}
 	close(c->err_fd);
 	prctl(PR_SET_NAME, "imgbuild-init", 0, 0, 0);
 	int status = 0;
@@ -880,7 +913,13 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 	}
 
 	bool userns = spec->user_namespace;
-	unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+	unsigned long flags = CLONE_NEWNS;
+	if (!spec->host_pid)
+		flags |= CLONE_NEWPID;
+	if (!spec->host_ipc)
+		flags |= CLONE_NEWIPC;
+	if (!spec->host_uts)
+		flags |= CLONE_NEWUTS;
 	if (!spec->network)
 		flags |= CLONE_NEWNET;
 	if (userns)

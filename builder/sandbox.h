@@ -43,7 +43,11 @@ struct ib_sandbox_spec {
 	char *const *envp;	/* the complete environment (not owned) */
 	const char *cwd;	/* inside the root; default "/" */
 	const char *hostname;	/* default "imgbuild" */
-	bool network;		/* false: a new, empty network namespace */
+	bool network;		/* false: a new network namespace with only lo */
+	/* MPI's hybrid model (docs/cluster.md): ranks in separate sandboxes that must
+	 * see each other's PIDs (CMA single copy), System V IPC and host name (Open
+	 * MPI's locality) keep the host's namespaces instead of new ones. */
+	bool host_pid, host_ipc, host_uts;
 	bool user_namespace;	/* unprivileged: map the caller's uid/gid to root */
 	bool seccomp;		/* apply the filter of builder/seccomp.h */
 	bool allow_ptrace;	/* with seccomp: let gdb and py-spy trace (see IB_SECCOMP_ALLOW_PTRACE) */
