@@ -9,7 +9,7 @@
 #include "sandbox.h"
 #include "util.h"
 
-enum { OPT_GPU = IB_OPT_LONG, OPT_BIND, OPT_CWD_RW, OPT_USER_NS, OPT_NO_NET, OPT_KEY, OPT_ALLOW_UNSIGNED };
+enum { OPT_GPU = IB_OPT_LONG, OPT_BIND, OPT_CWD_RW, OPT_USER_NS, OPT_NO_NET, OPT_KEY, OPT_ALLOW_UNSIGNED, OPT_MPI, OPT_NO_MPI };
 
 static const struct ib_opt options[] = {
 	{ OPT_GPU, "gpu", NULL, "check the host NVIDIA driver against the image (driver version,\n"
@@ -19,7 +19,10 @@ static const struct ib_opt options[] = {
 				       "looked up inside the image, its links never lead out of it" },
 	{ OPT_CWD_RW, "cwd-rw", NULL, "let the command write to the current directory" },
 	{ OPT_USER_NS, "user-ns", NULL, "use a user namespace even as root" },
-	{ OPT_NO_NET, "no-net", NULL, "a new, empty network namespace (default: the host's network)" },
+	{ OPT_NO_NET, "no-net", NULL, "a new network namespace with only lo (default: the host's network)" },
+	{ OPT_MPI, "mpi", NULL, "the hybrid model (docs/cluster.md) even when no launcher started the run" },
+	{ OPT_NO_MPI, "no-mpi", NULL, "never the hybrid model, even under mpirun or srun (default: on when\n"
+				     "OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_RANK, PMI_SIZE or SLURM_STEP_ID is set)" },
 	{ OPT_KEY, "key", "PUB", "trust only this public key for an image file" },
 	{ OPT_ALLOW_UNSIGNED, "allow-unsigned", NULL, "run an image file that has no signature" },
 	{ 0 },
@@ -77,6 +80,8 @@ static int parse(int key, const char *arg, void *data, ib_error_t *err)
 	case OPT_USER_NS: a->run.user_ns = true; break;
 	case OPT_NO_NET: a->run.no_net = true; break;
 	case OPT_CWD_RW: a->run.cwd_rw = true; break;
+	case OPT_MPI: a->run.mpi = 1; break;
+	case OPT_NO_MPI: a->run.mpi = 0; break;
 	case OPT_KEY: a->run.key = arg; break;
 	case OPT_ALLOW_UNSIGNED: a->run.allow_unsigned = true; break;
 	case OPT_BIND: return add_bind(a, arg, err);
@@ -88,6 +93,7 @@ static int parse(int key, const char *arg, void *data, ib_error_t *err)
 static int cmd_run(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
 {
 	struct args a = { 0 };
+	a.run.mpi = -1;
 	struct ib_cmd_rest rest;
 	int rc = ib_cmd_parse(cmd, argc, argv, parse, &a, &rest, err);
 	if (rc == 0) {
@@ -123,7 +129,10 @@ const struct ib_cmd ib_cmd_run = {
 	       "As an ordinary user (or with --user-ns) the sandbox runs in a user namespace, as root there\n"
 	       "(with the user's /etc/subuid range mapped above it when there is one). As real root the\n"
 	       "command keeps no dangerous capability, sees /proc/sys read-only and runs under the build's\n"
-	       "seccomp filter, with ptrace allowed so that gdb and py-spy work.",
+	       "seccomp filter, with ptrace allowed so that gdb and py-spy work.\n"
+	       "The launcher's variables (OMPI_*, PMIX_*, PMI_*, SLURM_*, CUDA_VISIBLE_DEVICES) pass through.\n"
+	       "A rank started by mpirun or srun (hybrid model, docs/cluster.md) keeps the host's PID, IPC\n"
+	       "and UTS namespaces and sees the host's /dev/shm and /tmp, so ranks on a node share memory.",
 	.options = options,
 	.min_operands = 1,
 	.max_operands = 1,

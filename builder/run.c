@@ -96,6 +96,47 @@ static bool is_home_or_root(const char *dir)
 	return same_folder(dir, getenv("HOME")) || (pw && same_folder(dir, pw->pw_dir));
 }
 
+/* ---- MPI's hybrid model: the host's launcher (mpirun's orted, slurmd) starts
+ * one `imgbuild run` per rank; docs/cluster.md says what is shared and why ---- */
+
+/* Variables a launcher hands each rank: how it finds its daemon (PMIx), its rank
+ * and size, and which GPUs the scheduler bound to it. */
+static const char *const launcher_prefixes[] = { "OMPI_", "PMIX_", "PMI_", "OPAL_", "PRTE_", "SLURM_", NULL };
+static const char *const launcher_names[] = { "CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "NVIDIA_VISIBLE_DEVICES",
+					      NULL };
+
+static bool launcher_var(const char *kv)
+{
+	for (const char *const *p = launcher_prefixes; *p; p++)
+		if (!strncmp(kv, *p, strlen(*p)))
+			return true;
+	for (const char *const *n = launcher_names; *n; n++) {
+		size_t l = strlen(*n);
+		if (!strncmp(kv, *n, l) && kv[l] == '=')
+			return true;
+	}
+	return false;
+}
+
+/* A rank of an MPI job or a Slurm step: the variables every launcher sets. */
+static bool started_by_launcher(void)
+{
+	static const char *const vars[] = { "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE",
+					    "SLURM_STEP_ID", NULL };
+	for (const char *const *v = vars; *v; v++)
+		if (getenv(*v))
+			return true;
+	return false;
+}
+
+static bool has_dotdot(const char *p)
+{
+	for (const char *s = p; (s = strstr(s, "..")) != NULL; s += 2)
+		if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
+			return true;
+	return false;
+}
+
 static bool is_image_file(const char *path)
 {
 	struct stat st;
@@ -146,7 +187,13 @@ int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
 		goto out;
 	}
 	cwd = xstrdup(here);
-	binds = xcalloc(o->n_binds + 1, sizeof(*binds));
+	bool mpi = o->mpi == 1 || (o->mpi == -1 && started_by_launcher());
+	/* The rank's shared-memory segments and the launcher's rendezvous (Open MPI's
+	 * session folder in /tmp, PMIx's in PMIX_*_TMPDIR) are the host's: every rank
+	 * on the node must see the same files. */
+	const char *shared[] = { "/dev/shm", "/tmp", getenv("PMIX_SERVER_TMPDIR"), getenv("PMIX_SYSTEM_TMPDIR") };
+	size_t n_shared = sizeof(shared) / sizeof(shared[0]);
+	binds = xcalloc(o->n_binds + 1 + n_shared, sizeof(*binds));
 	size_t n_binds = 0;
 	/* The image may be a stranger's and its profile.d runs first: the caller's
 	 * folder is shown read-only (--cwd-rw to let the command write there), and
@@ -159,6 +206,15 @@ int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
 		ib_log_warn("run: '%s' is your home folder or '/': not bound at " IB_RUN_CWD
 			    " (cd into a project folder, or --bind DIR:/somewhere)",
 			    here);
+	for (size_t i = 0; mpi && i < n_shared; i++) {
+		if (shared[i] == NULL || shared[i][0] != '/' || has_dotdot(shared[i]) || strcmp(shared[i], "/") == 0)
+			continue;
+		bool dup = false;
+		for (size_t k = 0; k < n_binds; k++)
+			dup |= strcmp(binds[k].dst, shared[i]) == 0;
+		if (!dup)
+			binds[n_binds++] = (struct ib_bind){ shared[i], shared[i], IB_BIND_OPTIONAL };
+	}
 	for (size_t i = 0; i < o->n_binds; i++)
 		binds[n_binds++] = o->binds[i];
 
@@ -167,6 +223,12 @@ int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
 	const char *t = getenv("TERM");
 	if (t && *t)
 		ib_strv_push_owned(&env, xasprintf("TERM=%s", t));
+	extern char **environ;
+	for (char **e = environ; e && *e; e++)
+		if (launcher_var(*e))
+			ib_strv_push(&env, *e);
+	if (mpi)
+		ib_log_debug("run: an MPI rank (hybrid model): the host's PID, IPC and UTS namespaces, /dev/shm and /tmp");
 
 	sh = ib_path_join(tree, "bin/sh");
 	bool have_sh = ib_path_exists(sh);
@@ -210,6 +272,7 @@ int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
 	spec.cwd = bind_cwd ? IB_RUN_CWD : "/";
 	spec.hostname = "imgbuild";
 	spec.network = !o->no_net;
+	spec.host_pid = spec.host_ipc = spec.host_uts = mpi;
 	spec.user_namespace = o->user_ns || geteuid() != 0;
 	/* The build filter, with ptrace allowed so that gdb and py-spy work on the
 	 * sandbox's own processes: CAP_SYS_PTRACE stays dropped and the PID

@@ -18,6 +18,7 @@ struct ib_run_opts {
 	bool allow_unsigned;
 	bool gpu, user_ns, no_net;
 	bool cwd_rw;	/* the current directory writable */
+	int mpi;	/* hybrid model (docs/cluster.md): -1 when started by a launcher, 0 never, 1 always */
 	const struct ib_bind *binds;	/* more binds (not owned) */
 	size_t n_binds;
 	char **cmd;	/* NULL or empty: /bin/sh (not owned) */

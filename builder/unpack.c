@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,6 +223,29 @@ int ib_unpack(const char *image, const char *dir, const struct ib_verify_opts *o
 	return unpack(image, dir, opts, no_verify, got, err);
 }
 
+/* .unpack-HEX.XXXXXX folders of unpacks of this digest that died (kill -9,
+ * power loss); only called while holding the digest's unpack lock, so none of
+ * them is still being written. */
+static void remove_stale_unpacks(const char *images, const char *hex)
+{
+	DIR *d = opendir(images);
+	if (d == NULL)
+		return;
+	cleanup_free char *prefix = xasprintf(".unpack-%s.", hex);
+	struct ib_strv stale = { 0 };
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		if (!strncmp(de->d_name, prefix, strlen(prefix)))
+			ib_strv_push(&stale, de->d_name);
+	closedir(d);
+	for (size_t i = 0; i < stale.n; i++) {
+		cleanup_free char *p = ib_path_join(images, stale.v[i]);
+		ib_log_info("removing '%s', left by an unpack that did not finish", p);
+		rm_tree(p);
+	}
+	ib_strv_free(&stale);
+}
+
 static char *stamp_of(const char *image)
 {
 	struct stat st;
@@ -293,6 +317,31 @@ int ib_unpack_cached(const char *image, const struct ib_verify_opts *opts, char 
 		return 0;
 	}
 
+	/* The ranks of an MPI job start together on a cold cache: one unpacks, the
+	 * others wait on this lock and then take its tree, which appears only by the
+	 * final rename (never half-made). The kernel drops the lock of a killed
+	 * holder; its temporary folder is removed by the next holder. */
+	cleanup_free char *lock_path = xasprintf("%s/%s.lock", images, hex);
+	cleanup_fd int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lock < 0)
+		return ib_error_errno(err, errno, "open '%s'", lock_path);
+	if (flock(lock, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK)
+			return ib_error_errno(err, errno, "lock '%s'", lock_path);
+		ib_log_info("waiting for another imgbuild process unpacking '%s' into the cache", image);
+		while (flock(lock, LOCK_EX) < 0)
+			if (errno != EINTR)
+				return ib_error_errno(err, errno, "lock '%s'", lock_path);
+	}
+	if (ib_path_exists(tree)) {
+		/* Another process unpacked it meanwhile, maybe trusting other keys. */
+		if (cheap_check(image, hex, opts, err) < 0)
+			return ib_error_wrap(err, "cached image '%s'", image);
+		*tree_out = steal_pointer(&tree);
+		return 0;
+	}
+	remove_stale_unpacks(images, hex);
+
 	/* Unpacked beside the cache entry and renamed into place only once the
 	 * bytes extracted (and verified) are known to have the digest it is
 	 * named by: no other run can pick up a tree that is not that image's. */
@@ -328,6 +377,7 @@ int ib_unpack_cached(const char *image, const struct ib_verify_opts *opts, char 
 		rm_tree(tmp_key);
 		return -1;
 	}
+	ib_log_debug("unpacked '%s' into the image cache (%s)", image, hex);
 	*tree_out = steal_pointer(&tree);
 	return 0;
 }
