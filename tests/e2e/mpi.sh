@@ -37,16 +37,16 @@ export IMGBUILD_CACHE=$TMP/run-cache
 pid=$!
 partial=""
 for _ in $(seq 1 600); do
-	partial=$(ls -d "$IMGBUILD_CACHE"/images/*/tree.unpack.* 2>/dev/null | head -n 1) || true
+	partial=$(ls -d "$IMGBUILD_CACHE"/images/.unpack-* 2>/dev/null | head -n 1) || true
 	[ -n "$partial" ] && break
 	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.05
 done
 if [ -n "$partial" ] && kill -9 "$pid" 2>/dev/null; then
 	wait "$pid" 2>/dev/null || true
-	key=$(dirname "$partial")
+	hex=$(basename "$partial" | sed 's/^\.unpack-\([0-9a-f]*\)\..*/\1/')
 	check "after kill -9 mid-unpack only the temporary folder exists, no tree" \
-		sh -c "[ -d '$partial' ] && [ ! -e '$key/tree' ]"
+		sh -c "[ -d '$partial' ] && [ ! -e '$IMGBUILD_CACHE/images/$hex/tree' ]"
 else
 	wait "$pid" 2>/dev/null || true
 	skip "the unpack finished before it could be killed"
@@ -79,7 +79,7 @@ nunpack=$(grep -c 'into the image cache' "$TMP/hybrid.err" || true)
 diag "ranks that waited for the unpacking one: $(grep -c "waiting for another imgbuild process unpacking" "$TMP/hybrid.err" || true)"
 check "four ranks on a cold cache unpack the image once (unpacks: $nunpack)" test "$nunpack" = 1
 check "the half-made folder of the killed unpack is gone, and no other is left" \
-	sh -c "! ls -d '$IMGBUILD_CACHE'/images/*/tree.unpack.* 2>/dev/null"
+	sh -c "! ls -d '$IMGBUILD_CACHE'/images/.unpack-* 2>/dev/null"
 
 # The image's own mpirun inside one sandbox (warm cache now).
 runi() { "$IMGBUILD" run "$IMAGE" --key "$TEST_PUB" "$@"; }
