@@ -161,7 +161,7 @@ check "conda.sh: batch install + packages from a local channel tarball, offline"
 lock=$(up cu10)/.imgbuild/lock.d/conda-explicit.txt
 check "  /.imgbuild/lock.d/conda-explicit.txt: @EXPLICIT, each package with #md5" bash -c "
 	grep -q '^@EXPLICIT' $lock && grep -qE '/magma-cuda100-2.5.2-fixture_0.tar.bz2#[0-9a-f]{32}\$' $lock &&
-	grep -qE '/numpy-1.0.0-fixture_0.tar.bz2#[0-9a-f]{32}\$' $lock && grep -q '/python-' $lock"
+	grep -qE '/numpy-1.18.1-fixture_0.tar.bz2#[0-9a-f]{32}\$' $lock && grep -q '/python-' $lock"
 check_fails "conda.sh: a package missing from the channels fails" 1 "PackagesNotFoundError|conda install .* failed" \
 	run_stage conda2 "$S/conda.sh" "$inco" CONDA_PACKAGES="no-such-pkg" CONDA_LOCAL_CHANNELS=channel CONDA_OFFLINE=1
 check_fails "conda.sh: python X.Y differing from [stack] python fails by default" 1 "the manifest says python 3.7" \
