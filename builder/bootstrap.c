@@ -188,13 +188,10 @@ static int deb_index_save(struct deb_index *x, const char *path, ib_error_t *err
 {
 	if (!x->dirty)
 		return 0;
-	size_t cap = 1, len = 0;
+	cleanup_buf struct ib_buf b = { 0 };
 	for (size_t i = 0; i < x->names.n; i++)
-		cap += strlen(x->names.v[i]) + IB_SHA256_HEX_LEN + 2;
-	cleanup_free char *buf = xmalloc(cap);
-	for (size_t i = 0; i < x->names.n; i++)
-		len += (size_t)sprintf(buf + len, "%s %s\n", x->names.v[i], x->digests.v[i]);
-	return ib_write_file_atomic(path, buf, len, 0644, err);
+		ib_buf_printf(&b, "%s %s\n", x->names.v[i], x->digests.v[i]);
+	return ib_write_file_atomic(path, b.s ? b.s : "", b.len, 0644, err);
 }
 
 static bool is_deb(const char *name)

@@ -28,6 +28,7 @@
 #include "driver.h"
 #include "fetch.h"
 #include "git.h"
+#include "imgmeta.h"
 #include "log.h"
 #include "manifest.h"
 #include "mounts.h"
@@ -973,48 +974,34 @@ static int read_dir_files(const char *root, const char *dir, struct ib_strv *nam
 	return rc;
 }
 
-static void append(char **buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void append(char **buf, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *more = NULL;
-	more = xvasprintf(fmt, ap);
-	va_end(ap);
-	char *joined = xasprintf("%s%s", *buf ? *buf : "", more);
-	free(more);
-	free(*buf);
-	*buf = joined;
-}
-
 /* The lock: what exactly went into the image, one "kind name value" line each. */
 static char *make_lock(const struct ib_manifest *m, const char *root, ib_error_t *err)
 {
-	char *lock = xstrdup("");
+	struct ib_buf lock = { 0 };
 	for (size_t i = 0; i < m->n_downloads; i++)
-		append(&lock, "download %s sha256:%s\n", m->downloads[i].name,
+		ib_buf_printf(&lock, "download %s sha256:%s\n", m->downloads[i].name,
 		       m->downloads[i].sha256 ? m->downloads[i].sha256 : "unknown");
 	for (size_t i = 0; i < m->n_sources; i++)
-		append(&lock, "source %s %s\n", m->sources[i].name, m->sources[i].commit);
+		ib_buf_printf(&lock, "source %s %s\n", m->sources[i].name, m->sources[i].commit);
 	struct ib_strv pkgs = { 0 };
 	installed_packages(root, &pkgs);
 	for (size_t i = 0; i < pkgs.n; i++)
-		append(&lock, "package %s\n", pkgs.v[i]);
+		ib_buf_printf(&lock, "package %s\n", pkgs.v[i]);
 	ib_strv_free(&pkgs);
 	struct ib_strv names = { 0 }, values = { 0 };
-	if (read_dir_files(root, ".imgbuild/lock.d", &names, &values, err) < 0) {
+	if (read_dir_files(root, IB_META_LOCK_D, &names, &values, err) < 0) {
 		ib_strv_free(&names);
 		ib_strv_free(&values);
-		free(lock);
+		ib_buf_free(&lock);
 		return NULL;
 	}
 	for (size_t i = 0; i < names.n; i++) {
-		append(&lock, "# %s\n", names.v[i]);
-		append(&lock, "%s\n", values.v[i]);
+		ib_buf_printf(&lock, "# %s\n", names.v[i]);
+		ib_buf_printf(&lock, "%s\n", values.v[i]);
 	}
 	ib_strv_free(&names);
 	ib_strv_free(&values);
-	return lock;
+	return ib_buf_steal(&lock);
 }
 
 static void add_fact(struct ib_strv *keys, struct ib_strv *values, const char *key, const char *value)
@@ -1030,18 +1017,6 @@ static void add_fact(struct ib_strv *keys, struct ib_strv *values, const char *k
 	}
 	ib_strv_push(keys, key);
 	ib_strv_push(values, value);
-}
-
-static bool reserved_fact(const char *k)
-{
-	if (*k == '\0' || strcmp(k, "name") == 0 || strcmp(k, "builder") == 0 || strcmp(k, "created") == 0 ||
-	    strcmp(k, "archs") == 0)
-		return true;
-	for (; *k; k++)
-		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') || *k == '_' ||
-		      *k == '-'))
-			return true;
-	return false;
 }
 
 /* Facts for facts.toml besides name and archs (pack writes those). */
@@ -1064,10 +1039,10 @@ static int make_facts(struct ib_build *b, const char *root, struct ib_strv *keys
 		add_fact(keys, values, k, b->keys[i]);
 	}
 	struct ib_strv names = { 0 }, vals = { 0 };
-	int rc = read_dir_files(root, ".imgbuild/facts.d", &names, &vals, err);
+	int rc = read_dir_files(root, IB_META_FACTS_D, &names, &vals, err);
 	for (size_t i = 0; i < names.n; i++) {
-		if (reserved_fact(names.v[i]))
-			ib_log_warn("ignoring /.imgbuild/facts.d/%s: not a plain key or set by imgbuild", names.v[i]);
+		if (ib_facts_key_reserved(names.v[i]))
+			ib_log_warn("ignoring /" IB_META_FACTS_D "/%s: not a plain key or set by imgbuild", names.v[i]);
 		else
 			add_fact(keys, values, names.v[i], vals.v[i]);
 	}
@@ -1114,12 +1089,13 @@ static void __attribute__((noreturn)) pack_child(struct ib_build *b, int result_
 				ib_error_errno(&err, errno, "chdir '%s'", layers);
 			goto fail;
 		}
-		char *opt = xstrdup("lowerdir=");
+		struct ib_buf opt = { 0 };
+		ib_buf_adds(&opt, "lowerdir=");
 		for (size_t k = m->n_stages; k-- > 0;)
-			append(&opt, "%s/upper:", b->keys[k]);
-		append(&opt, "%s/upper", b->base_key);
-		int r = ib_xmount(NULL, "imgbuild", b->mnt, "overlay", MS_RDONLY, opt, &err);
-		free(opt);
+			ib_buf_printf(&opt, "%s/upper:", b->keys[k]);
+		ib_buf_printf(&opt, "%s/upper", b->base_key);
+		int r = ib_xmount(NULL, "imgbuild", b->mnt, "overlay", MS_RDONLY, opt.s, &err);
+		ib_buf_free(&opt);
 		if (r < 0)
 			goto fail;
 		if (chdir("/") < 0) {
@@ -1281,20 +1257,20 @@ int ib_build_run(const struct ib_manifest *m, const struct ib_build_opts *opts, 
 	if (rc == 0)
 		rc = ib_build_pack(b, err);
 
-	cleanup_free char *ran = NULL, *cached = NULL;
+	cleanup_buf struct ib_buf ran = { 0 }, cached = { 0 };
 	size_t n_ran = 0;
 	for (size_t i = 0; i < m->n_stages; i++) {
 		if (b->uppers[i] == NULL)
 			continue;
 		if (b->ran[i]) {
-			append(&ran, "%s%s", n_ran ? ", " : "", m->stages[i].name);
+			ib_buf_printf(&ran, "%s%s", n_ran ? ", " : "", m->stages[i].name);
 			n_ran++;
 		} else {
-			append(&cached, "%s%s", cached ? ", " : "", m->stages[i].name);
+			ib_buf_printf(&cached, "%s%s", cached.len ? ", " : "", m->stages[i].name);
 		}
 	}
 	if (rc == 0) {
-		ib_log_info("stages run: %s; cached: %s; base: %s", ran ? ran : "none", cached ? cached : "none",
+		ib_log_info("stages run: %s; cached: %s; base: %s", ran.s ? ran.s : "none", cached.s ? cached.s : "none",
 			    b->base_ran ? "bootstrapped" : "cached");
 		ib_log_info("image: %s (sha256 %s%s)", b->output, b->digest, b->pack_cached ? ", unchanged" : "");
 		double dt = now_s() - t0;

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "compat.h"
 #include "driver.h"
+#include "imgmeta.h"
 #include "layers.h"
 #include "manifest.h"
 #include "util.h"
@@ -131,11 +132,20 @@ static void print_driver(const struct ib_manifest *m)
 	if (!d.found)
 		out("driver     no NVIDIA driver on this host: stages run without one, nothing is bound\n");
 	else {
-		out("driver     host driver %s: bound read-only into every stage and `imgbuild run --gpu`", d.version);
-		if (m->stack.min_driver)
-			out(" (the image needs >= %s: %s)", m->stack.min_driver,
-			       ib_driver_version_compare(d.version, m->stack.min_driver) >= 0 ? "ok" : "TOO OLD");
-		out("\n");
+		out("driver     host driver %s: bound read-only into every stage and `imgbuild run --gpu`\n", d.version);
+		/* The image's facts as pack will write them, through run --gpu's own preflight. */
+		struct ib_facts f = { 0 };
+		f.min_driver = m->stack.min_driver ? xstrdup(m->stack.min_driver) : NULL;
+		for (size_t i = 0; i < m->stack.archs.n; i++)
+			ib_strv_push(&f.archs, m->stack.archs.v[i]);
+		f.have_archs = m->stack.archs.n > 0;
+		if (ib_driver_preflight(&d, &f, &err) < 0) {
+			out("           run --gpu on this host would refuse the image: %s\n", err->msg);
+			ib_error_free(&err);
+		} else {
+			out("           run --gpu on this host: ok%s\n", f.min_driver || f.have_archs ? " (driver version and GPU architectures checked)" : "");
+		}
+		ib_facts_free(&f);
 	}
 	out("           details: `imgbuild driver`\n");
 	ib_driver_free(&d);

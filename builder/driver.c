@@ -1088,22 +1088,16 @@ static bool parse_arch(const char *s, struct arch *a)
 int ib_driver_check_archs(const struct ib_gpu *gpus, size_t n_gpus, const char *const *archs, size_t n_archs,
 			  bool ptx_jit, ib_error_t *err)
 {
-	size_t cap = 64;
-	cleanup_free char *list = xcalloc(1, cap);
+	cleanup_buf struct ib_buf list = { 0 };
+	ib_buf_adds(&list, "");
 	struct arch *parsed = xcalloc(n_archs ? n_archs : 1, sizeof(*parsed));
 	for (size_t i = 0; i < n_archs; i++) {
 		if (!parse_arch(archs[i], &parsed[i])) {
 			free(parsed);
 			return ib_error_set(err, EINVAL, "--gpu: the image's arch '%s' is not X.Y, X.Y+PTX or X.Ya", archs[i]);
 		}
-		char item[64];
-		snprintf(item, sizeof(item), "%ssm_%d%d%s%s", i ? ", " : "", parsed[i].major, parsed[i].minor,
-			 parsed[i].exact ? "a" : "", parsed[i].ptx ? "+PTX" : "");
-		if (strlen(list) + strlen(item) + 1 > cap) {
-			cap = 2 * (strlen(list) + strlen(item) + 1);
-			list = xrealloc(list, cap);
-		}
-		strcat(list, item);
+		ib_buf_printf(&list, "%ssm_%d%d%s%s", i ? ", " : "", parsed[i].major, parsed[i].minor,
+			      parsed[i].exact ? "a" : "", parsed[i].ptx ? "+PTX" : "");
 	}
 	for (size_t g = 0; g < n_gpus; g++) {
 		int cc = gpus[g].major * 10 + gpus[g].minor;
@@ -1130,7 +1124,7 @@ int ib_driver_check_archs(const struct ib_gpu *gpus, size_t n_gpus, const char *
 					    "--gpu: GPU %d (%s): this image was compiled for %s; this GPU is sm_%d%d "
 					    "(\"no kernel image is available for execution on the device\"): rebuild with "
 					    "%d.%d in [stack] archs",
-					    gpus[g].index, gpus[g].name, n_archs ? list : "(no architectures)",
+					    gpus[g].index, gpus[g].name, n_archs ? list.s : "(no architectures)",
 					    gpus[g].major, gpus[g].minor, gpus[g].major, gpus[g].minor);
 		}
 	}

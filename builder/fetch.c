@@ -828,7 +828,6 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 
 	/* Collect: duplicates take their leader's result; failures are listed together. */
 	size_t failed = 0;
-	size_t cap = 1;
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
 		if (j->state == JOB_DUPLICATE) {
@@ -845,29 +844,25 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 		for (size_t k = 0; k < j->failures.n; k++)
 			ib_strv_push(&j->req->failures, j->failures.v[k]);
 		failed++;
-		cap += strlen(j->req->name) + 64 + (j->fatal ? strlen(j->fatal->msg) : 0);
-		for (size_t k = 0; k < j->failures.n; k++)
-			cap += strlen(j->failures.v[k]) + 8;
 	}
 	if (failed == 0)
 		return 0;
-	cleanup_free char *msg = xcalloc(1, cap);
-	size_t len = 0;
+	cleanup_buf struct ib_buf msg = { 0 };
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
 		if (j->state != JOB_FAILED)
 			continue;
-		if (len)
-			len += (size_t)snprintf(msg + len, cap - len, "\n");
+		if (msg.len)
+			ib_buf_addc(&msg, '\n');
 		if (j->fatal) {
-			len += (size_t)snprintf(msg + len, cap - len, "fetch '%s': %s", j->req->name, j->fatal->msg);
+			ib_buf_printf(&msg, "fetch '%s': %s", j->req->name, j->fatal->msg);
 			continue;
 		}
-		len += (size_t)snprintf(msg + len, cap - len, "fetch '%s' failed from every URL:", j->req->name);
+		ib_buf_printf(&msg, "fetch '%s' failed from every URL:", j->req->name);
 		for (size_t k = 0; k < j->failures.n; k++)
-			len += (size_t)snprintf(msg + len, cap - len, "\n  %s", j->failures.v[k]);
+			ib_buf_printf(&msg, "\n  %s", j->failures.v[k]);
 	}
-	return ib_error_set(err, 0, "%s", msg);
+	return ib_error_set(err, 0, "%s", msg.s);
 }
 
 /* ---- manifest-level helpers ---- */

@@ -16,47 +16,26 @@
 #include "toml.h"
 #include "util.h"
 
-struct buf {
-	char *s;
-	size_t len, cap;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
+static void put_string(struct ib_buf *b, const char *s)
 {
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->s = xrealloc(b->s, b->cap);
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void puts_(struct buf *b, const char *s)
-{
-	put(b, s, strlen(s));
-}
-
-static void put_string(struct buf *b, const char *s)
-{
-	puts_(b, "\"");
+	ib_buf_adds(b, "\"");
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		char esc[8];
 		if (*p == '"' || *p == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)*p;
-			put(b, esc, 2);
+			ib_buf_add(b, esc, 2);
 		} else if (*p < 0x20 || *p == 0x7f) {
 			snprintf(esc, sizeof(esc), "\\u%04x", *p);
-			puts_(b, esc);
+			ib_buf_adds(b, esc);
 		} else {
-			put(b, (const char *)p, 1);
+			ib_buf_add(b, (const char *)p, 1);
 		}
 	}
-	puts_(b, "\"");
+	ib_buf_adds(b, "\"");
 }
 
-static void put_key(struct buf *b, const char *k)
+static void put_key(struct ib_buf *b, const char *k)
 {
 	bool bare = *k != '\0';
 	for (const char *p = k; *p; p++)
@@ -64,7 +43,7 @@ static void put_key(struct buf *b, const char *k)
 		      *p == '-'))
 			bare = false;
 	if (bare)
-		puts_(b, k);
+		ib_buf_adds(b, k);
 	else
 		put_string(b, k);
 }
@@ -79,11 +58,11 @@ static bool is_aot(const struct ib_toml_value *v)
 	return true;
 }
 
-static void put_value(struct buf *b, const struct ib_toml_value *v);
+static void put_value(struct ib_buf *b, const struct ib_toml_value *v);
 
-static void put_inline_table(struct buf *b, const struct ib_toml_value *base, const struct ib_toml_value *over);
+static void put_inline_table(struct ib_buf *b, const struct ib_toml_value *base, const struct ib_toml_value *over);
 
-static void put_value(struct buf *b, const struct ib_toml_value *v)
+static void put_value(struct ib_buf *b, const struct ib_toml_value *v)
 {
 	char num[64];
 	switch (v->type) {
@@ -92,37 +71,37 @@ static void put_value(struct buf *b, const struct ib_toml_value *v)
 		break;
 	case IB_TOML_INTEGER:
 		snprintf(num, sizeof(num), "%" PRId64, v->u.integer);
-		puts_(b, num);
+		ib_buf_adds(b, num);
 		break;
 	case IB_TOML_FLOAT:
 		if (isnan(v->u.real))
-			puts_(b, "nan");
+			ib_buf_adds(b, "nan");
 		else if (isinf(v->u.real))
-			puts_(b, v->u.real < 0 ? "-inf" : "inf");
+			ib_buf_adds(b, v->u.real < 0 ? "-inf" : "inf");
 		else {
 			snprintf(num, sizeof(num), "%.17g", v->u.real);
 			if (!strpbrk(num, ".eE"))
 				strcat(num, ".0");
-			puts_(b, num);
+			ib_buf_adds(b, num);
 		}
 		break;
 	case IB_TOML_BOOL:
-		puts_(b, v->u.boolean ? "true" : "false");
+		ib_buf_adds(b, v->u.boolean ? "true" : "false");
 		break;
 	case IB_TOML_DATETIME:
 	case IB_TOML_DATETIME_LOCAL:
 	case IB_TOML_DATE_LOCAL:
 	case IB_TOML_TIME_LOCAL:
-		puts_(b, v->u.str);
+		ib_buf_adds(b, v->u.str);
 		break;
 	case IB_TOML_ARRAY:
-		puts_(b, "[");
+		ib_buf_adds(b, "[");
 		for (size_t i = 0; i < v->len; i++) {
 			if (i)
-				puts_(b, ", ");
+				ib_buf_adds(b, ", ");
 			put_value(b, v->items[i]);
 		}
-		puts_(b, "]");
+		ib_buf_adds(b, "]");
 		break;
 	case IB_TOML_TABLE:
 		put_inline_table(b, v, NULL);
@@ -132,7 +111,7 @@ static void put_value(struct buf *b, const struct ib_toml_value *v)
 
 /* The value of KEY in the merge of BASE and OVER (either may be NULL):
  * tables on both sides merge, anything else from OVER wins. */
-static void put_merged(struct buf *b, const struct ib_toml_value *bv, const struct ib_toml_value *ov)
+static void put_merged(struct ib_buf *b, const struct ib_toml_value *bv, const struct ib_toml_value *ov)
 {
 	if (bv && ov && bv->type == IB_TOML_TABLE && ov->type == IB_TOML_TABLE)
 		put_inline_table(b, bv, ov);
@@ -159,32 +138,32 @@ static void put_merged(struct buf *b, const struct ib_toml_value *bv, const stru
 		}                                                                                           \
 	} while (0)
 
-static void put_inline_table(struct buf *b, const struct ib_toml_value *base, const struct ib_toml_value *over)
+static void put_inline_table(struct ib_buf *b, const struct ib_toml_value *base, const struct ib_toml_value *over)
 {
 	bool first = true;
-	puts_(b, "{ ");
+	ib_buf_adds(b, "{ ");
 	FOR_MERGED_KEYS(base, over, key, bv, ov, {
 		if (!first)
-			puts_(b, ", ");
+			ib_buf_adds(b, ", ");
 		first = false;
 		put_key(b, key);
-		puts_(b, " = ");
+		ib_buf_adds(b, " = ");
 		put_merged(b, bv, ov);
 	});
-	puts_(b, first ? "}" : " }");
+	ib_buf_adds(b, first ? "}" : " }");
 }
 
 /* KEY = VALUE lines of a [section] or [[entry]] (sub-tables inline). */
-static void put_body(struct buf *b, const struct ib_toml_value *base, const struct ib_toml_value *over, bool deep)
+static void put_body(struct ib_buf *b, const struct ib_toml_value *base, const struct ib_toml_value *over, bool deep)
 {
 	FOR_MERGED_KEYS(base, over, key, bv, ov, {
 		put_key(b, key);
-		puts_(b, " = ");
+		ib_buf_adds(b, " = ");
 		if (deep)
 			put_merged(b, bv, ov);
 		else
 			put_value(b, ov ? ov : bv);
-		puts_(b, "\n");
+		ib_buf_adds(b, "\n");
 	});
 }
 
@@ -194,7 +173,7 @@ static const char *entry_name(const struct ib_toml_value *t)
 	return n && n->type == IB_TOML_STRING ? n->u.str : NULL;
 }
 
-static void put_entries(struct buf *b, const char *key, const struct ib_toml_value *bv, const struct ib_toml_value *ov)
+static void put_entries(struct ib_buf *b, const char *key, const struct ib_toml_value *bv, const struct ib_toml_value *ov)
 {
 	/* [[download]], [[source]], [[stage]]: matched by name, given keys replace. */
 	for (size_t i = 0; bv && i < bv->len; i++) {
@@ -205,9 +184,9 @@ static void put_entries(struct buf *b, const char *key, const struct ib_toml_val
 			if (on && strcmp(on, name) == 0)
 				oe = ov->items[j];
 		}
-		puts_(b, "\n[[");
+		ib_buf_adds(b, "\n[[");
 		put_key(b, key);
-		puts_(b, "]]\n");
+		ib_buf_adds(b, "]]\n");
 		put_body(b, be, oe, false);
 	}
 	for (size_t j = 0; ov && j < ov->len; j++) {
@@ -220,9 +199,9 @@ static void put_entries(struct buf *b, const char *key, const struct ib_toml_val
 		}
 		if (known)
 			continue;
-		puts_(b, "\n[[");
+		ib_buf_adds(b, "\n[[");
 		put_key(b, key);
-		puts_(b, "]]\n");
+		ib_buf_adds(b, "]]\n");
 		put_body(b, ov->items[j], NULL, false);
 	}
 }
@@ -230,23 +209,23 @@ static void put_entries(struct buf *b, const char *key, const struct ib_toml_val
 /* The merged document: top-level plain keys, then [sections], then [[entries]]. */
 static char *merge_text(const struct ib_toml_value *base, const struct ib_toml_value *over)
 {
-	struct buf b = { 0 };
-	puts_(&b, "");
+	struct ib_buf b = { 0 };
+	ib_buf_adds(&b, "");
 	FOR_MERGED_KEYS(base, over, key, bv, ov, {
 		const struct ib_toml_value *v = ov ? ov : bv;
 		if (v->type != IB_TOML_TABLE && !is_aot(v)) {
 			put_key(&b, key);
-			puts_(&b, " = ");
+			ib_buf_adds(&b, " = ");
 			put_value(&b, v);
-			puts_(&b, "\n");
+			ib_buf_adds(&b, "\n");
 		}
 	});
 	FOR_MERGED_KEYS(base, over, key, bv, ov, {
 		const struct ib_toml_value *v = ov ? ov : bv;
 		if (v->type == IB_TOML_TABLE) {
-			puts_(&b, "\n[");
+			ib_buf_adds(&b, "\n[");
 			put_key(&b, key);
-			puts_(&b, "]\n");
+			ib_buf_adds(&b, "]\n");
 			bool both = bv && ov && bv->type == IB_TOML_TABLE;
 			put_body(&b, both ? bv : v, both ? ov : NULL, true);
 		}

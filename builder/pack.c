@@ -50,7 +50,7 @@ static const char *const drop[] = {
 	"var/lib/systemd/catalog/database",
 	"var/cache/apt/archives/*.deb",
 	"var/cache/apt/*.bin",
-	".imgbuild",	/* pack writes its own */
+	IB_META_DIR,	/* pack writes its own */
 	NULL,
 };
 /* Kept with empty content: systemd fills it at first boot. */
@@ -382,274 +382,6 @@ static char *listing_path(const char *rel)
 	return *rel ? xasprintf("./%s", rel) : xstrdup(".");
 }
 
-static void grow(char **buf, size_t *len, size_t *cap, size_t more)
-{
-	if (*len + more + 1 > *cap) {
-		while (*len + more + 1 > *cap)
-			*cap = *cap ? *cap * 2 : 4096;
-		*buf = xrealloc(*buf, *cap);
-	}
-}
-
-static void append_escaped(char **buf, size_t *len, size_t *cap, const char *s, bool dash_is_literal)
-{
-	if (s == NULL) {
-		grow(buf, len, cap, 1);
-		(*buf)[(*len)++] = '-';
-		(*buf)[*len] = '\0';
-		return;
-	}
-	if (dash_is_literal && strcmp(s, "-") == 0) {
-		grow(buf, len, cap, 4);
-		memcpy(*buf + *len, "\\055", 4);
-		*len += 4;
-		(*buf)[*len] = '\0';
-		return;
-	}
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		grow(buf, len, cap, 4);
-		if (*p <= 0x20 || *p == 0x7f || *p == '\\') {
-			snprintf(*buf + *len, 5, "\\%03o", *p);
-			*len += 4;
-		} else {
-			(*buf)[(*len)++] = (char)*p;
-		}
-	}
-	(*buf)[*len] = '\0';
-}
-
-void ib_listing_append(char **buf, size_t *len, size_t *cap, const struct ib_listing_entry *e)
-{
-	char head[160];
-	int n = snprintf(head, sizeof(head), "%c %04o %lld %lld %lld %s ", e->type, e->mode & 07777, (long long)e->uid,
-			 (long long)e->gid, (long long)e->size, e->sha256[0] ? e->sha256 : "-");
-	grow(buf, len, cap, (size_t)n);
-	memcpy(*buf + *len, head, (size_t)n);
-	*len += (size_t)n;
-	append_escaped(buf, len, cap, e->path, false);
-	grow(buf, len, cap, 1);
-	(*buf)[(*len)++] = ' ';
-	append_escaped(buf, len, cap, e->target, true);
-	grow(buf, len, cap, 1);
-	(*buf)[(*len)++] = '\n';
-	(*buf)[*len] = '\0';
-}
-
-static char *unescape(const char *s, size_t n, bool *ok)
-{
-	char *out = xmalloc(n + 1);
-	size_t o = 0;
-	*ok = true;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '\\') {
-			out[o++] = s[i];
-			continue;
-		}
-		if (i + 3 >= n) {	/* fewer than 3 digits left */
-			*ok = false;
-			break;
-		}
-		unsigned v = 0;
-		for (int k = 1; k <= 3; k++) {
-			char c = s[i + (size_t)k];
-			if (c < '0' || c > '7') {
-				*ok = false;
-				break;
-			}
-			v = v * 8 + (unsigned)(c - '0');
-		}
-		if (!*ok || v == 0 || v > 255) {
-			*ok = false;
-			break;
-		}
-		out[o++] = (char)v;
-		i += 3;
-	}
-	out[o] = '\0';
-	return out;
-}
-
-void ib_listing_entry_free(struct ib_listing_entry *e)
-{
-	free(e->path);
-	free(e->target);
-	e->path = e->target = NULL;
-}
-
-static bool parse_i64(const char *s, size_t n, int base, int64_t *out)
-{
-	if (n == 0 || n > 20)
-		return false;
-	char tmp[24];
-	memcpy(tmp, s, n);
-	tmp[n] = '\0';
-	if (tmp[0] == '-' || tmp[0] == '+')
-		return false;
-	char *end;
-	errno = 0;
-	long long v = strtoll(tmp, &end, base);
-	if (errno || *end)
-		return false;
-	*out = v;
-	return true;
-}
-
-int ib_listing_parse_line(const char *line, size_t len, struct ib_listing_entry *out, ib_error_t *err)
-{
-	const char *f[8];
-	size_t fl[8];
-	size_t nf = 0, start = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i == len || line[i] == ' ') {
-			if (nf == 8)
-				return ib_error_set(err, 0, "too many fields");
-			f[nf] = line + start;
-			fl[nf++] = i - start;
-			start = i + 1;
-		}
-	}
-	if (nf != 8)
-		return ib_error_set(err, 0, "expected 8 fields, found %zu", nf);
-	memset(out, 0, sizeof(*out));
-	if (fl[0] != 1 || !strchr("fdlh", f[0][0]))
-		return ib_error_set(err, 0, "bad type '%.*s'", (int)fl[0], f[0]);
-	out->type = f[0][0];
-	int64_t mode;
-	if (fl[1] != 4 || !parse_i64(f[1], fl[1], 8, &mode) || mode > 07777)
-		return ib_error_set(err, 0, "bad mode '%.*s'", (int)fl[1], f[1]);
-	out->mode = (unsigned)mode;
-	if (!parse_i64(f[2], fl[2], 10, &out->uid) || !parse_i64(f[3], fl[3], 10, &out->gid) ||
-	    !parse_i64(f[4], fl[4], 10, &out->size))
-		return ib_error_set(err, 0, "bad owner or size");
-	if (fl[5] == 1 && f[5][0] == '-') {
-		out->sha256[0] = '\0';
-	} else if (fl[5] == IB_SHA256_HEX_LEN) {
-		for (size_t i = 0; i < fl[5]; i++)
-			if (!strchr("0123456789abcdef", f[5][i]) || f[5][i] == '\0')
-				return ib_error_set(err, 0, "bad sha256");
-		memcpy(out->sha256, f[5], IB_SHA256_HEX_LEN);
-		out->sha256[IB_SHA256_HEX_LEN] = '\0';
-	} else {
-		return ib_error_set(err, 0, "bad sha256");
-	}
-	if ((out->type == 'f') != (out->sha256[0] != '\0'))
-		return ib_error_set(err, 0, "sha256 given for a non-file or missing for a file");
-	bool ok;
-	out->path = unescape(f[6], fl[6], &ok);
-	if (!ok || out->path[0] == '\0') {
-		ib_listing_entry_free(out);
-		return ib_error_set(err, 0, "bad path escape");
-	}
-	if (!(fl[7] == 1 && f[7][0] == '-')) {
-		out->target = unescape(f[7], fl[7], &ok);
-		if (!ok) {
-			ib_listing_entry_free(out);
-			return ib_error_set(err, 0, "bad target escape");
-		}
-	}
-	if ((out->type == 'l' || out->type == 'h') != (out->target != NULL)) {
-		ib_listing_entry_free(out);
-		return ib_error_set(err, 0, "link target given for a non-link or missing for a link");
-	}
-	return 0;
-}
-
-/* ---- facts.toml ---- */
-
-static void toml_string(char **buf, size_t *len, size_t *cap, const char *s)
-{
-	grow(buf, len, cap, 1);
-	(*buf)[(*len)++] = '"';
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		grow(buf, len, cap, 6);
-		if (*p == '"' || *p == '\\') {
-			(*buf)[(*len)++] = '\\';
-			(*buf)[(*len)++] = (char)*p;
-		} else if (*p < 0x20 || *p == 0x7f) {
-			snprintf(*buf + *len, 7, "\\u%04x", *p);
-			*len += 6;
-		} else {
-			(*buf)[(*len)++] = (char)*p;
-		}
-	}
-	grow(buf, len, cap, 1);
-	(*buf)[(*len)++] = '"';
-	(*buf)[*len] = '\0';
-}
-
-static void append_str(char **buf, size_t *len, size_t *cap, const char *s)
-{
-	size_t n = strlen(s);
-	grow(buf, len, cap, n);
-	memcpy(*buf + *len, s, n + 1);
-	*len += n;
-}
-
-static bool bare_key(const char *k)
-{
-	if (*k == '\0')
-		return false;
-	for (; *k; k++)
-		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') || *k == '_' ||
-		      *k == '-'))
-			return false;
-	return true;
-}
-
-static char *make_facts(const struct ib_pack_opts *o, const char *name, size_t *out_len, ib_error_t *err)
-{
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	append_str(&buf, &len, &cap, "# written by imgbuild pack\nname = ");
-	toml_string(&buf, &len, &cap, name);
-	append_str(&buf, &len, &cap, "\nbuilder = ");
-	toml_string(&buf, &len, &cap, "imgbuild " IB_VERSION);
-	char num[64];
-	snprintf(num, sizeof(num), "\ncreated = %lld\n", (long long)o->epoch);
-	append_str(&buf, &len, &cap, num);
-	for (size_t i = 0; i < o->n_facts; i++) {
-		const char *k = o->facts[i].key;
-		if (!bare_key(k) || strcmp(k, "name") == 0 || strcmp(k, "builder") == 0 || strcmp(k, "created") == 0 ||
-		    (strcmp(k, "archs") == 0 && o->fact_archs)) {
-			free(buf);
-			ib_error_usage(err, "fact '%s': not a plain key or set by pack itself", k);
-			return NULL;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(o->facts[j].key, k) == 0) {
-				free(buf);
-				ib_error_usage(err, "fact '%s' given twice", k);
-				return NULL;
-			}
-		append_str(&buf, &len, &cap, k);
-		append_str(&buf, &len, &cap, " = ");
-		toml_string(&buf, &len, &cap, o->facts[i].value ? o->facts[i].value : "");
-		append_str(&buf, &len, &cap, "\n");
-	}
-	if (o->fact_archs) {
-		append_str(&buf, &len, &cap, "archs = [");
-		for (size_t i = 0; o->fact_archs[i]; i++) {
-			if (i)
-				append_str(&buf, &len, &cap, ", ");
-			toml_string(&buf, &len, &cap, o->fact_archs[i]);
-		}
-		append_str(&buf, &len, &cap, "]\n");
-	}
-	*out_len = len;
-	return buf;
-}
-
-static bool good_meta_name(const char *n)
-{
-	if (n[0] == '\0' || n[0] == '.' || strcmp(n, "facts.toml") == 0 || strcmp(n, "listing") == 0 || strlen(n) > 200)
-		return false;
-	for (const char *p = n; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
-		      *p == '_' || *p == '-'))
-			return false;
-	return true;
-}
-
 static struct pentry *add_virtual(struct plist *l, const char *rel, enum ib_entry_type type, int64_t epoch)
 {
 	struct pentry *e = plist_add(l);
@@ -664,9 +396,9 @@ static struct pentry *add_virtual(struct plist *l, const char *rel, enum ib_entr
 static int add_meta_file(struct plist *l, const char *name, const void *data, size_t len, int64_t epoch, bool copy,
 			 ib_error_t *err)
 {
-	if (!good_meta_name(name))
+	if (!ib_meta_name_ok(name))
 		return ib_error_usage(err, "metadata name '%s': use [A-Za-z0-9._-], not facts.toml or listing", name);
-	cleanup_free char *rel = xasprintf(".imgbuild/%s", name);
+	cleanup_free char *rel = xasprintf(IB_META_DIR "/%s", name);
 	for (size_t i = 0; i < l->n; i++)
 		if (strcmp(l->v[i].rel, rel) == 0)
 			return ib_error_usage(err, "metadata file '%s' given twice", name);
@@ -1008,9 +740,8 @@ static int outfile_commit(struct outfile *f, const char *output, ib_error_t *err
  * before the digests are known has the final length. */
 static char *make_listing(const struct plist *l, const struct pentry *self, int64_t *len_out)
 {
-	char *lbuf = NULL;
-	size_t llen = 0, lcap = 0;
-	append_str(&lbuf, &llen, &lcap, IB_LISTING_HEADER);
+	struct ib_buf lbuf = { 0 };
+	ib_buf_adds(&lbuf, IB_LISTING_HEADER);
 	for (size_t i = 0; i < l->n; i++) {
 		const struct pentry *e = &l->v[i];
 		if (e == self)
@@ -1028,10 +759,10 @@ static char *make_listing(const struct plist *l, const struct pentry *self, int6
 		};
 		if (e->type == IB_ENTRY_FILE)
 			ib_hex(e->digest, IB_SHA256_LEN, le.sha256);
-		ib_listing_append(&lbuf, &llen, &lcap, &le);
+		ib_listing_append(&lbuf, &le);
 	}
-	*len_out = (int64_t)llen;
-	return lbuf;
+	*len_out = (int64_t)lbuf.len;
+	return ib_buf_steal(&lbuf);
 }
 
 static char *default_name(const char *output)
@@ -1093,12 +824,12 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 
 	/* .imgbuild/: facts, caller's metadata, listing (filled in below). */
 	cleanup_free char *name = o->name ? xstrdup(o->name) : default_name(o->output);
-	add_virtual(&list, ".imgbuild", IB_ENTRY_DIR, o->epoch);
+	add_virtual(&list, IB_META_DIR, IB_ENTRY_DIR, o->epoch);
 	size_t facts_len;
-	char *facts = make_facts(o, name, &facts_len, err);
+	char *facts = ib_facts_write(name, o->epoch, o->facts, o->n_facts, o->fact_archs, &facts_len, err);
 	if (facts == NULL)
 		return -1;
-	struct pentry *fe = add_virtual(&list, ".imgbuild/facts.toml", IB_ENTRY_FILE, o->epoch);
+	struct pentry *fe = add_virtual(&list, IB_META_FACTS, IB_ENTRY_FILE, o->epoch);
 	fe->data_owned = facts;
 	fe->data = facts;
 	fe->size = (int64_t)facts_len;
@@ -1113,7 +844,7 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 	link_hardlinks(&list);
 	/* The listing goes last (see the top of this file); its content is
 	 * made once every other entry's digest is known. */
-	add_virtual(&list, ".imgbuild/listing", IB_ENTRY_FILE, o->epoch);
+	add_virtual(&list, IB_META_LISTING, IB_ENTRY_FILE, o->epoch);
 	struct pentry *listing = &list.v[list.n - 1];
 
 	size_t nfiles = 0;

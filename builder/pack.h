@@ -8,17 +8,7 @@
  *
  * Inside, under ./.imgbuild/: facts.toml, listing, and the caller's metadata
  * files (manifest, lock ...). The tree's own /.imgbuild, if any, is replaced.
- *
- * Listing format (./.imgbuild/listing), one line per entry except the listing
- * itself, sorted by path (bytes), after a first line "imgbuild-listing 1":
- *     TYPE MODE UID GID SIZE SHA256 PATH TARGET
- * TYPE  f file, d folder, l symlink, h hard link
- * MODE  4 octal digits (with suid/sgid/sticky); UID GID decimal
- * SIZE  content bytes (0 but for f); SHA256 64 hex digits for f, else "-"
- * PATH  "." for the root, else "./a/b" (no trailing slash)
- * TARGET symlink target, or hard link's target PATH, else "-"
- * PATH and TARGET escape every byte <= 0x20, 0x7f and '\' as \ooo (3 octal
- * digits); a TARGET that is literally "-" is written \055. */
+ * Their formats are imgmeta.h's. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +16,7 @@
 
 #include "crypto.h"
 #include "error.h"
+#include "imgmeta.h"
 #include "manifest.h"
 
 /* An extra file stored as ./.imgbuild/NAME (NAME: [A-Za-z0-9._-]+, not
@@ -63,21 +54,3 @@ struct ib_pack_opts {
 /* Packs; digest_hex receives the image's SHA-256 (what IMAGE.sha256 holds).
  * On failure nothing is left at o->output (an older image there is kept). */
 int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err);
-
-/* --- listing lines, shared with verify --- */
-
-struct ib_listing_entry {
-	char type;		/* 'f' 'd' 'l' 'h' */
-	unsigned mode;
-	int64_t uid, gid, size;
-	char sha256[IB_SHA256_HEX_LEN + 1];	/* "" when not a file */
-	char *path;		/* unescaped, owned */
-	char *target;		/* unescaped, owned, NULL when "-" */
-};
-
-#define IB_LISTING_HEADER "imgbuild-listing 1\n"
-/* Appends ENTRY's line (with '\n') to *BUF (a growable string of *LEN bytes, *CAP capacity). */
-void ib_listing_append(char **buf, size_t *len, size_t *cap, const struct ib_listing_entry *entry);
-/* Parses one line (without '\n'). */
-int ib_listing_parse_line(const char *line, size_t len, struct ib_listing_entry *out, ib_error_t *err);
-void ib_listing_entry_free(struct ib_listing_entry *e);

@@ -227,42 +227,6 @@ const char *ib_toml_type_name(enum ib_toml_type type)
 	return "unknown";
 }
 
-/* A growable byte buffer, always NUL-terminated once stolen. */
-struct buf {
-	char *d;
-	size_t n, cap;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->n + n + 1 > b->cap) {
-		while (b->n + n + 1 > b->cap)
-			b->cap = b->cap ? b->cap * 2 : 32;
-		b->d = xrealloc(b->d, b->cap);
-	}
-	memcpy(b->d + b->n, s, n);
-	b->n += n;
-	b->d[b->n] = '\0';
-}
-
-static void buf_addc(struct buf *b, char c)
-{
-	buf_add(b, &c, 1);
-}
-
-static char *buf_steal(struct buf *b)
-{
-	if (b->d == NULL)
-		buf_add(b, "", 0);
-	b->cap = 0;
-	return steal_pointer(&b->d);
-}
-
-static void buf_freep(struct buf *b)
-{
-	free(b->d);
-}
-#define cleanup_buf __attribute__((cleanup(buf_freep)))
 
 struct parser {
 	const char *s;	/* not owned, not NUL-terminated */
@@ -392,30 +356,30 @@ static int expected(struct parser *ps, const char *what)
 
 /* Appends a key part as it would be written in TOML, quoting when needed, so
  * messages can name any key on one line. */
-static void buf_add_key(struct buf *b, const char *s, size_t n)
+static void buf_add_key(struct ib_buf *b, const char *s, size_t n)
 {
 	bool bare = n > 0;
 	for (size_t i = 0; i < n && bare; i++)
 		bare = is_bare((unsigned char)s[i]);
 	if (bare) {
-		buf_add(b, s, n);
+		ib_buf_add(b, s, n);
 		return;
 	}
-	buf_addc(b, '"');
+	ib_buf_addc(b, '"');
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '"' || c == '\\') {
-			buf_addc(b, '\\');
-			buf_addc(b, (char)c);
+			ib_buf_addc(b, '\\');
+			ib_buf_addc(b, (char)c);
 		} else if (c < 0x20 || c == 0x7F) {
 			char esc[8];
 			snprintf(esc, sizeof(esc), "\\u%04X", c);
-			buf_add(b, esc, strlen(esc));
+			ib_buf_add(b, esc, strlen(esc));
 		} else {
-			buf_addc(b, (char)c);
+			ib_buf_addc(b, (char)c);
 		}
 	}
-	buf_addc(b, '"');
+	ib_buf_addc(b, '"');
 }
 
 /* Key parts are copied into the tree rather than stolen, so that messages can
@@ -450,15 +414,15 @@ static void key_freep(struct key *k)
 /* The dotted path PREFIX.K[0]...K[N-1], for messages. */
 static char *key_path(const char *prefix, const struct key *k, size_t n)
 {
-	struct buf b = { 0 };
+	struct ib_buf b = { 0 };
 	if (prefix != NULL && prefix[0] != '\0')
-		buf_add(&b, prefix, strlen(prefix));
+		ib_buf_add(&b, prefix, strlen(prefix));
 	for (size_t i = 0; i < n; i++) {
-		if (b.n > 0)
-			buf_addc(&b, '.');
+		if (b.len > 0)
+			ib_buf_addc(&b, '.');
 		buf_add_key(&b, k->parts[i].s, k->parts[i].len);
 	}
-	return buf_steal(&b);
+	return ib_buf_steal(&b);
 }
 
 static void skip_ws(struct parser *ps)
@@ -551,7 +515,7 @@ static int check_utf8(struct parser *ps)
 	return 0;
 }
 
-static void add_utf8(struct buf *b, uint32_t cp)
+static void add_utf8(struct ib_buf *b, uint32_t cp)
 {
 	char out[4];
 	size_t n;
@@ -574,7 +538,7 @@ static void add_utf8(struct buf *b, uint32_t cp)
 		out[3] = (char)(0x80 | (cp & 0x3F));
 		n = 4;
 	}
-	buf_add(b, out, n);
+	ib_buf_add(b, out, n);
 }
 
 static int hex_val(int c)
@@ -589,32 +553,32 @@ static int hex_val(int c)
 }
 
 /* At a backslash inside a basic string. */
-static int parse_escape(struct parser *ps, struct buf *b, bool multi)
+static int parse_escape(struct parser *ps, struct ib_buf *b, bool multi)
 {
 	int line = ps->line, col = ps->col;
 	adv(ps);
 	int c = peek(ps);
 	switch (c) {
 	case 'b':
-		buf_addc(b, '\b');
+		ib_buf_addc(b, '\b');
 		break;
 	case 't':
-		buf_addc(b, '\t');
+		ib_buf_addc(b, '\t');
 		break;
 	case 'n':
-		buf_addc(b, '\n');
+		ib_buf_addc(b, '\n');
 		break;
 	case 'f':
-		buf_addc(b, '\f');
+		ib_buf_addc(b, '\f');
 		break;
 	case 'r':
-		buf_addc(b, '\r');
+		ib_buf_addc(b, '\r');
 		break;
 	case '"':
-		buf_addc(b, '"');
+		ib_buf_addc(b, '"');
 		break;
 	case '\\':
-		buf_addc(b, '\\');
+		ib_buf_addc(b, '\\');
 		break;
 	case 'u':
 	case 'U': {
@@ -681,14 +645,14 @@ static int unterminated(struct parser *ps, const char *delim, int line, int col)
 }
 
 /* At the opening quote(s) of a string of either kind; fills B. */
-static int parse_string(struct parser *ps, struct buf *b)
+static int parse_string(struct parser *ps, struct ib_buf *b)
 {
 	int line = ps->line, col = ps->col;
 	char q = (char)peek(ps);
 	bool basic = q == '"';
 	bool multi = peek_at(ps, 1) == q && peek_at(ps, 2) == q;
 	const char *delim = basic ? (multi ? "'\"\"\"'" : "'\"'") : (multi ? "\"'''\"" : "\"'\"");
-	buf_add(b, "", 0);
+	ib_buf_add(b, "", 0);
 	if (!multi) {
 		adv(ps);
 		for (;;) {
@@ -706,7 +670,7 @@ static int parse_string(struct parser *ps, struct buf *b)
 			}
 			if (is_string_control(c))
 				return control_in_string(ps);
-			buf_addc(b, (char)c);
+			ib_buf_addc(b, (char)c);
 			adv(ps);
 		}
 	}
@@ -721,13 +685,13 @@ static int parse_string(struct parser *ps, struct buf *b)
 			while (peek_at(ps, n) == q)
 				n++;
 			if (n < 3) {
-				buf_add(b, basic ? "\"\"" : "''", n);
+				ib_buf_add(b, basic ? "\"\"" : "''", n);
 				adv_n(ps, n);
 				continue;
 			}
 			/* Up to two quotes may sit right before the closing three. */
 			size_t extra = n - 3 > 2 ? 2 : n - 3;
-			buf_add(b, basic ? "\"\"" : "''", extra);
+			ib_buf_add(b, basic ? "\"\"" : "''", extra);
 			adv_n(ps, 3 + extra);
 			return 0;
 		}
@@ -735,7 +699,7 @@ static int parse_string(struct parser *ps, struct buf *b)
 			return unterminated(ps, delim, line, col);
 		if (c == '\n' || (c == '\r' && peek_at(ps, 1) == '\n')) {
 			/* CRLF becomes LF so the value does not depend on the editor. */
-			buf_addc(b, '\n');
+			ib_buf_addc(b, '\n');
 			adv_n(ps, c == '\r' ? 2 : 1);
 			continue;
 		}
@@ -746,7 +710,7 @@ static int parse_string(struct parser *ps, struct buf *b)
 		}
 		if (is_string_control(c))
 			return control_in_string(ps);
-		buf_addc(b, (char)c);
+		ib_buf_addc(b, (char)c);
 		adv(ps);
 	}
 }
@@ -754,7 +718,7 @@ static int parse_string(struct parser *ps, struct buf *b)
 static int parse_simple_key(struct parser *ps, struct keypart *out, const char *what)
 {
 	int c = peek(ps);
-	cleanup_buf struct buf b = { 0 };
+	cleanup_buf struct ib_buf b = { 0 };
 	out->line = ps->line;
 	out->col = ps->col;
 	if (c == '"' || c == '\'') {
@@ -764,14 +728,14 @@ static int parse_simple_key(struct parser *ps, struct keypart *out, const char *
 			return -1;
 	} else if (is_bare(c)) {
 		while (is_bare(peek(ps))) {
-			buf_addc(&b, (char)peek(ps));
+			ib_buf_addc(&b, (char)peek(ps));
 			adv(ps);
 		}
 	} else {
 		return expected(ps, what);
 	}
-	out->len = b.n;
-	out->s = buf_steal(&b);
+	out->len = b.len;
+	out->s = ib_buf_steal(&b);
 	return 0;
 }
 
@@ -818,7 +782,7 @@ static bool is_leap(int y)
 }
 
 /* Reads exactly N digits into *VAL, copying them to B. */
-static int read_digits(struct parser *ps, int n, int *val, const char *what, struct buf *b)
+static int read_digits(struct parser *ps, int n, int *val, const char *what, struct ib_buf *b)
 {
 	*val = 0;
 	for (int i = 0; i < n; i++) {
@@ -826,23 +790,23 @@ static int read_digits(struct parser *ps, int n, int *val, const char *what, str
 		if (!is_digit(c))
 			return expected(ps, what);
 		*val = *val * 10 + (c - '0');
-		buf_addc(b, (char)c);
+		ib_buf_addc(b, (char)c);
 		adv(ps);
 	}
 	return 0;
 }
 
-static int read_char(struct parser *ps, char ch, const char *what, struct buf *b)
+static int read_char(struct parser *ps, char ch, const char *what, struct ib_buf *b)
 {
 	if (peek(ps) != ch)
 		return expected(ps, what);
-	buf_addc(b, ch);
+	ib_buf_addc(b, ch);
 	adv(ps);
 	return 0;
 }
 
 /* HH:MM:SS[.fraction], the fraction kept as written. */
-static int parse_time(struct parser *ps, struct buf *b)
+static int parse_time(struct parser *ps, struct ib_buf *b)
 {
 	int h, m, s, line, col;
 	line = ps->line, col = ps->col;
@@ -866,12 +830,12 @@ static int parse_time(struct parser *ps, struct buf *b)
 	if (s > 60)
 		return fail(ps, line, col, "expected second 00-60, found %02d", s);
 	if (peek(ps) == '.') {
-		buf_addc(b, '.');
+		ib_buf_addc(b, '.');
 		adv(ps);
 		if (!is_digit(peek(ps)))
 			return expected(ps, "digit after '.' in seconds");
 		while (is_digit(peek(ps))) {
-			buf_addc(b, (char)peek(ps));
+			ib_buf_addc(b, (char)peek(ps));
 			adv(ps);
 		}
 	}
@@ -884,7 +848,7 @@ static int parse_datetime(struct parser *ps, int depth, struct node **out)
 	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	int line = ps->line, col = ps->col;
 	int y, mo, d, l2, c2;
-	cleanup_buf struct buf b = { 0 };
+	cleanup_buf struct ib_buf b = { 0 };
 	if (read_digits(ps, 4, &y, "4-digit year", &b) < 0 || read_char(ps, '-', "'-' after year", &b) < 0)
 		return -1;
 	l2 = ps->line, c2 = ps->col;
@@ -906,18 +870,18 @@ static int parse_datetime(struct parser *ps, int depth, struct node **out)
 	 * the value is a plain date and the space is ordinary whitespace. */
 	if (c == 'T' || c == 't' || (c == ' ' && is_digit(peek_at(ps, 1)) && is_digit(peek_at(ps, 2)) && peek_at(ps, 3) == ':')) {
 		adv(ps);
-		buf_addc(&b, 'T');
+		ib_buf_addc(&b, 'T');
 		if (parse_time(ps, &b) < 0)
 			return -1;
 		type = IB_TOML_DATETIME_LOCAL;
 		c = peek(ps);
 		if (c == 'Z' || c == 'z') {
 			adv(ps);
-			buf_addc(&b, 'Z');
+			ib_buf_addc(&b, 'Z');
 			type = IB_TOML_DATETIME;
 		} else if (c == '+' || c == '-') {
 			int oh, om;
-			buf_addc(&b, (char)c);
+			ib_buf_addc(&b, (char)c);
 			adv(ps);
 			l2 = ps->line, c2 = ps->col;
 			if (read_digits(ps, 2, &oh, "2-digit offset hour", &b) < 0)
@@ -935,8 +899,8 @@ static int parse_datetime(struct parser *ps, int depth, struct node **out)
 		}
 	}
 	struct node *n = node_new(type, line, col, depth);
-	n->v.len = b.n;
-	n->v.u.str = buf_steal(&b);
+	n->v.len = b.len;
+	n->v.u.str = ib_buf_steal(&b);
 	*out = n;
 	return 0;
 }
@@ -944,12 +908,12 @@ static int parse_datetime(struct parser *ps, int depth, struct node **out)
 static int parse_local_time(struct parser *ps, int depth, struct node **out)
 {
 	int line = ps->line, col = ps->col;
-	cleanup_buf struct buf b = { 0 };
+	cleanup_buf struct ib_buf b = { 0 };
 	if (parse_time(ps, &b) < 0)
 		return -1;
 	struct node *n = node_new(IB_TOML_TIME_LOCAL, line, col, depth);
-	n->v.len = b.n;
-	n->v.u.str = buf_steal(&b);
+	n->v.len = b.len;
+	n->v.u.str = ib_buf_steal(&b);
 	*out = n;
 	return 0;
 }
@@ -1212,12 +1176,12 @@ static int parse_value(struct parser *ps, const char *path, int depth, struct no
 	int c = peek(ps);
 	int line = ps->line, col = ps->col;
 	if (c == '"' || c == '\'') {
-		cleanup_buf struct buf b = { 0 };
+		cleanup_buf struct ib_buf b = { 0 };
 		if (parse_string(ps, &b) < 0)
 			return -1;
 		struct node *n = node_new(IB_TOML_STRING, line, col, depth);
-		n->v.len = b.n;
-		n->v.u.str = buf_steal(&b);
+		n->v.len = b.len;
+		n->v.u.str = ib_buf_steal(&b);
 		*out = n;
 		return 0;
 	}

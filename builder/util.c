@@ -111,6 +111,59 @@ void ib_strv_free(struct ib_strv *s)
 	s->n = s->cap = 0;
 }
 
+static void buf_reserve(struct ib_buf *b, size_t more)
+{
+	if (b->len + more + 1 <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 256;
+	while (b->len + more + 1 > cap)
+		cap *= 2;
+	b->s = xrealloc(b->s, cap);
+	b->cap = cap;
+}
+
+void ib_buf_add(struct ib_buf *b, const void *data, size_t n)
+{
+	buf_reserve(b, n);
+	memcpy(b->s + b->len, data, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+void ib_buf_adds(struct ib_buf *b, const char *s)
+{
+	ib_buf_add(b, s, strlen(s));
+}
+
+void ib_buf_addc(struct ib_buf *b, char c)
+{
+	ib_buf_add(b, &c, 1);
+}
+
+void ib_buf_printf(struct ib_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cleanup_free char *s = xvasprintf(fmt, ap);
+	va_end(ap);
+	ib_buf_adds(b, s);
+}
+
+char *ib_buf_steal(struct ib_buf *b)
+{
+	char *s = b->s ? b->s : xstrdup("");
+	b->s = NULL;
+	b->len = b->cap = 0;
+	return s;
+}
+
+void ib_buf_free(struct ib_buf *b)
+{
+	free(b->s);
+	b->s = NULL;
+	b->len = b->cap = 0;
+}
+
 /* Reads FD (a regular file, checked here, not by its name) up to MAX bytes. */
 static char *read_fd(int fd, const char *path, size_t max, size_t *len, ib_error_t *err)
 {

@@ -56,6 +56,22 @@ struct ib_strv {
 void ib_strv_push(struct ib_strv *s, const char *str);	/* copies str */
 void ib_strv_push_owned(struct ib_strv *s, char *str);
 void ib_strv_free(struct ib_strv *s);
+#define cleanup_strv __attribute__((cleanup(ib_strv_free)))
+
+/* The one growable string: S is NUL-terminated once anything was added
+ * (NULL before). */
+struct ib_buf {
+	char *s;
+	size_t len, cap;
+};
+void ib_buf_add(struct ib_buf *b, const void *data, size_t n);
+void ib_buf_adds(struct ib_buf *b, const char *s);
+void ib_buf_addc(struct ib_buf *b, char c);
+void ib_buf_printf(struct ib_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hands the string over ("" when nothing was added) and empties B. */
+char *ib_buf_steal(struct ib_buf *b);
+void ib_buf_free(struct ib_buf *b);
+#define cleanup_buf __attribute__((cleanup(ib_buf_free)))
 
 /* Reads a whole regular file (NUL-terminated, length in *len when len != NULL).
  * FIFOs, devices and folders are refused without blocking, and so is a file

@@ -1,15 +1,12 @@
 #include "verify.h"
+#include "driver.h"
 #include "hash.h"
+#include "imgmeta.h"
 #include "log.h"
 #include "pack.h"
 #include "sign.h"
 #include "toml.h"
 #include "util.h"
-
-#if __has_include("driver.h")
-#include "driver.h"
-#define HAVE_DRIVER_H 1
-#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -230,9 +227,9 @@ int ib_entry_check(struct ib_entry_check *c, const struct ib_tar_entry *e, const
 	}
 	/* Entries are sorted by path, but the listing ends the image (pack.c
 	 * says why): one layout, so nothing hides in a second one. */
-	bool is_listing = strcmp(norm, "./.imgbuild/listing") == 0;
+	bool is_listing = strcmp(norm, "./" IB_META_LISTING) == 0;
 	if (c->listing_seen)
-		return ib_error_set(err, 0, "entry '%s' after ./.imgbuild/listing, which must be the last entry", norm);
+		return ib_error_set(err, 0, "entry '%s' after ./" IB_META_LISTING ", which must be the last entry", norm);
 	if (c->prev && !is_listing) {
 		int cmp = strcmp(norm, c->prev);
 		if (cmp == 0)
@@ -383,8 +380,8 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 			entry_fail(st, err->msg);
 			ib_error_free(&err);
 		}
-		bool is_listing = safe && strcmp(norm, "./.imgbuild/listing") == 0 && e.type == IB_ENTRY_FILE;
-		bool is_facts = safe && strcmp(norm, "./.imgbuild/facts.toml") == 0 && e.type == IB_ENTRY_FILE;
+		bool is_listing = safe && strcmp(norm, "./" IB_META_LISTING) == 0 && e.type == IB_ENTRY_FILE;
+		bool is_facts = safe && strcmp(norm, "./" IB_META_FACTS) == 0 && e.type == IB_ENTRY_FILE;
 		struct seen_entry se = { 0 };
 		if (safe && !is_listing) {
 			se.path = xstrdup(norm);
@@ -476,7 +473,7 @@ static const char *type_name(char t)
 static void compare_listing(struct state *st)
 {
 	if (!st->have_listing) {
-		fail(st->rep, "the image has no ./.imgbuild/listing");
+		fail(st->rep, "the image has no ./" IB_META_LISTING);
 		return;
 	}
 	if (st->listing_len < strlen(IB_LISTING_HEADER) || memcmp(st->listing, IB_LISTING_HEADER, strlen(IB_LISTING_HEADER)) != 0) {
@@ -579,7 +576,7 @@ static char *toml_str(const struct ib_toml_value *t, const char *key)
 static void read_facts(struct state *st)
 {
 	if (!st->have_facts) {
-		fail(st->rep, "the image has no ./.imgbuild/facts.toml");
+		fail(st->rep, "the image has no ./" IB_META_FACTS);
 		return;
 	}
 	ib_error_t err = NULL;
@@ -596,6 +593,9 @@ static void read_facts(struct state *st)
 	st->rep->min_driver = toml_str(t, "min_driver");
 	st->rep->torch = toml_str(t, "torch");
 	ib_toml_free(t);
+	/* What run --gpu and --host check, read the one way imgmeta.c reads it. */
+	if (ib_facts_parse(st->facts ? st->facts : "", st->facts_len, "facts.toml", &st->rep->facts, &err) < 0)
+		ib_error_free(&err);
 }
 
 void ib_verify_report_free(struct ib_verify_report *r)
@@ -604,6 +604,7 @@ void ib_verify_report_free(struct ib_verify_report *r)
 		return;
 	free(r->name), free(r->builder), free(r->cuda), free(r->archs), free(r->min_driver), free(r->torch);
 	free(r->signer);
+	ib_facts_free(&r->facts);
 	ib_strv_free(&r->failures);
 	memset(r, 0, sizeof(*r));
 }
@@ -709,42 +710,20 @@ static void print_report(const char *image, const struct ib_verify_report *rep, 
 	fflush(stdout);
 }
 
-/* --host: can this host run the image? Its driver against the image's
- * min_driver, its GPUs against the archs (driver.h, `imgbuild driver`). */
+/* --host: can this host run the image? The same preflight as run --gpu
+ * (driver.h), on the same facts. */
 static void host_check(struct ib_verify_report *rep, bool quiet)
 {
-#ifdef HAVE_DRIVER_H
 	struct ib_driver d = { 0 };
 	ib_error_t e = NULL;
-	if (ib_driver_discover(&d, &e) < 0 || ib_driver_check_present(&d, rep->min_driver, &e) < 0) {
+	if (ib_driver_discover(&d, &e) < 0 || ib_driver_preflight(&d, &rep->facts, &e) < 0) {
 		fail(rep, "host: %s", e->msg);
 		ib_error_free(&e);
-		ib_driver_free(&d);
-		return;
 	}
-	if (rep->archs && *rep->archs) {
-		struct ib_gpu *gpus = NULL;
-		size_t n = 0;
-		struct ib_strv archs = { 0 };
-		cleanup_free char *copy = xstrdup(rep->archs);
-		for (char *save = NULL, *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save))
-			ib_strv_push(&archs, t);
-		if (ib_driver_query_gpus(&d, &gpus, &n, &e) < 0 ||
-		    ib_driver_check_archs(gpus, n, (const char *const *)archs.v, archs.n, false, &e) < 0) {
-			fail(rep, "host: %s", e->msg);
-			ib_error_free(&e);
-		}
-		free(gpus);
-		ib_strv_free(&archs);
-	}
-	if (!quiet)
-		printf("host:      driver %s%s\n", d.version ? d.version : "?", rep->min_driver ? " (checked against min driver)" : "");
+	if (!quiet && d.found)
+		printf("host:      driver %s%s\n", d.version ? d.version : "?",
+		       rep->facts.min_driver ? " (checked against min driver)" : "");
 	ib_driver_free(&d);
-#else
-	(void)rep;
-	if (!quiet)
-		printf("host check: see imgbuild driver\n");
-#endif
 }
 
 int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_verify_report *rep_out, ib_error_t *err)

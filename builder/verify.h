@@ -10,6 +10,7 @@
 #include "archive.h"
 #include "crypto.h"
 #include "error.h"
+#include "imgmeta.h"
 
 struct ib_verify_opts {
 	const char *key;	/* the one trusted public key; NULL: ib_data_dir()/keys and ib_user_trust_dir() */
@@ -28,6 +29,7 @@ struct ib_verify_opts {
 struct ib_verify_report {
 	char sha256[IB_SHA256_HEX_LEN + 1];	/* of the image file as read */
 	char *name, *builder, *cuda, *archs, *min_driver, *torch;	/* from facts.toml; NULL when absent */
+	struct ib_facts facts;	/* min_driver, archs, ptx_jit: what --host and run --gpu check */
 	char *signer;		/* public key path, NULL when unsigned */
 	char signer_keynum[2 * 8 + 1];	/* signify keynum in hex, "" when unsigned */
 	uint64_t entries, files, bytes;

@@ -181,10 +181,10 @@ static void test_listing_roundtrip(void **state)
 		{ .type = 'l', .mode = 0777, .path = "./m", .target = "../x y" },
 		{ .type = 'h', .mode = 0644, .path = "./h", .target = "./a b\n\\c" },
 	};
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
+	struct ib_buf b = { 0 };
 	for (size_t i = 0; i < 5; i++)
-		ib_listing_append(&buf, &len, &cap, &in[i]);
+		ib_listing_append(&b, &in[i]);
+	char *buf = b.s;
 	assert_non_null(strstr(buf, "./a\\040b\\012\\134c"));
 	assert_non_null(strstr(buf, "./l \\055\n"));
 	const char *p = buf;
