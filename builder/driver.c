@@ -190,7 +190,7 @@ void ib_ldcache_free(struct ib_ldcache *c)
 
 /* ---- discovery ---- */
 
-/* anchors.md §1: utility and compute libraries (prefix lib, suffix .so.<version>). */
+/* docs/sources.md §1: utility and compute libraries (prefix lib, suffix .so.<version>). */
 static const char *const driver_libs[] = {
 	"nvidia-ml", "nvidia-cfg",	/* utility */
 	"cuda", "cudadebugger", "nvidia-opencl", "nvidia-ptxjitcompiler", "nvidia-allocator", "nvidia-compiler",

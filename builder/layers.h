@@ -4,7 +4,7 @@
  * as a lower layer, never by copying the tree. A layer is built in
  * <key>.tmp-PID and renamed into place after its `done` marker is written, so
  * a layer that exists is always complete (after mkosi's and BuildKit's caches;
- * anchors.md §3).
+ * docs/sources.md §3).
  *
  * Keys are sha256 hex digests over everything that can change a result:
  * the base (distro, suites, mirrors, components, keyring bytes, variant,

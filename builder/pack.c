@@ -40,7 +40,7 @@
 static const char *const keep_empty[] = {
 	"proc", "sys", "dev", "run", "tmp", "var/lib/apt/lists", "var/log/apt", "var/cache/apt/archives/partial", NULL,
 };
-/* Left out entirely (anchors.md §2); glob patterns on the path below the root. */
+/* Left out entirely (docs/sources.md §2); glob patterns on the path below the root. */
 static const char *const drop[] = {
 	"var/log/dpkg.log",
 	"var/log/bootstrap.log",

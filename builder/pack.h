@@ -3,7 +3,7 @@
  * (optionally zstd) with every entry sorted by path, mtimes clamped to the
  * epoch, numeric owners, no atime/ctime, hard links as links, xattrs (file
  * capabilities) kept, device nodes, fifos and sockets left out, and the
- * run-time residue of anchors.md §2 left out. Beside it: IMAGE.sha256
+ * run-time residue of docs/sources.md §2 left out. Beside it: IMAGE.sha256
  * (sha256sum format) and, with a key, IMAGE.sig (signify, see sign.h).
  *
  * Inside, under ./.imgbuild/: facts.toml, listing, and the caller's metadata

@@ -137,7 +137,7 @@ static void explain(CUresult r, char *buf, size_t len)
 }
 
 /* Prints the failing call with the driver's own words for the error, plus the
- * hint users need most (anchors.md §1: nvidia_uvm, driver too old). */
+ * hint users need most (docs/sources.md §1: nvidia_uvm, driver too old). */
 static int check(CUresult r, const char *call)
 {
 	if (r == CUDA_SUCCESS)
