@@ -51,6 +51,11 @@ struct chip_row {
 struct device_row {
 	char *pci, *chip, *name, *source;
 };
+/* A build switch that only works with a conda package present: USE_MPI=1 makes
+ * torch's CMake look for an MPI, which the seed takes from conda's openmpi. */
+struct env_needs_row {
+	char *env, *conda_package, *why, *source;
+};
 
 struct ib_compat {
 	struct gcc_row *gcc;
@@ -75,6 +80,8 @@ struct ib_compat {
 	size_t n_chip;
 	struct device_row *device;
 	size_t n_device;
+	struct env_needs_row *env_needs;
+	size_t n_env_needs;
 	struct ib_kv_list rule_sources;	/* [rule.ID] source = "..." */
 };
 
@@ -246,6 +253,11 @@ static const struct field device_fields[] = {
 	FLD(struct device_row, name, F_STR, true), FLD(struct device_row, source, F_STR, true),
 	{ NULL, 0, 0, false },
 };
+static const struct field env_needs_fields[] = {
+	FLD(struct env_needs_row, env, F_STR, true), FLD(struct env_needs_row, conda_package, F_STR, true),
+	FLD(struct env_needs_row, why, F_STR, true), FLD(struct env_needs_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
+};
 #define SEC(name, fields, type, member) \
 	{ name, fields, sizeof(type), offsetof(struct ib_compat, member), offsetof(struct ib_compat, n_##member) }
 static const struct section sections[] = {
@@ -260,6 +272,7 @@ static const struct section sections[] = {
 	SEC("conda_installer", installer_fields, struct installer_row, installer),
 	SEC("chip", chip_fields, struct chip_row, chip),
 	SEC("device", device_fields, struct device_row, device),
+	SEC("env_needs", env_needs_fields, struct env_needs_row, env_needs),
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -1442,6 +1455,56 @@ static void check_conda_pins(const struct ib_compat *c, const struct ib_manifest
 		add(out, rule, IB_VERDICT_OK, src, NULL, "every conda package is pinned (%zu)", n_specs);
 }
 
+/* The conda spec naming PKG ("openmpi", "openmpi=3.1.4", "conda-forge::openmpi")
+ * in any CONDA_PACKAGES of the manifest; NULL when none does. */
+static char *conda_spec_of(const struct ib_manifest *m, const char *pkg)
+{
+	for (size_t s = 0; s <= m->n_stages; s++) {
+		const struct ib_kv_list *env = s < m->n_stages ? &m->stages[s].env : &m->env;
+		for (size_t i = 0; i < env->n; i++) {
+			if (strcmp(env->v[i].key, "CONDA_PACKAGES") != 0)
+				continue;
+			cleanup_free char *copy = xstrdup(env->v[i].value);
+			char *save = NULL;
+			for (char *spec = strtok_r(copy, " \t", &save); spec; spec = strtok_r(NULL, " \t", &save)) {
+				const char *name = strstr(spec, "::") ? strstr(spec, "::") + 2 : spec;
+				size_t n = strcspn(name, "=<>!");
+				if (strlen(pkg) == n && strncmp(name, pkg, n) == 0)
+					return xstrdup(spec);
+			}
+		}
+	}
+	return NULL;
+}
+
+/* [[env_needs]]: a stage (or [env]) that sets KEY=VALUE needs a conda package. */
+static void check_env_needs(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	const char *rule = "env-needs";
+	for (size_t k = 0; k < c->n_env_needs; k++) {
+		const struct env_needs_row *r = &c->env_needs[k];
+		for (size_t s = 0; s <= m->n_stages; s++) {
+			const struct ib_kv_list *env = s < m->n_stages ? &m->stages[s].env : &m->env;
+			for (size_t i = 0; i < env->n; i++) {
+				cleanup_free char *kv = xasprintf("%s=%s", env->v[i].key, env->v[i].value);
+				if (strcmp(kv, r->env) != 0)
+					continue;
+				cleanup_free char *where = s < m->n_stages ? xasprintf("stage '%s'", m->stages[s].name)
+									   : xstrdup("[env]");
+				cleanup_free char *spec = conda_spec_of(m, r->conda_package);
+				if (spec)
+					add(out, rule, IB_VERDICT_OK, r->source, NULL, "%s sets %s, and conda installs %s (%s)",
+					    where, r->env, spec, r->why);
+				else
+					add(out, rule, IB_VERDICT_FAIL, r->source,
+					    xasprintf("add %s (pinned, e.g. %s=X.Y.Z) to the conda stage's CONDA_PACKAGES, or drop %s",
+						      r->conda_package, r->conda_package, r->env),
+					    "%s sets %s but no CONDA_PACKAGES names %s: %s", where, r->env, r->conda_package, r->why);
+			}
+		}
+	}
+}
+
 int ib_compat_check(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out, ib_error_t *err)
 {
 	(void)err;
@@ -1459,6 +1522,7 @@ int ib_compat_check(const struct ib_compat *c, const struct ib_manifest *m, stru
 	check_input_python(c, m, out);
 	check_input_vision(c, m, out);
 	check_conda_pins(c, m, out);
+	check_env_needs(c, m, out);
 	check_pins(c, m, out);
 	return 0;
 }

@@ -12,6 +12,10 @@
 #         CHECK_REQUIRE_GPU "1": fail when no GPU is usable (default: GPU part skipped)
 #         IMGBUILD_CUDA     when set, torch.version.cuda must match it and torch must
 #                           have been built with CUDA
+#         CHECK_MPI         "1": torch.distributed.is_mpi_available() must be True, and a
+#                           two-rank allreduce of CPU tensors with the MPI backend, started
+#                           by the image's mpirun, must give the right sum (the seed's
+#                           reason to build torch from source)
 set -euo pipefail
 me="check"
 die() { echo "$me: $*" >&2; exit 1; }
@@ -107,4 +111,24 @@ if m[0, 0].item() != 64.0:
     fail("GPU matmul gave %r" % m[0, 0].item())
 print("check: GPU tensor ops ok")
 PY
+if [ "${CHECK_MPI:-0}" = 1 ]; then
+	"$py" -c 'import sys, torch.distributed as d; ok = d.is_available() and d.is_mpi_available()
+print("check: torch.distributed.is_mpi_available() = %s" % ok); sys.exit(0 if ok else 1)' ||
+		die "torch was built without the MPI backend (USE_DISTRIBUTED=1 USE_MPI=1 and openmpi in the conda packages)"
+	command -v mpirun >/dev/null || die "no mpirun on PATH: the MPI backend needs Open MPI's launcher"
+	# Stages run as root, on builders with fewer cores than ranks.
+	out=$(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+		mpirun -np 2 "$(command -v "$py")" -c '
+import torch, torch.distributed as dist
+dist.init_process_group("mpi")
+r, n = dist.get_rank(), dist.get_world_size()
+t = torch.full((1024,), float(r + 1))
+dist.all_reduce(t)
+want = n * (n + 1) / 2
+ok = bool((t == want).all())
+print("check: mpi allreduce rank %d of %d: %s (sum %s, want %s)" % (r, n, "ok" if ok else "WRONG", t[0].item(), want), flush=True)
+raise SystemExit(0 if ok and n == 2 else 1)' 2>&1) || { echo "$out" >&2; die "two-rank allreduce with the MPI backend failed"; }
+	echo "$out" | grep '^check: mpi allreduce'
+	[ "$(echo "$out" | grep -c '^check: mpi allreduce rank [01] of 2: ok')" = 2 ] || die "the MPI allreduce did not report two right ranks"
+fi
 echo "$me: ok"

@@ -22,7 +22,7 @@ for m in manifests/gt-cu10.toml manifests/mx150-cu92.toml; do
 	done
 	for r in cuda-driver cuda-gcc cuda-arch cudnn-cuda magma-cuda torch-cuda torch-gcc torch-python \
 		torch-vision torch-commit torch-ext-arch download-pinned arch-driver input-cuda input-cudnn \
-		input-python input-vision conda-pins; do
+		input-python input-vision conda-pins env-needs; do
 		grep -qE "^  (ok|warn|FAIL) +$r " "$TMP/plan.out" || missing="$missing rule:$r"
 	done
 	grep -qE '^ +key +[0-9a-f]{64}$' "$TMP/plan.out" || missing="$missing stage-key"

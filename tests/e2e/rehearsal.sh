@@ -5,7 +5,9 @@
 # `imgbuild build MANIFEST --override OVERLAY` (tests/fixtures/rehearsal-overlay.toml.in),
 # on the real bionic base, or on Debian bookworm when the Ubuntu archive does not
 # answer. Then: the image's facts and lock, and the vision-replaces-torch fixture
-# must fail the build.
+# must fail the build, and so must torch built with USE_MPI=0 (the check stage's
+# CHECK_MPI asks torch.distributed.is_mpi_available(), which the fake torch answers
+# from how it was built).
 source "$(dirname "$0")/../lib.sh"
 require_root
 if [ ! -x "$IMGBUILD" ] || ! "$IMGBUILD" build --help 2>&1 | grep -q -- '--override'; then
@@ -134,5 +136,27 @@ print(", ".join("%s = \"%s\"" % kv for kv in env.items()))' "$m")
 		not_ok "gt-cu10 without CPP_EXTENSION_ARCHS must fail in vision with 'Unknown CUDA arch (3.0)' (exit $rc)"
 		tail -n 20 "$TMP/nopatch.log" | sed 's/^/# /'
 	fi
+fi
+
+# USE_MPI=0 on the torch stage: the fake torch has no MPI backend, and the check
+# stage (CHECK_MPI=1, which passed above with a two-rank allreduce) must fail.
+if [ -f "$m" ]; then
+	render "$m" 0 "$TMP/nompi.overlay.toml"
+	python3 - "$m" >>"$TMP/nompi.overlay.toml" <<'PY'
+import sys, tomllib
+seed = tomllib.load(open(sys.argv[1], "rb"))
+env = dict([s for s in seed["stage"] if s["name"] == "torch"][0]["env"])
+env["USE_MPI"] = "0"
+print('\n[[stage]]\nname = "torch"\nenv = { %s }' % ", ".join('%s = "%s"' % kv for kv in env.items()))
+PY
+	rc=0
+	"$IMGBUILD" build "$m" --override "$TMP/nompi.overlay.toml" -o "$TMP/nompi.tar" >"$TMP/nompi.log" 2>&1 || rc=$?
+	if [ "$rc" -ne 0 ] && grep -qs 'built without the MPI backend' "$TMP/nompi.log" "$IMGBUILD_CACHE/builds/gt-cu10/logs/check.log"; then
+		ok "gt-cu10 with torch built USE_MPI=0 fails its check: no MPI backend (exit $rc)"
+	else
+		not_ok "gt-cu10 with USE_MPI=0 must fail the check with 'built without the MPI backend' (exit $rc)"
+		tail -n 20 "$TMP/nompi.log" | sed 's/^/# /'
+	fi
+	check "  and no image is left at the output path" test ! -e "$TMP/nompi.tar"
 fi
 finish
