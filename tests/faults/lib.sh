@@ -97,7 +97,9 @@ image_keys() {
 new_cache() {
 	local dir=$1 k
 	shift
-	mkdir -p "$dir/layers"
+	# 0700 as imgbuild makes it (setuid files in layers stay the owner's), so
+	# that the first build does not change the folder a test compares.
+	mkdir -p "$dir/layers" && chmod 0700 "$dir/layers"
 	for k in "$@"; do
 		cp -al "$SHARED_CACHE/layers/$k" "$dir/layers/$k"
 	done
