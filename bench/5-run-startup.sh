@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/5-run-startup.sh — start-up cost of `imgbuild run` against `chroot DIR /bin/true`.
-# The root is a Debian bookworm minbase made once with mmdebstrap into
-# $BENCH_TMP/run-root (the mirror imgbuild uses); an image file packed from it is
+# The root is the Debian bookworm minbase of bench/lib.sh (bench_minbase, made once
+# into $BENCH_TMP/run-root with the mirror imgbuild uses); an image file packed from it is
 # run too, after its first (unpacking) run, i.e. from the image cache.
 # Rows are measured in ROUNDS interleaved rounds (default 5) of RUNS/ROUNDS runs each
 # (RUNS default 40), after 3 warm-up runs, so that a change in the machine's load hits
@@ -14,17 +14,10 @@ ROUNDS=${ROUNDS:-5}
 PER=$(((RUNS + ROUNDS - 1) / ROUNDS))
 [ "$(id -u)" = 0 ] || bench_skip "needs root (chroot, mmdebstrap)"
 need_commands run
-ROOT=$BENCH_TMP/run-root
-if [ ! -x "$ROOT/bin/true" ]; then
-	mirror=$(bench_mirror) || bench_die "no Debian mirror known"
-	rm -rf --one-file-system "$ROOT.new"
-	unshare --mount --propagation private mmdebstrap --mode=root --variant=minbase --aptopt='Acquire::Languages "none"' bookworm "$ROOT.new" \
-		"deb $mirror bookworm main" >>"$BENCH_LOG" 2>&1 || bench_die "mmdebstrap failed (see $BENCH_LOG)"
-	mv "$ROOT.new" "$ROOT"
-fi
+ROOT=$(bench_minbase) || bench_die "no minbase root"
 export IMGBUILD_CACHE=$BENCH_CACHE/run-startup
 mkdir -p "$IMGBUILD_CACHE"
-IMAGE=$BENCH_TMP/run-root.tar
+IMAGE=
 cd "$BENCH_TMP" || exit 1
 # What imgbuild run does inside before the command (cmd_run.c), for a like-for-like row.
 PROFILE_SH='for f in /etc/profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; exec "$@"'
@@ -44,11 +37,7 @@ warm() { local _; for _ in 1 2 3; do "$@" >/dev/null 2>&1 </dev/null; done; }
 
 have_image=0
 if "$IMGBUILD" --help 2>&1 | grep -q '^  pack '; then
-	if [ ! -s "$IMAGE" ] || [ "$ROOT" -nt "$IMAGE" ]; then
-		"$IMGBUILD" -q pack "$ROOT" -o "$IMAGE" --epoch 1577836800 >>"$BENCH_LOG" 2>&1 && have_image=1
-	else
-		have_image=1
-	fi
+	IMAGE=$(bench_minbase_image) && have_image=1
 	# The first run verifies and unpacks into the image cache; the timed runs reuse it.
 	[ $have_image = 1 ] && "$IMGBUILD" run "$IMAGE" --allow-unsigned -- /bin/true >>"$BENCH_LOG" 2>&1 || have_image=0
 fi

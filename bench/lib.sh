@@ -142,3 +142,63 @@ need_commands() {
 		grep -qE "^  $c " <<<"$help" || bench_skip "imgbuild has no '$c' command yet"
 	done
 }
+
+# The real trees the benchmarks share, made once and reused by every script (so that
+# pack, verify, unpack and run are measured on the same bytes).
+#
+# bench_minbase: prints the path of a Debian bookworm minbase root made with mmdebstrap
+# into $BENCH_TMP/run-root (the mirror imgbuild uses; needs root). Made once.
+bench_minbase() {
+	local root=$BENCH_TMP/run-root mirror
+	if [ ! -x "$root/bin/true" ]; then
+		[ "$(id -u)" = 0 ] || { bench_note "a minbase root needs root (mmdebstrap --mode=root)"; return 1; }
+		mirror=$(bench_mirror) || { bench_note "no Debian mirror known"; return 1; }
+		rm -rf --one-file-system "$root.new"
+		unshare --mount --propagation private mmdebstrap --mode=root --variant=minbase \
+			--aptopt='Acquire::Languages "none"' bookworm "$root.new" "deb $mirror bookworm main" \
+			>>"$BENCH_LOG" 2>&1 || { bench_note "mmdebstrap failed (see $BENCH_LOG)"; return 1; }
+		mv "$root.new" "$root"
+	fi
+	echo "$root"
+}
+
+# bench_minbase_image: prints the path of an unsigned image packed from bench_minbase
+# ($BENCH_TMP/run-root.tar, with its .sha256), repacked when the root is newer.
+bench_minbase_image() {
+	local root image=$BENCH_TMP/run-root.tar
+	root=$(bench_minbase) || return 1
+	if [ ! -s "$image" ] || [ ! -s "$image.sha256" ] || [ "$root" -nt "$image" ]; then
+		"$IMGBUILD" -q pack "$root" -o "$image" --epoch 1577836800 >>"$BENCH_LOG" 2>&1 ||
+			{ bench_note "pack of $root failed (see $BENCH_LOG)"; return 1; }
+	fi
+	echo "$image"
+}
+
+# bench_demo_image: prints the path of the demo image (manifests/demo.toml, signed with
+# the test key tests/fixtures/imgbuild-test.sec) built into $BENCH_TMP/demo.tar with
+# the benchmark cache; rebuilt only when missing (a no-change build is ~0.03 s anyway).
+bench_demo_image() {
+	local image=$BENCH_TMP/demo.tar
+	if [ ! -s "$image" ] || [ ! -s "$image.sig" ]; then
+		IMGBUILD_CACHE=$BENCH_CACHE "$IMGBUILD" -q build "$BENCH_REPO/manifests/demo.toml" -o "$image" \
+			--sign "$BENCH_REPO/tests/fixtures/imgbuild-test.sec" >>"$BENCH_LOG" 2>&1 ||
+			{ bench_note "build of manifests/demo.toml failed (see $BENCH_LOG)"; return 1; }
+	fi
+	echo "$image"
+}
+
+# bench_vision_layer: prints the upper folder of the torch layer of
+# manifests/vision-cpu.toml (the layer that holds python3-torch) when a cache already
+# holds it: BENCH_VISION_LAYER names it, else the benchmark cache and the default cache
+# are searched. Fails when none is built (it takes minutes of apt; callers skip the row).
+bench_vision_layer() {
+	local d
+	if [ -n "${BENCH_VISION_LAYER:-}" ]; then
+		[ -d "$BENCH_VISION_LAYER" ] && { echo "$BENCH_VISION_LAYER"; return 0; }
+		return 1
+	fi
+	for d in "$BENCH_CACHE"/*/layers/*/upper "$BENCH_CACHE"/layers/*/upper /var/cache/imgbuild/layers/*/upper; do
+		[ -d "$d/usr/lib/python3/dist-packages/torch" ] && { echo "$d"; return 0; }
+	done
+	return 1
+}
