@@ -5,6 +5,7 @@
 #include "paths.h"
 #include "toml.h"
 #include "util.h"
+#include "version.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -84,84 +85,6 @@ struct ib_compat {
 	size_t n_env_needs;
 	struct ib_kv_list rule_sources;	/* [rule.ID] source = "..." */
 };
-
-/* ---- versions ------------------------------------------------------------ */
-
-/* Reads component I of V into *out; false when V has fewer components. */
-static bool version_comp(const char *v, int i, unsigned long long *out)
-{
-	const char *p = v;
-	for (int k = 0; k < i; k++) {
-		while (isdigit((unsigned char)*p))
-			p++;
-		if (*p != '.' || !isdigit((unsigned char)p[1]))
-			return false;
-		p++;
-	}
-	if (!isdigit((unsigned char)*p))
-		return false;
-	unsigned long long n = 0;
-	for (; isdigit((unsigned char)*p); p++)
-		n = n > 100000000000ULL ? n : n * 10 + (unsigned)(*p - '0');
-	*out = n;
-	return true;
-}
-
-int ib_version_ncomp(const char *v)
-{
-	int n = 0;
-	unsigned long long dummy;
-	while (n < 64 && version_comp(v, n, &dummy))
-		n++;
-	return n;
-}
-
-int ib_version_cmp_n(const char *a, const char *b, int n)
-{
-	for (int i = 0; i < n; i++) {
-		unsigned long long x = 0, y = 0;
-		bool ha = version_comp(a, i, &x), hb = version_comp(b, i, &y);
-		if (!ha && !hb)
-			return 0;
-		if (x != y)
-			return x < y ? -1 : 1;
-	}
-	return 0;
-}
-
-int ib_version_cmp(const char *a, const char *b)
-{
-	return ib_version_cmp_n(a, b, 64);
-}
-
-static int cmp_short(const char *a, const char *b)
-{
-	int na = ib_version_ncomp(a), nb = ib_version_ncomp(b);
-	return ib_version_cmp_n(a, b, na < nb ? na : nb);
-}
-
-bool ib_version_in(const char *v, const char *lo, const char *hi)
-{
-	if (lo && cmp_short(v, lo) < 0)
-		return false;
-	if (hi && cmp_short(v, hi) > 0)
-		return false;
-	return true;
-}
-
-bool ib_version_valid(const char *v)
-{
-	if (v == NULL || !isdigit((unsigned char)*v))
-		return false;
-	for (const char *p = v; *p; p++) {
-		if (*p == '.') {
-			if (!isdigit((unsigned char)p[1]))
-				return false;
-		} else if (!isdigit((unsigned char)*p))
-			return false;
-	}
-	return strlen(v) < 64;
-}
 
 static const char *basename_of(const char *url)
 {
@@ -478,7 +401,7 @@ const char *ib_compat_min_driver(const struct ib_compat *c, const char *cuda)
 	const char *best = NULL;
 	for (size_t i = 0; i < c->n_driver; i++) {
 		const struct driver_row *r = &c->driver[i];
-		if (cmp_short(r->cuda, cuda) != 0)
+		if (ib_version_cmp_short(r->cuda, cuda) != 0)
 			continue;
 		/* "9.2" matches 9.2.88 and 9.2.148: the GA's driver is the oldest that runs some 9.2. */
 		if (best == NULL || ib_version_cmp(r->min_driver, best) < 0)
@@ -490,7 +413,7 @@ const char *ib_compat_min_driver(const struct ib_compat *c, const char *cuda)
 static const struct driver_row *driver_row_for(const struct ib_compat *c, const char *cuda, const char *driver)
 {
 	for (size_t i = 0; i < c->n_driver; i++)
-		if (cmp_short(c->driver[i].cuda, cuda) == 0 && strcmp(c->driver[i].min_driver, driver) == 0)
+		if (ib_version_cmp_short(c->driver[i].cuda, cuda) == 0 && strcmp(c->driver[i].min_driver, driver) == 0)
 			return &c->driver[i];
 	return NULL;
 }
@@ -568,16 +491,16 @@ static void na(struct ib_verdicts *out, const char *rule, const char *source, co
 static char *magma_name(const char *cuda)
 {
 	unsigned long long major = 0, minor = 0;
-	version_comp(cuda, 0, &major);
-	version_comp(cuda, 1, &minor);
+	ib_version_part(cuda, 0, &major);
+	ib_version_part(cuda, 1, &minor);
 	return xasprintf("magma-cuda%llu%llu", major, minor);
 }
 
 static char *major_minor(const char *v)
 {
 	unsigned long long major = 0, minor = 0;
-	version_comp(v, 0, &major);
-	version_comp(v, 1, &minor);
+	ib_version_part(v, 0, &major);
+	ib_version_part(v, 1, &minor);
 	return xasprintf("%llu.%llu", major, minor);
 }
 
@@ -680,7 +603,7 @@ static void check_gcc(const struct ib_compat *c, const struct ib_manifest *m, st
 	if (!ib_version_in(gcc, NULL, r->gcc_max)) {
 		/* "11.1" means 11.1 but not 11.2: as a major to install, only 10 is safe. */
 		unsigned long long major = 0;
-		version_comp(r->gcc_max, 0, &major);
+		ib_version_part(r->gcc_max, 0, &major);
 		char *want = ib_version_ncomp(r->gcc_max) > 1 && major > 0 ? xasprintf("%llu", major - 1)
 									   : xstrdup(r->gcc_max);
 		add(out, rule, IB_VERDICT_FAIL, r->source, xasprintf("set toolchain gcc = \"%s\"", want),
@@ -1119,8 +1042,8 @@ static const char *newest_cuda_for_branch(const struct ib_compat *c, const char 
 	if (best == NULL)
 		return NULL;
 	unsigned long long major = 0, minor = 0;
-	version_comp(best->cuda, 0, &major);
-	version_comp(best->cuda, 1, &minor);
+	ib_version_part(best->cuda, 0, &major);
+	ib_version_part(best->cuda, 1, &minor);
 	snprintf(buf, len, "%llu.%llu", major, minor);
 	return buf;
 }
@@ -1243,7 +1166,7 @@ static void check_input_cuda(const struct ib_compat *c, const struct ib_manifest
 			    "download '%s' is the CUDA %s runfile ([stack] sets no cuda to compare)", m->downloads[i].name, rel);
 			continue;
 		}
-		if (cmp_short(rel, m->stack.cuda) != 0) {
+		if (ib_version_cmp_short(rel, m->stack.cuda) != 0) {
 			add(out, rule, IB_VERDICT_FAIL, src,
 			    xasprintf("download the CUDA %s runfile (cuda_%s*_linux) instead, or set stack cuda = \"%s\"",
 				      m->stack.cuda, m->stack.cuda, rel),
@@ -1285,7 +1208,7 @@ static void check_input_cudnn(const struct ib_compat *c, const struct ib_manifes
 			add(out, rule, IB_VERDICT_OK, src, NULL, "download '%s' is cuDNN %s ([stack] sets no cudnn to compare)",
 			    m->downloads[i].name, rel);
 		/* "v7.1" names 7.1.x tarballs: compare at the shorter precision. */
-		else if (cmp_short(rel, m->stack.cudnn) != 0)
+		else if (ib_version_cmp_short(rel, m->stack.cudnn) != 0)
 			add(out, rule, IB_VERDICT_FAIL, src,
 			    xasprintf("download cuDNN %s (cudnn-*-linux-x64-v%s*.tgz), or set stack cudnn = \"%s\"",
 				      m->stack.cudnn, m->stack.cudnn, rel),
@@ -1334,10 +1257,10 @@ static void check_input_python(const struct ib_compat *c, const struct ib_manife
 			add(out, rule, IB_VERDICT_OK, r->source, NULL,
 			    "download '%s' (%s) ships Python %s ([stack] sets no python to compare)", m->downloads[i].name,
 			    base, r->python);
-		else if (cmp_short(r->python, m->stack.python) != 0) {
+		else if (ib_version_cmp_short(r->python, m->stack.python) != 0) {
 			const struct installer_row *want = NULL;
 			for (size_t k = 0; k < c->n_installer && !want; k++)
-				if (cmp_short(c->installer[k].python, m->stack.python) == 0)
+				if (ib_version_cmp_short(c->installer[k].python, m->stack.python) == 0)
 					want = &c->installer[k];
 			add(out, rule, IB_VERDICT_FAIL, r->source,
 			    want ? xasprintf("download a %s* installer (Python %s), or set stack python = \"%s\"",
@@ -1360,7 +1283,7 @@ static void check_input_python(const struct ib_compat *c, const struct ib_manife
 				if (read_version(p + 7, v, sizeof(v)) == 0)
 					continue;
 				seen = true;
-				if (cmp_short(v, m->stack.python) != 0)
+				if (ib_version_cmp_short(v, m->stack.python) != 0)
 					add(out, rule, IB_VERDICT_FAIL, src,
 					    xasprintf("install python=%s in CONDA_PACKAGES", m->stack.python),
 					    "%s%s%s CONDA_PACKAGES installs python %s, [stack] says python %s",
@@ -1615,7 +1538,7 @@ static void item(struct ib_advice_item *it, const char *source, const char *fmt,
 static unsigned long long gcc_major(const char *v)
 {
 	unsigned long long major = 0;
-	version_comp(v, 0, &major);
+	ib_version_part(v, 0, &major);
 	return ib_version_ncomp(v) > 1 && major > 0 ? major - 1 : major;
 }
 

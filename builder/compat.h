@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "manifest.h"
+#include "version.h"
 
 enum ib_verdict_level { IB_VERDICT_OK, IB_VERDICT_WARN, IB_VERDICT_FAIL };
 
@@ -41,20 +42,6 @@ const char *ib_verdict_level_name(enum ib_verdict_level level);	/* "ok", "warn",
 /* Oldest Linux driver for CUDA release CUDA, or NULL when the data has no row for it.
  * The string belongs to C. */
 const char *ib_compat_min_driver(const struct ib_compat *c, const char *cuda);
-
-/* Numeric per-component comparison: "9.2" < "9.2.148" < "10.0" < "10.2" < "11.0";
- * missing components count as 0 ("10" == "10.0"). Anything from the first character
- * that is neither digit nor '.' is ignored ("6.1+PTX" == "6.1"). Returns <0, 0, >0. */
-int ib_version_cmp(const char *a, const char *b);
-/* As ib_version_cmp, comparing only the first N components. */
-int ib_version_cmp_n(const char *a, const char *b, int n);
-/* Number of dot-separated components ("9.2.148" -> 3). */
-int ib_version_ncomp(const char *v);
-/* V within [LO, HI] (either may be NULL: open), each bound compared at the
- * precision of the shorter version: "10.0.130" <= "10.0", "3.6" >= "3.6.1". */
-bool ib_version_in(const char *v, const char *lo, const char *hi);
-/* True when V is digits separated by single dots ("10.0", "7.6.5.32"). */
-bool ib_version_valid(const char *v);
 
 /* Adds the rows of another data file (builder/chips.toml) to C. */
 int ib_compat_load_more(struct ib_compat *c, const char *path, ib_error_t *err);

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "mounts.h"
 #include "util.h"
+#include "version.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -201,25 +202,6 @@ static const char *const driver_bins[] = {
 };
 static const char *const bin_dirs[] = { "/usr/bin", "/usr/local/bin", "/usr/local/nvidia/bin", "/bin", "/usr/sbin" };
 
-int ib_driver_version_compare(const char *a, const char *b)
-{
-	while (*a || *b) {
-		unsigned long x = strtoul(a, (char **)&a, 10);
-		unsigned long y = strtoul(b, (char **)&b, 10);
-		if (x != y)
-			return x < y ? -1 : 1;
-		if (*a == '.')
-			a++;
-		else if (*a)
-			break;
-		if (*b == '.')
-			b++;
-		else if (*b)
-			break;
-	}
-	return 0;
-}
-
 static char *host_path(const struct ib_driver *d, const char *path)
 {
 	return d->host_root[0] ? ib_path_join(d->host_root, path) : xstrdup(path);
@@ -349,7 +331,7 @@ static int find_libs(struct ib_driver *d, ib_error_t *err)
 	struct ib_ldcache cache = { 0 };
 	if (ib_ldcache_parse(data, len, &cache, err) < 0)
 		return ib_error_wrap(err, "'%s'", cache_path);
-	bool old_driver = strtoul(d->version, NULL, 10) < 450;
+	bool old_driver = ib_version_cmp_n(d->version, "450", 1) < 0;
 	cleanup_free char *suffix = xasprintf(".so.%s", d->version);
 	size_t cap = 0;
 	for (size_t i = 0; i < cache.n; i++) {
@@ -766,7 +748,7 @@ int ib_driver_check_present(const struct ib_driver *d, const char *min_driver, i
 				    "--gpu: no NVIDIA driver on this host (no %s/proc/driver/nvidia/version): install the "
 				    "driver or load its kernel module",
 				    d->host_root);
-	if (min_driver && *min_driver && ib_driver_version_compare(d->version, min_driver) < 0)
+	if (min_driver && *min_driver && ib_version_cmp(d->version, min_driver) < 0)
 		return ib_error_set(err, ENODEV,
 				    "--gpu: the host's NVIDIA driver %s is older than %s, the oldest this image's CUDA "
 				    "supports: update the host driver to %s or newer",

@@ -61,9 +61,6 @@ int ib_driver_bind(const struct ib_driver *d, const char *root, struct ib_mount_
  * IB_DRIVER_BIN_DIR first in PATH. The caller frees it with ib_strv_free. */
 void ib_driver_env(const struct ib_driver *d, char *const *envp, struct ib_strv *out);
 
-/* "580.159.04" vs "410.48", field by field as numbers: <0, 0, >0. */
-int ib_driver_version_compare(const char *a, const char *b);
-
 /* Preflight for `run --gpu`, each failing with a message that says what to do. */
 int ib_driver_check_present(const struct ib_driver *d, const char *min_driver, ib_error_t *err);
 int ib_driver_check_uvm(const struct ib_driver *d, ib_error_t *err);

@@ -2,6 +2,7 @@
 #define IB_SECCOMP_IMPL
 #include <seccomp.h>
 #include "util.h"
+#include "version.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -44,10 +45,7 @@ static const unsigned long ns_flags[] = {
 static bool ptrace_safe_kernel(void)
 {
 	struct utsname u;
-	unsigned major = 0, minor = 0;
-	if (uname(&u) < 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2)
-		return false;
-	return major > 4 || (major == 4 && minor >= 8);
+	return uname(&u) == 0 && ib_version_cmp(u.release, "4.8") >= 0;
 }
 
 int ib_seccomp_compile(struct ib_seccomp_prog *prog, unsigned flags, ib_error_t *err)

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "driver.h"
+#include "version.h"
 #include "util.h"
 
 #define X8664 0x0303	/* FLAG_ELF_LIBC6 | FLAG_X8664_LIB64 */
@@ -192,11 +193,11 @@ static void test_host_cache(void **state)
 static void test_version_compare(void **state)
 {
 	(void)state;
-	assert_true(ib_driver_version_compare("580.159.04", "410.48") > 0);
-	assert_true(ib_driver_version_compare("470.82.01", "525.60.13") < 0);
-	assert_true(ib_driver_version_compare("525.60.13", "525.60.13") == 0);
-	assert_true(ib_driver_version_compare("525.60", "525.60.13") < 0);
-	assert_true(ib_driver_version_compare("450.80.02", "450.8") > 0);
+	assert_true(ib_version_cmp("580.159.04", "410.48") > 0);
+	assert_true(ib_version_cmp("470.82.01", "525.60.13") < 0);
+	assert_true(ib_version_cmp("525.60.13", "525.60.13") == 0);
+	assert_true(ib_version_cmp("525.60", "525.60.13") < 0);
+	assert_true(ib_version_cmp("450.80.02", "450.8") > 0);
 }
 
 static void test_archs(void **state)
