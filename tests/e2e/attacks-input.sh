@@ -84,6 +84,20 @@ printf '[image]\nname = "esc"\nsource_date_epoch = 0\n[base]\ndistro = "debian"\
 check "10: plan prints a manifest's values escaped" \
 	bash -c "grep -qF 'a\x1b[2J\x0db' '$TMP/esc-plan.out' && ! grep -q \$'\\x1b' '$TMP/esc-plan.out'"
 
+# --- 10: crafted names cannot make verify's name set quadratic ---------------------
+# 1500 names that all land in 8 probe chains of an unkeyed (FNV-1a) table; the
+# image is unsigned, since the names are read before the signature matters.
+OLD_PROBES=$(python3 "$REPO/tests/crafted-names.py" "$TMP/crafted" 1500 9)
+"$IMGBUILD" -q pack "$TMP/crafted" -o "$TMP/crafted.tar" --epoch 1577836800 >/dev/null
+"$IMGBUILD" -v verify "$TMP/crafted.tar" >"$TMP/crafted.out" 2>&1 || true
+NAMES=$(sed -n 's/.*verify: \([0-9]*\) names in the name set, \([0-9]*\) probes.*/\1/p' "$TMP/crafted.out")
+PROBES=$(sed -n 's/.*verify: \([0-9]*\) names in the name set, \([0-9]*\) probes.*/\2/p' "$TMP/crafted.out")
+check "10: the crafted names are an attack: the unkeyed table pays over 100 probes a name ($OLD_PROBES for 1500)" \
+	test "${OLD_PROBES:-0}" -gt 150000
+check "10: verify read every crafted name ($NAMES) and paid under 4 probes a name ($PROBES)" \
+	bash -c "[ '${NAMES:-0}' -gt 1500 ] && [ '${PROBES:-999999}' -lt \$((4 * ${NAMES:-0})) ]"
+check "10: ... and still refused the unsigned image" grep -q "^verdict: *FAILED" "$TMP/crafted.out"
+
 # --- 5: run's cache folder is named by the digest that was verified ---------------
 # The victim runs a classmate's unsigned image with --allow-unsigned. Its
 # IMAGE.sha256 first names the good image's digest A, then its own, B: before,
