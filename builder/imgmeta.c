@@ -114,7 +114,14 @@ static char *unescape(const char *s, size_t n, bool *ok)
 	size_t o = 0;
 	*ok = true;
 	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '\\') {
+		unsigned char byte = (unsigned char)s[i];
+		/* These bytes are always written escaped: raw, they are not a name
+		 * the writer made (a NUL would also cut the name short). */
+		if (byte <= 0x20 || byte == 0x7f) {
+			*ok = false;
+			break;
+		}
+		if (byte != '\\') {
 			out[o++] = s[i];
 			continue;
 		}
@@ -156,8 +163,10 @@ static bool parse_i64(const char *s, size_t n, int base, int64_t *out)
 	char tmp[24];
 	memcpy(tmp, s, n);
 	tmp[n] = '\0';
-	if (tmp[0] == '-' || tmp[0] == '+')
-		return false;
+	/* Digits only: strtoll would also take leading blanks and a sign. */
+	for (size_t i = 0; i < n; i++)
+		if (!(tmp[i] >= '0' && tmp[i] <= (base == 8 ? '7' : '9')))
+			return false;
 	char *end;
 	errno = 0;
 	long long v = strtoll(tmp, &end, base);
