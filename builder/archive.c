@@ -388,7 +388,9 @@ int ib_archive_reader_next(struct ib_archive_reader *r, struct ib_tar_entry *out
 	out->gid = archive_entry_gid(e);
 	out->size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
 	out->mtime = archive_entry_mtime(e);
-	out->has_names = archive_entry_uname(e) != NULL || archive_entry_gname(e) != NULL;
+	/* An empty ustar field reads back as "", not NULL. */
+	const char *uname = archive_entry_uname(e), *gname = archive_entry_gname(e);
+	out->has_names = (uname && *uname) || (gname && *gname);
 	size_t n = 0;
 	archive_entry_xattr_reset(e);
 	const char *name;
