@@ -397,6 +397,17 @@ int ib_archive_reader_next(struct ib_archive_reader *r, struct ib_tar_entry *out
 	const void *value;
 	size_t len;
 	while (archive_entry_xattr_next(e, &name, &value, &len) == ARCHIVE_OK) {
+		/* libarchive's pax writer stores each attribute twice (SCHILY.xattr.
+		 * and LIBARCHIVE.xattr.: archive_write_set_format_pax.c sets
+		 * WRITE_LIBARCHIVE_XATTR | WRITE_SCHILY_XATTR) and its reader gives
+		 * back both (tests/unit/archive_test.c, test_many_xattrs): report a
+		 * name once, or a file with more than MAX_XATTRS / 2 of them would
+		 * pack and then fail to read. */
+		bool seen = false;
+		for (size_t i = 0; i < n && !seen; i++)
+			seen = strcmp(r->xattrs[i].name, name) == 0;
+		if (seen)
+			continue;
 		if (n == MAX_XATTRS)
 			return ib_error_set(err, 0, "'%s': more than %d extended attributes", out->path, MAX_XATTRS);
 		r->xattrs[n++] = (struct ib_xattr){ name, value, len };
