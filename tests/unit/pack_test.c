@@ -1,0 +1,299 @@
+/* Unit tests for builder/pack.c on a small tree made here (as root: owners,
+ * device nodes): overlayfs whiteouts (char 0:0), devices, fifos and sockets
+ * stay out of the image; the listing is the last entry, sorted, with lines
+ * written out by hand from the format in imgmeta.h; the digest pack returns
+ * is that of the file it wrote (OpenSSL's, not the follower's); a reserved
+ * fact fails the pack and leaves nothing at the output. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "archive.h"
+#include "crypto.h"
+#include "imgmeta.h"
+#include "manifest.h"
+#include "pack.h"
+#include "sandbox.h"
+#include "util.h"
+
+#define EPOCH 1577836800
+#define ABC_HEX "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+static char top[64];
+static char *root, *outdir;
+
+static void put(const char *rel, const char *text, mode_t mode)
+{
+	cleanup_free char *path = ib_path_join(root, rel);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(fchmod(fd, mode), 0);	/* past the umask */
+	close(fd);
+}
+
+static int setup(void **state)
+{
+	if (geteuid() != 0) {
+		print_message("# skipped: needs root (owners, device nodes)\n");
+		return -1;
+	}
+	strcpy(top, "/tmp/ib-pack-unit.XXXXXX");
+	assert_non_null(mkdtemp(top));
+	root = ib_path_join(top, "root");
+	outdir = ib_path_join(top, "out");
+	assert_int_equal(mkdir(root, 0755), 0);
+	assert_int_equal(chmod(root, 0755), 0);
+	assert_int_equal(mkdir(outdir, 0755), 0);
+	cleanup_free char *dir = ib_path_join(root, "dir");
+	assert_int_equal(mkdir(dir, 0750), 0);
+	assert_int_equal(chmod(dir, 0750), 0);
+	put("a", "abc", 0644);
+	put("sp ace", "x", 0600);
+	put("suid", "", 04755);
+	cleanup_free char *suid = ib_path_join(root, "suid");
+	assert_int_equal(chown(suid, 1234, 5678), 0);
+	assert_int_equal(chmod(suid, 04755), 0);	/* chown drops setuid */
+	cleanup_free char *a = ib_path_join(root, "a");
+	cleanup_free char *hl = ib_path_join(root, "hl");
+	assert_int_equal(link(a, hl), 0);
+	cleanup_free char *lnk = ib_path_join(root, "dir/lnk");
+	assert_int_equal(symlink("../a", lnk), 0);
+	/* what overlayfs leaves for a deleted file, a device, a fifo, a socket */
+	cleanup_free char *wh = ib_path_join(root, "wh");
+	cleanup_free char *null = ib_path_join(root, "null");
+	cleanup_free char *fifo = ib_path_join(root, "fifo");
+	assert_int_equal(mknod(wh, S_IFCHR | 0000, makedev(0, 0)), 0);
+	assert_int_equal(mknod(null, S_IFCHR | 0666, makedev(1, 3)), 0);
+	assert_int_equal(mkfifo(fifo, 0644), 0);
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", root);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(s);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	ib_error_t err = NULL;
+	if (top[0] && ib_remove_tree(top, &err) < 0)
+		ib_error_free(&err);
+	free(root);
+	free(outdir);
+	return 0;
+}
+
+struct image {
+	struct ib_strv paths;	/* in archive order */
+	char *listing, *facts;
+};
+
+static ssize_t source_fd(void *ctx, const void **buf)
+{
+	static char block[65536];
+	ssize_t n = read(*(int *)ctx, block, sizeof(block));
+	*buf = block;
+	return n;
+}
+
+static void read_image(const char *path, struct image *img)
+{
+	memset(img, 0, sizeof(*img));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	ib_error_t err = NULL;
+	cleanup_archive_reader struct ib_archive_reader *r = ib_archive_reader_new(source_fd, &fd, &err);
+	struct ib_tar_entry e;
+	int rc;
+	while ((rc = ib_archive_reader_next(r, &e, &err)) == 1) {
+		ib_strv_push(&img->paths, e.path);
+		cleanup_buf struct ib_buf data = { 0 };
+		const void *buf;
+		size_t len;
+		while ((rc = ib_archive_reader_data(r, &buf, &len, &err)) == 1)
+			ib_buf_add(&data, buf, len);
+		if (rc < 0)
+			fail_msg("%s", err->msg);
+		ib_buf_addc(&data, '\0');
+		if (strcmp(e.path, "./" IB_META_LISTING) == 0)
+			img->listing = ib_buf_steal(&data);
+		else if (strcmp(e.path, "./" IB_META_FACTS) == 0)
+			img->facts = ib_buf_steal(&data);
+	}
+	if (rc < 0)
+		fail_msg("%s", err->msg);
+	close(fd);
+}
+
+static void image_free(struct image *img)
+{
+	ib_strv_free(&img->paths);
+	free(img->listing);
+	free(img->facts);
+}
+
+static bool has_path(const struct image *img, const char *p)
+{
+	for (size_t i = 0; i < img->paths.n; i++)
+		if (strcmp(img->paths.v[i], p) == 0)
+			return true;
+	return false;
+}
+
+static void expect_line(const char *listing, const char *line)
+{
+	cleanup_free char *needle = xasprintf("\n%s\n", line);
+	if (strstr(listing, needle) == NULL)
+		fail_msg("the listing lacks '%s':\n%s", line, listing);
+}
+
+static void test_pack_tree(void **state)
+{
+	cleanup_free char *out = ib_path_join(outdir, "t.tar");
+	const struct ib_kv facts[] = { { .key = "cuda", .value = "10.2" } };
+	struct ib_pack_stats stats = { 0 };
+	struct ib_pack_opts o = { .root = root, .output = out, .epoch = EPOCH, .compression = IB_COMPRESS_NONE,
+				  .facts = facts, .n_facts = 1, .threads = 2, .stats = &stats };
+	char digest[IB_SHA256_HEX_LEN + 1];
+	ib_error_t err = NULL;
+	if (ib_pack(&o, digest, &err) < 0)
+		fail_msg("%s", err->msg);
+	char want[IB_SHA256_HEX_LEN + 1];
+	assert_int_equal(ib_sha256_file(out, want, &err), 0);
+	assert_string_equal(digest, want);
+	assert_int_equal(stats.skipped_devices, 2);	/* the whiteout and /dev/null's twin */
+	assert_int_equal(stats.skipped_special, 2);	/* the fifo and the socket */
+
+	struct image img;
+	read_image(out, &img);
+	assert_false(has_path(&img, "./wh"));
+	assert_false(has_path(&img, "./null"));
+	assert_false(has_path(&img, "./fifo"));
+	assert_false(has_path(&img, "./sock"));
+	assert_true(has_path(&img, "./a"));
+	assert_true(has_path(&img, "./sp ace"));
+	/* the listing is the last entry */
+	assert_string_equal(img.paths.v[img.paths.n - 1], "./" IB_META_LISTING);
+
+	/* facts.toml: pack's own keys, then the given facts */
+	assert_non_null(img.facts);
+	struct ib_facts f;
+	if (ib_facts_parse(img.facts, strlen(img.facts), "facts.toml", &f, &err) < 0)
+		fail_msg("%s", err->msg);
+	ib_facts_free(&f);
+	assert_non_null(strstr(img.facts, "\nname = \"t\"\n"));
+	assert_non_null(strstr(img.facts, "\ncreated = 1577836800\n"));
+	assert_non_null(strstr(img.facts, "\ncuda = \"10.2\"\n"));
+
+	/* the listing, line by line from the format (imgmeta.h) */
+	const char *l = img.listing;
+	assert_non_null(l);
+	assert_memory_equal(l, IB_LISTING_HEADER, strlen(IB_LISTING_HEADER));
+	uint8_t d[IB_SHA256_LEN];
+	char x_hex[IB_SHA256_HEX_LEN + 1];
+	ib_sha256_buf("x", 1, d);
+	ib_hex(d, sizeof(d), x_hex);
+	cleanup_free char *space_line = xasprintf("f 0600 0 0 1 %s ./sp\\040ace -", x_hex);
+	expect_line(l, "d 0755 0 0 0 - . -");
+	expect_line(l, "f 0644 0 0 3 " ABC_HEX " ./a -");
+	expect_line(l, "d 0750 0 0 0 - ./dir -");
+	expect_line(l, "l 0777 0 0 0 - ./dir/lnk ../a");
+	expect_line(l, "h 0644 0 0 0 - ./hl ./a");
+	expect_line(l, space_line);
+	expect_line(l, "f 4755 1234 5678 0 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ./suid -");
+	assert_null(strstr(l, "./wh"));
+	assert_null(strstr(l, "./null"));
+	/* sorted by path bytes, each parsing, none twice, and no line for itself */
+	const char *p = l + strlen(IB_LISTING_HEADER);
+	cleanup_free char *prev = NULL;
+	size_t lines = 0;
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		assert_non_null(nl);
+		struct ib_listing_entry e;
+		if (ib_listing_parse_line(p, (size_t)(nl - p), &e, &err) < 0)
+			fail_msg("'%.*s': %s", (int)(nl - p), p, err->msg);
+		if (prev && strcmp(prev, e.path) >= 0)
+			fail_msg("'%s' after '%s'", e.path, prev);
+		assert_string_not_equal(e.path, "./" IB_META_LISTING);
+		free(prev);
+		prev = xstrdup(e.path);
+		ib_listing_entry_free(&e);
+		lines++;
+		p = nl + 1;
+	}
+	/* every entry but the listing has its line */
+	assert_int_equal(lines, img.paths.n - 1);
+	image_free(&img);
+
+	/* the same tree packs to the same bytes */
+	cleanup_free char *out2 = ib_path_join(outdir, "t2.tar");
+	o.output = out2;
+	o.name = "t";
+	char digest2[IB_SHA256_HEX_LEN + 1];
+	if (ib_pack(&o, digest2, &err) < 0)
+		fail_msg("%s", err->msg);
+	assert_string_equal(digest, digest2);
+}
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(d);
+	return n;
+}
+
+/* A reserved or repeated fact fails the pack; nothing is written. */
+static void test_pack_refuses_reserved_fact(void **state)
+{
+	cleanup_free char *out = ib_path_join(outdir, "bad.tar");
+	int before = count_entries(outdir);
+	const struct ib_kv bad[][2] = {
+		{ { .key = "builder", .value = "evil 1.0" }, { .key = "x", .value = "1" } },
+		{ { .key = "x", .value = "1" }, { .key = "x", .value = "2" } },
+		{ { .key = "a.b", .value = "1" }, { .key = "y", .value = "1" } },
+	};
+	for (size_t i = 0; i < 3; i++) {
+		struct ib_pack_opts o = { .root = root, .output = out, .epoch = EPOCH, .facts = bad[i], .n_facts = 2 };
+		char digest[IB_SHA256_HEX_LEN + 1];
+		ib_error_t err = NULL;
+		assert_true(ib_pack(&o, digest, &err) < 0);
+		assert_non_null(strstr(err->msg, "fact '"));
+		ib_error_free(&err);
+		assert_int_equal(access(out, F_OK), -1);
+		assert_int_equal(count_entries(outdir), before);	/* no temporary file left */
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pack_tree),
+		cmocka_unit_test(test_pack_refuses_reserved_fact),
+	};
+	if (geteuid() != 0) {
+		printf("1..0 # SKIP needs root (owners, device nodes)\n");
+		return 0;
+	}
+	return cmocka_run_group_tests_name("pack", tests, setup, teardown);
+}
