@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "bootstrap.h"
+#include "ccremote.h"
 #include "crypto.h"
 #include "driver.h"
 #include "fetch.h"
@@ -345,6 +346,9 @@ struct ib_build {
 	const struct ib_manifest *m;	/* not owned */
 	struct ib_build_opts opts;	/* strings not owned */
 	char *cache_dir, *build_dir, *logs_dir, *mnt, *ccache_dir;
+	char *ccremote_url, *ccremote_source;
+	struct ib_ccremote *ccremote;	/* started by the first stage that runs */
+	bool ccremote_tried;
 	int lock_fd;
 	sigset_t old_mask;
 	char base_key[IB_KEY_LEN + 1];
@@ -381,6 +385,11 @@ void ib_build_free(struct ib_build *b)
 {
 	if (b == NULL)
 		return;
+	/* Before anything it might still be using goes (the build lock). */
+	int refused = ib_ccremote_stop(b->ccremote);
+	if (refused > 0)
+		ib_log_warn("ccache remote: refused %d request%s of the stages (%s/ccache-remote.log)", refused,
+			    refused == 1 ? "" : "s", b->logs_dir);
 	if (b->driver_probed)
 		ib_driver_free(&b->driver);
 	for (size_t i = 0; b->uppers && i < b->m->n_stages; i++)
@@ -394,6 +403,10 @@ void ib_build_free(struct ib_build *b)
 	free(b->logs_dir);
 	free(b->mnt);
 	free(b->ccache_dir);
+	if (b->ccremote_url)
+		explicit_bzero(b->ccremote_url, strlen(b->ccremote_url));
+	free(b->ccremote_url);
+	free(b->ccremote_source);
 	free(b->output);
 	if (b->lock_fd >= 0)
 		close(b->lock_fd);
@@ -471,6 +484,20 @@ struct ib_build *ib_build_new(const struct ib_manifest *m, const struct ib_build
 	if (ib_mkdir_p(b->logs_dir, 0755, err) < 0 || ib_mkdir_p(b->mnt, 0755, err) < 0 ||
 	    ib_mkdir_p(b->ccache_dir, 0755, err) < 0)
 		goto fail;
+	/* A wrong URL is the user's to fix now, before any stage ran. */
+	b->ccremote_url = ib_ccremote_configured(opts->ccache_remote, &b->ccremote_source);
+	if (b->ccremote_url) {
+		struct ib_ccremote_target t;
+		if (ib_ccremote_parse(b->ccremote_url, &t, err) < 0) {
+			ib_error_wrap(err, "%s", b->ccremote_source);
+			goto fail;
+		}
+		ib_ccremote_target_free(&t);
+	} else if (opts->ccache_remote_write) {
+		ib_error_usage(err, "--ccache-remote-write needs a shared cache: --ccache-remote URL, "
+				    "$IMGBUILD_CCACHE_REMOTE or ~/.config/imgbuild/ccache-remote");
+		goto fail;
+	}
 	lock = ib_path_join(b->build_dir, "lock");
 	b->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (b->lock_fd < 0) {
@@ -570,6 +597,28 @@ static const struct ib_driver *probe_driver(struct ib_build *b)
 	return b->driver.found ? &b->driver : NULL;
 }
 
+/* The class's shared compile cache, started once, when the first stage
+ * needs it. A server that does not answer costs the build its hits, not the
+ * build: ccache then works from the local cache alone. */
+static void ccremote_ensure(struct ib_build *b)
+{
+	if (b->ccremote_tried || b->ccremote_url == NULL)
+		return;
+	b->ccremote_tried = true;
+	cleanup_free char *dir = ib_path_join(b->build_dir, "ccache-remote");
+	cleanup_free char *log = ib_path_join(b->logs_dir, "ccache-remote.log");
+	ib_error_t err = NULL;
+	b->ccremote = ib_ccremote_start(b->ccremote_url, b->opts.ccache_remote_write, dir, log, &err);
+	if (b->ccremote == NULL) {
+		ib_log_warn("%s (from %s); stages compile with the local ccache only", err ? err->msg : "?",
+			    b->ccremote_source);
+		ib_error_free(&err);
+		return;
+	}
+	ib_log_info("ccache remote %s: %s", ib_ccremote_shown(b->ccremote),
+		    b->opts.ccache_remote_write ? "read-write" : "read-only (--ccache-remote-write lets this build fill it)");
+}
+
 static int stage_env_make(struct ib_build *b, size_t i, bool fresh_work, struct stage_env *e, ib_error_t *err)
 {
 	const struct ib_manifest *m = b->m;
@@ -584,7 +633,7 @@ static int stage_env_make(struct ib_build *b, size_t i, bool fresh_work, struct 
 	/* Inputs: downloads verified in the store, sources exported. */
 	if (s->inputs.n > 0 && ib_fetch_downloads(m, (const char *const *)s->inputs.v, b->opts.offline, err) < 0)
 		return ib_error_wrap(err, "stage '%s'", s->name);
-	e->binds = xcalloc(s->inputs.n + 4, sizeof(*e->binds));
+	e->binds = xcalloc(s->inputs.n + 5, sizeof(*e->binds));
 	for (size_t k = 0; k < s->inputs.n; k++) {
 		const char *name = s->inputs.v[k];
 		const struct ib_download *d = ib_manifest_download(m, name);
@@ -615,8 +664,12 @@ static int stage_env_make(struct ib_build *b, size_t i, bool fresh_work, struct 
 	e->binds[e->n_binds++] = (struct ib_bind){ b->ccache_dir, "/imgbuild/ccache", 0 };
 	e->binds[e->n_binds++] = (struct ib_bind){ s->script, "/imgbuild/stage.sh", IB_BIND_RO };
 	/* The sandbox binds the host's resolv.conf itself for network stages. */
+	ccremote_ensure(b);
+	if (b->ccremote)
+		e->binds[e->n_binds++] =
+			(struct ib_bind){ ib_ccremote_dir(b->ccremote), IB_CCREMOTE_STAGE_DIR, IB_BIND_RO };
 
-	ib_layers_stage_env(m, s, true, &e->env);
+	ib_layers_stage_env(m, s, b->ccremote ? ib_ccremote_stage_url(b->ccremote) : NULL, &e->env);
 	return 0;
 }
 

@@ -24,6 +24,8 @@ struct ib_build_opts {
 	bool zstd;		/* --zstd: force zstd compression */
 	bool offline;		/* --offline: no network for fetching (stages keep theirs) */
 	const char *build_dir;	/* --build-dir; NULL: $cache/builds/<image name> */
+	const char *ccache_remote;	/* --ccache-remote; NULL: the user's config (ccremote.h) */
+	bool ccache_remote_write;	/* --ccache-remote-write: stages may fill the shared cache */
 };
 
 struct ib_build;	/* opaque build state */

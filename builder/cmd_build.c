@@ -8,7 +8,7 @@
 #include "overlay.h"
 #include "util.h"
 
-enum { OPT_SIGN = IB_OPT_LONG, OPT_ZSTD, OPT_OFFLINE, OPT_BUILD_DIR, OPT_OVERRIDE };
+enum { OPT_SIGN = IB_OPT_LONG, OPT_ZSTD, OPT_OFFLINE, OPT_BUILD_DIR, OPT_OVERRIDE, OPT_CCREMOTE, OPT_CCREMOTE_WRITE };
 
 static const struct ib_opt options[] = {
 	{ 'o', "output", "OUT", "where to write the image (default: the manifest's image.output)" },
@@ -17,6 +17,11 @@ static const struct ib_opt options[] = {
 	{ OPT_OFFLINE, "offline", NULL, "use no network to fetch (everything must be cached)" },
 	{ OPT_BUILD_DIR, "build-dir", "DIR", "logs and stage work folders (default: $cache/builds/NAME)" },
 	{ OPT_OVERRIDE, "override", "FILE", "a TOML file merged over the manifest (same schema)" },
+	{ OPT_CCREMOTE, "ccache-remote", "URL",
+	  "the class's shared ccache, redis://[[USER:]PASSWORD@]HOST[:PORT][/DB] or redis+unix:/PATH\n"
+	  "(default: $IMGBUILD_CCACHE_REMOTE, ~/.config/imgbuild/ccache-remote); read-only" },
+	{ OPT_CCREMOTE_WRITE, "ccache-remote-write", NULL,
+	  "let this build's stages write to the shared ccache (only for a manifest you wrote)" },
 	{ 0 },
 };
 
@@ -35,6 +40,8 @@ static int parse(int key, const char *arg, void *data, ib_error_t *err)
 	case OPT_OFFLINE: a->opts.offline = true; break;
 	case OPT_BUILD_DIR: a->opts.build_dir = arg; break;
 	case OPT_OVERRIDE: a->override = arg; break;
+	case OPT_CCREMOTE: a->opts.ccache_remote = arg; break;
+	case OPT_CCREMOTE_WRITE: a->opts.ccache_remote_write = true; break;
 	case IB_OPT_OPERAND: a->manifest = arg; break;
 	}
 	return 0;

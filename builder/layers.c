@@ -96,7 +96,8 @@ static void fact(struct ib_strv *out, const char *name, const char *value)
 		env_set(out, name, value);
 }
 
-void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, bool host_only, struct ib_strv *out)
+void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, const char *ccache_remote,
+			 struct ib_strv *out)
 {
 	char epoch[32];
 	snprintf(epoch, sizeof(epoch), "%lld", (long long)m->image.source_date_epoch);
@@ -137,13 +138,11 @@ void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, 
 	for (size_t i = 0; i < s->env.n; i++)
 		env_set(out, s->env.v[i].key, s->env.v[i].value);
 
-	if (host_only) {
-		/* A shared remote cache changes where ccache looks, never what a
-		 * stage makes, so it stays out of the key. */
-		const char *remote = getenv("IMGBUILD_CCACHE_REMOTE");
-		if (remote && *remote)
-			env_set(out, "CCACHE_REMOTE_STORAGE", remote);
-	}
+	/* A shared remote cache changes where ccache looks, never what a stage
+	 * makes, so it stays out of the key; it comes last so that a manifest
+	 * cannot point its stages elsewhere (ccremote.h). */
+	if (ccache_remote)
+		env_set(out, "CCACHE_REMOTE_STORAGE", ccache_remote);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -165,7 +164,7 @@ int ib_layers_stage_key(const struct ib_manifest *m, const struct ib_stage *s, c
 	feed(h, "script", hex);
 
 	struct ib_strv env = { 0 };
-	ib_layers_stage_env(m, s, false, &env);
+	ib_layers_stage_env(m, s, NULL, &env);
 	if (env.n > 0)
 		qsort(env.v, env.n, sizeof(char *), cmp_str);
 	feed_strv(h, "env", &env);

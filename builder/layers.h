@@ -27,9 +27,10 @@ struct ib_stage;
 int ib_layers_base_key(const struct ib_manifest *m, char key[IB_KEY_LEN + 1], ib_error_t *err);
 
 /* The environment a stage sees, "KEY=VALUE" entries, later sources winning:
- * fixed defaults, facts, [env], the stage's env. HOST_ONLY adds the entries
- * that depend on the host and never enter a key (CCACHE_REMOTE_STORAGE). */
-void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, bool host_only, struct ib_strv *out);
+ * fixed defaults, facts, [env], the stage's env. CCACHE_REMOTE, when not
+ * NULL, becomes CCACHE_REMOTE_STORAGE: host-only, never in a key. */
+void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, const char *ccache_remote,
+			 struct ib_strv *out);
 
 /* The key of stage S on top of the layer PARENT_KEY (the base's key for the first stage). */
 int ib_layers_stage_key(const struct ib_manifest *m, const struct ib_stage *s, const char *parent_key,
