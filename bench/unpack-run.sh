@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# bench/unpack-run.sh — the receiving side on real images (issue 20): verify, unpack
+# (which verifies) and the first `imgbuild run` of a new image (verify, unpack into a
+# fresh image cache, start /bin/true), beside what a user would run instead: plain
+# `tar -xf IMAGE` into an empty folder, which checks nothing.
+# Trees, real first: the bookworm minbase image of bench/lib.sh, the demo image
+# (manifests/demo.toml, signed with the test key), an image of the vision-cpu torch
+# layer when a cache holds one (bench_vision_layer), then a synthetic tree of
+# BENCH_SYNTH_MB MB (default 256; 0 leaves it out).
+# Each tree's rows are measured in ROUNDS interleaved rounds (default 3) of RUNS runs
+# (default 1) after one warm-up, the image page-cached; before every run the previous
+# output is removed and the file systems synced, untimed. Medians; CPU time beside.
+set -uo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+RUNS=${RUNS:-1}
+ROUNDS=${ROUNDS:-3}
+SYNTH_MB=${BENCH_SYNTH_MB:-256}
+[ "$(id -u)" = 0 ] || bench_skip "needs root (images hold root-owned files; run needs namespaces)"
+need_commands verify unpack run pack
+PUB=$BENCH_REPO/tests/fixtures/imgbuild-test.pub
+OUT=$BENCH_TMP/unpack-run
+CACHE=$BENCH_CACHE/unpack-run
+rm -rf --one-file-system "$OUT" "$CACHE"
+mkdir -p "$OUT" "$CACHE"
+trap 'rm -rf --one-file-system "$OUT" "$CACHE"' EXIT
+
+# An image packed from a folder (the vision layer, the synthetic tree), once.
+pack_once() {	# DIR IMAGE
+	[ -s "$2" ] && [ -s "$2.sha256" ] && [ "$2" -nt "$1" ] && return 0
+	"$IMGBUILD" -q pack "$1" -o "$2" --epoch 1577836800 >>"$BENCH_LOG" 2>&1
+}
+synth_tree() {	# DIR MB: 40% of the bytes in 4-64 KiB files, 60% in 50-200 MB ones (as pack-verify.sh)
+	[ -d "$1" ] && return 0
+	python3 - "$1.new" "$2" <<'PY' || return 1
+import os, random, sys
+root, mb = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(42)
+small = mb * 1024 * 1024 * 4 // 10
+big = mb * 1024 * 1024 - small
+blob = os.urandom(1 << 20)
+n = d = 0
+while small > 0:
+    if n % 200 == 0:
+        d += 1
+        os.makedirs(f"{root}/usr/lib/d{d}", exist_ok=True)
+    size = rnd.randint(4096, 65536)
+    off = rnd.randint(0, len(blob) - size)
+    with open(f"{root}/usr/lib/d{d}/f{n}.so", "wb") as f:
+        f.write(blob[off:off + size])
+    small -= size
+    n += 1
+os.makedirs(f"{root}/opt/big", exist_ok=True)
+i = 0
+while big > 0:
+    size = min(big, rnd.randint(50, 200) << 20)
+    with open(f"{root}/opt/big/lib{i}.so", "wb") as f:
+        left = size
+        while left > 0:
+            k = min(left, len(blob))
+            f.write(os.urandom(16) + blob[16:k])
+            left -= k
+    big -= size
+    i += 1
+PY
+	mkdir -p "$1.new/bin" && cp /bin/true "$1.new/bin/true" && mv "$1.new" "$1"
+}
+
+TREES=()	# "label|image|trust option"
+if img=$(bench_minbase_image); then TREES+=("bookworm minbase|$img|--allow-unsigned"); else bench_note "no minbase image: its rows are left out"; fi
+if img=$(bench_demo_image); then TREES+=("demo image|$img|--key $PUB"); else bench_note "no demo image: its rows are left out"; fi
+if layer=$(bench_vision_layer) && pack_once "$layer" "$BENCH_TMP/vision-torch.tar"; then
+	TREES+=("vision-cpu torch layer|$BENCH_TMP/vision-torch.tar|--allow-unsigned")
+else
+	bench_note "no vision-cpu torch layer built (BENCH_VISION_LAYER, or build manifests/vision-cpu.toml with IMGBUILD_CACHE=$BENCH_CACHE): its rows are left out"
+fi
+if [ "$SYNTH_MB" -gt 0 ] && synth_tree "$BENCH_TMP/synth-$SYNTH_MB" "$SYNTH_MB" && pack_once "$BENCH_TMP/synth-$SYNTH_MB" "$BENCH_TMP/synth-$SYNTH_MB.tar"; then
+	TREES+=("synthetic ${SYNTH_MB} MB|$BENCH_TMP/synth-$SYNTH_MB.tar|--allow-unsigned")
+fi
+[ ${#TREES[@]} -gt 0 ] || bench_skip "no image to measure"
+
+X=$OUT/x
+PREP_X="rm -rf --one-file-system '$X'; mkdir '$X'; sync"
+PREP_U="rm -rf --one-file-system '$X'; sync"
+PREP_C="rm -rf --one-file-system '$CACHE'; mkdir -p '$CACHE'; sync"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $ROUNDS interleaved rounds of $RUNS run(s) a row, after one warm-up; images page-cached"
+for t in "${TREES[@]}"; do
+	IFS='|' read -r label image trust <<<"$t"
+	k=${label// /_}
+	cat "$image" >/dev/null
+	# shellcheck disable=SC2086
+	{
+		"$IMGBUILD" -q verify "$image" $trust >>"$BENCH_LOG" 2>&1 || bench_die "$label: verify failed (see $BENCH_LOG)"
+		eval "$PREP_X"; tar -xf "$image" -C "$X"
+		eval "$PREP_U"; "$IMGBUILD" -q unpack "$image" "$X" $trust >>"$BENCH_LOG" 2>&1 || bench_die "$label: unpack failed"
+		eval "$PREP_C"; IMGBUILD_CACHE=$CACHE "$IMGBUILD" run "$image" $trust -- /bin/true >>"$BENCH_LOG" 2>&1 || bench_die "$label: run failed"
+		for ((r = 0; r < ROUNDS; r++)); do
+			measure "$k.verify" "$RUNS" "$IMGBUILD" -q verify "$image" $trust
+			BENCH_PREP=$PREP_X measure "$k.tar" "$RUNS" tar -xf "$image" -C "$X"
+			BENCH_PREP=$PREP_U measure "$k.unpack" "$RUNS" "$IMGBUILD" -q unpack "$image" "$X" $trust
+			BENCH_PREP=$PREP_C measure "$k.run" "$RUNS" env IMGBUILD_CACHE="$CACHE" "$IMGBUILD" run "$image" $trust -- /bin/true
+		done
+	}
+	eval "$PREP_C"; eval "$PREP_U"
+	bytes=$(stat -c %s "$image")
+	files=$(tar -tvf "$image" | grep -c '^-')
+	echo
+	echo "$label: $image, $((bytes / 1000000)) MB, $files files"
+	table_header ms
+	row "imgbuild verify" "$k.verify" "$(awk -v b="$bytes" -v s="$(med "$k.verify")" 'BEGIN {printf "%.2f GB/s", b / 1e9 / s}')"
+	row "tar -xf IMAGE -C EMPTY (checks nothing)" "$k.tar"
+	row "imgbuild unpack IMAGE DIR (verifies)" "$k.unpack" "tar -xf / unpack: $(speedup "$k.unpack" "$k.tar")"
+	row "imgbuild run IMAGE -- /bin/true, first run" "$k.run" "first run / tar -xf: $(ratio "$k.run" "$k.tar")"
+	gbs=$(awk -v b="$bytes" -v s="$(med "$k.verify")" 'BEGIN {printf "%.2f", b / 1e9 / s}')
+	sp=$(awk -v a="$(med "$k.unpack")" -v b="$(med "$k.tar")" 'BEGIN {printf "%.2f", b / a}')
+	rr=$(awk -v a="$(med "$k.run")" -v b="$(med "$k.tar")" 'BEGIN {printf "%.2f", a / b}')
+	cpu_v=$(awk -v b="$bytes" -v s="$(cpu "$k.verify")" 'BEGIN {printf "%.2f", b / 1e9 / s}')
+	verdict "$gbs >= 1.5" "verify ($label) >= 1.5 GB/s, measured $gbs GB/s (bytes / CPU seconds $cpu_v GB/s)"
+	verdict "$sp >= 1.5" "unpack ($label) >= 1.5x faster than tar -xf, measured $sp""x (CPU time $(awk -v a="$(cpu "$k.unpack")" -v b="$(cpu "$k.tar")" 'BEGIN {printf "%.2f", b / a}')x)"
+	verdict "$rr <= 1.2" "first run ($label) <= 1.2x tar -xf, measured $rr""x"
+done
