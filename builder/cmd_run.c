@@ -132,7 +132,8 @@ const struct ib_cmd ib_cmd_run = {
 	       "seccomp filter, with ptrace allowed so that gdb and py-spy work.\n"
 	       "The launcher's variables (OMPI_*, PMIX_*, PMI_*, SLURM_*, CUDA_VISIBLE_DEVICES) pass through.\n"
 	       "A rank started by mpirun or srun (hybrid model, docs/cluster.md) keeps the host's PID, IPC\n"
-	       "and UTS namespaces and sees the host's /dev/shm and /tmp, so ranks on a node share memory.",
+	       "and UTS namespaces and sees the host's /dev/shm and /tmp, so ranks on a node share memory;\n"
+	       "in a user namespace it stays its own uid (PMIx checks it), not root.",
 	.options = options,
 	.min_operands = 1,
 	.max_operands = 1,

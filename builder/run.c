@@ -274,6 +274,10 @@ int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
 	spec.network = !o->no_net;
 	spec.host_pid = spec.host_ipc = spec.host_uts = mpi;
 	spec.user_namespace = o->user_ns || geteuid() != 0;
+	/* A rank stays its user inside: PMIx (slurmd's, mpirun's) takes a rank's
+	 * TCP connection only from the uid the rank reports, the job's user, and
+	 * root inside would report 0 (docs/cluster.md). */
+	spec.keep_uid = mpi;
 	/* The build filter, with ptrace allowed so that gdb and py-spy work on the
 	 * sandbox's own processes: CAP_SYS_PTRACE stays dropped and the PID
 	 * namespace holds nothing else to trace (docs/reliability.md). */

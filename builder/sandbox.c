@@ -743,7 +743,7 @@ static bool find_helper(const char *name, char *path, size_t size)
 	return false;
 }
 
-static int write_id_maps(pid_t pid, ib_error_t *err)
+static int write_id_maps(pid_t pid, bool keep_uid, ib_error_t *err)
 {
 	uid_t uid = geteuid();
 	gid_t gid = getegid();
@@ -751,7 +751,7 @@ static int write_id_maps(pid_t pid, ib_error_t *err)
 	/* An ordinary user with a subordinate range gets it mapped above root, as
 	 * rootless Podman does, so apt (_apt), chown and useradd work inside; on
 	 * the host those ids are the range's, owned by nobody real. */
-	if (uid != 0) {
+	if (uid != 0 && !keep_uid) {
 		struct passwd *pw = getpwuid(uid);
 		unsigned long us, uc, gs, gc;
 		char nuid[64], ngid[64];
@@ -772,11 +772,13 @@ static int write_id_maps(pid_t pid, ib_error_t *err)
 			return -1;
 		ib_error_free(err);
 	}
-	cleanup_free char *umap = xasprintf("0 %u 1\n", (unsigned)uid);
-	cleanup_free char *gmap = xasprintf("0 %u 1\n", (unsigned)gid);
+	/* keep_uid: the caller is itself inside, so the command's execve drops
+	 * every capability (the namespace's setup before it still has them). */
+	cleanup_free char *umap = xasprintf("%u %u 1\n", keep_uid ? (unsigned)uid : 0u, (unsigned)uid);
+	cleanup_free char *gmap = xasprintf("%u %u 1\n", keep_uid ? (unsigned)gid : 0u, (unsigned)gid);
 	if ((!uid_done && write_proc_file(pid, "uid_map", umap, err) < 0) ||
 	    (!gid_done && write_proc_file(pid, "gid_map", gmap, err) < 0))
-		return ib_error_wrap(err, "map the caller to root in the user namespace");
+		return ib_error_wrap(err, "map the caller to %s in the user namespace", keep_uid ? "itself" : "root");
 	return 0;
 }
 
@@ -958,7 +960,7 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 	close(err_pipe[1]);
 	err_pipe[1] = -1;
 
-	if (userns && write_id_maps(pid, err) < 0) {
+	if (userns && write_id_maps(pid, spec->keep_uid, err) < 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		pid = -1;

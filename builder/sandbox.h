@@ -49,6 +49,10 @@ struct ib_sandbox_spec {
 	 * MPI's locality) keep the host's namespaces instead of new ones. */
 	bool host_pid, host_ipc, host_uts;
 	bool user_namespace;	/* unprivileged: map the caller's uid/gid to root */
+	/* With user_namespace: map the caller to its own uid/gid instead of root
+	 * (and no subordinate range). An MPI rank must report the job's uid to the
+	 * launcher's PMIx server, which checks it over TCP (docs/cluster.md). */
+	bool keep_uid;
 	bool seccomp;		/* apply the filter of builder/seccomp.h */
 	bool allow_ptrace;	/* with seccomp: let gdb and py-spy trace (see IB_SECCOMP_ALLOW_PTRACE) */
 	int stdin_fd, stdout_fd, stderr_fd;	/* -1: inherit */

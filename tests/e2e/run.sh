@@ -60,8 +60,13 @@ if id ibtest >/dev/null 2>&1 || useradd -M -s /bin/sh ibtest 2>/dev/null; then
 	fi
 	after=$(cd "$UROOT" && find . -printf '%p %s %m %T@\n' | sort | sha256sum)
 	if [ "$before" = "$after" ]; then ok "the tree is unchanged after the user's run"; else not_ok "the user's run changed the tree"; fi
+	# An MPI rank stays the user inside: the launcher's PMIx server accepts only
+	# the job's uid (docs/cluster.md; tests/e2e/slurm.sh runs it under Slurm).
+	out=$(cd "$TMP" && runuser -u ibtest -- env IMGBUILD_CACHE="$TMP/ucache" "$IMGBUILD" run --mpi "$UROOT" -- sh -c 'id -u; id -g' 2>/dev/null | tr '\n' ' ') || true
+	check "an ordinary user's MPI rank (--mpi) keeps the user's uid and gid inside, not root ($out)" \
+		test "$out" = "$(id -u ibtest) $(id -g ibtest) "
 else
-	skip "no test user"; skip "no test user"
+	skip "no test user"; skip "no test user"; skip "no test user"
 fi
 
 # ---- an image file ----
