@@ -7,7 +7,7 @@ uidmap arch-test gcc make ca-certificates curl busybox-static libarchive-tools l
 zlib1g-dev podman skopeo umoci runc pigz
 libacl1-dev libxml2-dev liblzma-dev libzstd-dev liblz4-dev libbz2-dev libnghttp2-dev libidn2-dev
 libssh2-1-dev libpsl-dev libunistring-dev libbrotli-dev nettle-dev libc6-dev binutils
-openmpi-bin python3-mpi4py
+openmpi-bin python3-mpi4py slurmctld slurmd slurm-client munge iproute2
 redis-server redis-tools"
 missing=""
 for p in $pkgs; do
