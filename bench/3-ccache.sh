@@ -130,19 +130,21 @@ if [ "$REMOTE_RUNS" -gt 0 ] && command -v redis-server >/dev/null && command -v 
 		REDIS_PID=
 	done
 	[ -n "$REDIS_PID" ] || bench_die "redis-server did not start (see $WORK/redis/log)"
-	url="redis://:$pass@127.0.0.1:$port"
+	# In the environment, not on the command line: argv is readable by every user.
+	export IMGBUILD_CCACHE_REMOTE="redis://:$pass@127.0.0.1:$port"
 	# The teacher's fill: local hits written to redis too (reshare), so no cold compile.
 	override "fill-$tag" CCACHE_RESHARE=true
-	build --ccache-remote "$url" --ccache-remote-write >>"$BENCH_LOG" 2>&1 </dev/null ||
+	build --ccache-remote-write >>"$BENCH_LOG" 2>&1 </dev/null ||
 		bench_die "the build filling redis failed (see $BENCH_LOG)"
 	keys=$(redis-cli -p "$port" -a "$pass" --no-auth-warning dbsize)
 	for ((i = 0; i < REMOTE_RUNS; i++)); do
 		override "remote-$tag-$i"
 		BENCH_PREP='rm -rf --one-file-system "$CCDIR"; mkdir -p "$CCDIR"' \
-			measure remote 1 build --ccache-remote "$url" || bench_die "remote build failed (see $BENCH_LOG)"
+			measure remote 1 build || bench_die "remote build failed (see $BENCH_LOG)"
 		ST[remote]+=" $(logged "stage $STAGE: done in")"
 		CC[remote]="$(ccstats)"
 	done
+	unset IMGBUILD_CCACHE_REMOTE
 	# shellcheck disable=SC2086
 	M[stage_remote]=$(bench_stats ${ST[remote]})
 	remote_note="redis: $keys keys after the fill, $(redis-cli -p "$port" -a "$pass" --no-auth-warning dbsize) after the read-only runs"
