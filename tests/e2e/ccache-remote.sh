@@ -29,7 +29,10 @@ PASS="ccache-test-$NONCE"
 P=$TMP/p
 mkdir -p "$P/stages" "$TMP/redis"
 rm -rf "$IMGBUILD_CACHE"/ccache/ccache-remote-test-*
-trap 'rc=$?; rm -rf "$IMGBUILD_CACHE"/ccache/ccache-remote-test-*; (exit $rc); _lib_cleanup' EXIT
+REDIS_PID=
+# The server by its PID too: a job list is not always what a trap sees.
+trap 'rc=$?; [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+	rm -rf "$IMGBUILD_CACHE"/ccache/ccache-remote-test-*; (exit $rc); _lib_cleanup' EXIT
 
 # The server: own port (retried if taken), own folder, stopped by lib.sh's job cleanup.
 PORT=
@@ -37,6 +40,7 @@ for try in 1 2 3 4 5; do
 	port=$(shuf -i 20000-60000 -n 1)
 	redis-server --bind 127.0.0.1 --port "$port" --requirepass "$PASS" --save '' --appendonly no \
 		--dir "$TMP/redis" --logfile "$TMP/redis/log" --protected-mode yes &
+	REDIS_PID=$!
 	for _ in $(seq 50); do
 		redis-cli -p "$port" -a "$PASS" --no-auth-warning ping 2>/dev/null | grep -q PONG && break
 		sleep 0.1
@@ -45,7 +49,9 @@ for try in 1 2 3 4 5; do
 		PORT=$port
 		break
 	fi
-	kill %% 2>/dev/null || true
+	kill "$REDIS_PID" 2>/dev/null || true
+	wait "$REDIS_PID" 2>/dev/null || true
+	REDIS_PID=
 done
 if [ -z "$PORT" ]; then
 	not_ok "redis-server did not start"
