@@ -1,9 +1,7 @@
 #include "hash.h"
 #include "util.h"
 
-#define IB_ARCHIVE_SYSTEM_HEADER
-#include <archive.h>	/* libarchive's, through builder/archive.h's include_next */
-#undef IB_ARCHIVE_SYSTEM_HEADER
+#include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
 #include <locale.h>
@@ -12,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "archive.h"
+#include "ib_archive.h"
 
 /* libarchive converts names between the locale's charset and pax's UTF-8. The
  * process locale is whatever main() left (C: no non-ASCII name converts), so

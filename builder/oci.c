@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "archive.h"
+#include "ib_archive.h"
 #include "deflate.h"
 #include "hash.h"
 #include "imgmeta.h"

@@ -1,5 +1,5 @@
 #include "pack.h"
-#include "archive.h"
+#include "ib_archive.h"
 #include "hash.h"
 #include "log.h"
 #include "sign.h"

@@ -9,7 +9,7 @@
 #include "driver.h"
 #include "log.h"
 #include "mounts.h"
-#include "seccomp.h"
+#include "ib_seccomp.h"
 #include "util.h"
 
 #include <dirent.h>

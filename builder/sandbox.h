@@ -53,7 +53,7 @@ struct ib_sandbox_spec {
 	 * (and no subordinate range). An MPI rank must report the job's uid to the
 	 * launcher's PMIx server, which checks it over TCP (docs/cluster.md). */
 	bool keep_uid;
-	bool seccomp;		/* apply the filter of builder/seccomp.h */
+	bool seccomp;		/* apply the filter of builder/ib_seccomp.h */
 	bool allow_ptrace;	/* with seccomp: let gdb and py-spy trace (see IB_SECCOMP_ALLOW_PTRACE) */
 	int stdin_fd, stdout_fd, stderr_fd;	/* -1: inherit */
 };

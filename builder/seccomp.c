@@ -1,5 +1,4 @@
-/* Ours first (builder/ is on the path); it then pulls in libseccomp's. */
-#define IB_SECCOMP_IMPL
+#include "ib_seccomp.h"
 #include <seccomp.h>
 #include "util.h"
 #include "version.h"

@@ -1,5 +1,5 @@
 #include "unpack.h"
-#include "archive.h"
+#include "ib_archive.h"
 #include "crypto.h"
 #include "hash.h"
 #include "log.h"

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "archive.h"
+#include "ib_archive.h"
 #include "crypto.h"
 #include "error.h"
 #include "imgmeta.h"

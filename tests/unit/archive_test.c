@@ -22,7 +22,7 @@
 
 #include <sanitizer/lsan_interface.h>
 
-#include "archive.h"
+#include "ib_archive.h"
 #include "sandbox.h"
 #include "util.h"
 

@@ -22,7 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "archive.h"
+#include "ib_archive.h"
 #include "crypto.h"
 #include "imgmeta.h"
 #include "manifest.h"

@@ -1,7 +1,8 @@
 #pragma once
 /* The build filter: compiled to BPF in the parent (libseccomp may allocate and
  * fail), applied in the sandboxed child with one syscall just before exec.
- * Only builder/seccomp.c includes <seccomp.h>. */
+ * Only builder/seccomp.c includes <seccomp.h>. Named ib_seccomp.h so that it
+ * cannot shadow libseccomp's <seccomp.h> on the -Ibuilder path. */
 #include <stddef.h>
 
 #include "error.h"
@@ -33,9 +34,3 @@ void ib_seccomp_prog_free(struct ib_seccomp_prog *prog);
  * NO_NEW_PRIVS, so the caller must hold CAP_SYS_ADMIN in its user namespace.
  * Returns 0, or -errno. */
 int ib_seccomp_apply(const struct ib_seccomp_prog *prog);
-
-/* builder/ is on the include path, so <seccomp.h> finds this file first; the
- * one module that wraps libseccomp asks for the library's header through it. */
-#ifdef IB_SECCOMP_IMPL
-#include_next <seccomp.h>
-#endif

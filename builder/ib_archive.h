@@ -1,10 +1,7 @@
-/* Include guards, not #pragma once: this header shares its name with
- * libarchive's, and -Ibuilder finds it first. archive.c asks for the system one
- * through IB_ARCHIVE_SYSTEM_HEADER, which forwards with #include_next. */
-#if defined(IB_ARCHIVE_SYSTEM_HEADER)
-#include_next <archive.h>
-#elif !defined(IB_ARCHIVE_H)
-#define IB_ARCHIVE_H
+#pragma once
+/* Named ib_archive.h, not archive.h, so that it cannot shadow libarchive's
+ * <archive.h> on the -Ibuilder path (apk-tools prefixes its headers the same
+ * way: apk_archive.h). */
 /* The only wrapper of libarchive: a pax tar writer, a tar reader and a disk
  * extractor. No libarchive type crosses this header. (After apk-tools'
  * io_archive split: callers see entries, never struct archive.) */
@@ -110,4 +107,3 @@ int ib_archive_disk_finish(struct ib_archive_disk *d, ib_error_t *err);
 void ib_archive_disk_free(struct ib_archive_disk *d);
 void ib_archive_disk_cleanup(struct ib_archive_disk **d);
 #define cleanup_archive_disk __attribute__((cleanup(ib_archive_disk_cleanup)))
-#endif
