@@ -46,6 +46,13 @@ int ib_error_errno(ib_error_t *err, int errnum, const char *fmt, ...)
 	return ib_error_set(err, errnum, "%s: %s", msg, strerror(errnum));
 }
 
+int ib_error_exit_code(ib_error_t *err, int exit_code)
+{
+	if (err != NULL && *err != NULL)
+		(*err)->exit_code = exit_code;
+	return -1;
+}
+
 int ib_error_wrap(ib_error_t *err, const char *fmt, ...)
 {
 	if (err == NULL || *err == NULL)

@@ -19,6 +19,10 @@ int ib_error_set(ib_error_t *err, int status, const char *fmt, ...) __attribute_
 int ib_error_usage(ib_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* errno-style: appends ": strerror(errno)". */
 int ib_error_errno(ib_error_t *err, int errnum, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The one way to change the exit status main() will use for *err (bad input
+ * 2, 128 + a signal, a command's 126/127). Does nothing when there is no error;
+ * returns -1 like the setters. */
+int ib_error_exit_code(ib_error_t *err, int exit_code);
 /* Prefixes context: "CONTEXT: old message". Keeps status and exit code. */
 int ib_error_wrap(ib_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ib_error_free(ib_error_t *err);

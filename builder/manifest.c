@@ -1199,8 +1199,7 @@ struct ib_manifest *ib_manifest_parse(const char *path, const char *text, size_t
 	cleanup_toml struct ib_toml_value *root = ib_toml_parse(text, len, path, err);
 	if (root == NULL) {
 		/* A syntax error is the manifest's fault: exit 2 like every other complaint. */
-		if (err && *err)
-			(*err)->exit_code = IB_EXIT_USAGE;
+		ib_error_exit_code(err, IB_EXIT_USAGE);
 		return NULL;
 	}
 	struct ctx c = { .file = path, .m = m, .err = err };
@@ -1214,8 +1213,7 @@ struct ib_manifest *ib_manifest_load(const char *path, ib_error_t *err)
 	size_t len = 0;
 	cleanup_free char *text = ib_read_file(path, &len, err);
 	if (text == NULL) {
-		if (err && *err)
-			(*err)->exit_code = IB_EXIT_USAGE;
+		ib_error_exit_code(err, IB_EXIT_USAGE);
 		ib_error_wrap(err, "read manifest");
 		return NULL;
 	}
