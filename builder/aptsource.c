@@ -102,7 +102,7 @@ static char *scan_list(const char *distro, char *text)
 		char *hash = strchr(line, '#');
 		if (hash)
 			*hash = '\0';
-		struct ib_strv w = { 0 };
+		cleanup_strv struct ib_strv w = { 0 };
 		/* Options may contain spaces inside the brackets: drop them first. */
 		char *open = strchr(line, '[');
 		if (open) {
@@ -119,7 +119,6 @@ static char *scan_list(const char *distro, char *text)
 			struct ib_strv suites = { .v = &w.v[2], .n = 1 };
 			found = pick(distro, &types, &uris, &suites);
 		}
-		ib_strv_free(&w);
 		if (found)
 			return found;
 	}
@@ -130,7 +129,7 @@ static char *scan_list(const char *distro, char *text)
  * lines starting with a blank (sources.list(5)). */
 static char *scan_sources(const char *distro, const char *text)
 {
-	struct ib_strv types = { 0 }, uris = { 0 }, suites = { 0 };
+	cleanup_strv struct ib_strv types = { 0 }, uris = { 0 }, suites = { 0 };
 	struct ib_strv *cur = NULL;
 	bool enabled = true;
 	char *found = NULL;
@@ -179,9 +178,6 @@ static char *scan_sources(const char *distro, const char *text)
 		}
 		p = end + 1;
 	}
-	ib_strv_free(&types);
-	ib_strv_free(&uris);
-	ib_strv_free(&suites);
 	return found;
 }
 

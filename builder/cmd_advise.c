@@ -266,7 +266,7 @@ static int cmp_seed(const void *a, const void *b)
 static int write_manifest(const struct ib_compat *c, const struct target *t, size_t n, const char *out,
 			  ib_error_t *err)
 {
-	struct ib_strv ccs = { 0 };
+	cleanup_strv struct ib_strv ccs = { 0 };
 	for (size_t i = 0; i < n; i++) {
 		if (t[i].m.cc == NULL)
 			continue;
@@ -278,16 +278,12 @@ static int write_manifest(const struct ib_compat *c, const struct target *t, siz
 		if (a.have_stack && !dup)
 			ib_strv_push(&ccs, t[i].m.cc);
 	}
-	if (ccs.n == 0) {
-		ib_strv_free(&ccs);
+	if (ccs.n == 0)
 		return ib_error_set(err, EINVAL, "advise: no stack in compat.toml for this GPU, so no manifest to write");
-	}
 	cleanup_free char *dir = xasprintf("%s/manifests", ib_data_dir());
 	DIR *d = opendir(dir);
-	if (d == NULL) {
-		ib_strv_free(&ccs);
+	if (d == NULL)
 		return ib_error_set(err, errno, "advise: open the seed manifests in '%s'", dir);
-	}
 	struct seed *seeds = NULL;
 	size_t ns = 0;
 	struct dirent *e;
@@ -403,7 +399,6 @@ done:
 		ib_manifest_free(seeds[s].m);
 	}
 	free(seeds);
-	ib_strv_free(&ccs);
 	return rc;
 }
 

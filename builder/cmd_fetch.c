@@ -40,18 +40,15 @@ static int cmd_fetch(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t
 	cleanup_manifest struct ib_manifest *m = ib_manifest_load(a.manifest, err);
 	if (m == NULL)
 		return -1;
-	struct ib_strv trees = { 0 };
-	if (ib_inputs_fetch(m, a.offline, &trees, err) < 0) {
-		ib_strv_free(&trees);
+	cleanup_strv struct ib_strv trees = { 0 };
+	if (ib_inputs_fetch(m, a.offline, &trees, err) < 0)
 		return -1;
-	}
 	for (size_t i = 0; i < m->n_downloads; i++) {
 		cleanup_free char *p = ib_fetch_cached_path(&m->downloads[i]);
 		printf("%s\t%s\n", m->downloads[i].name, p ? p : "?");
 	}
 	for (size_t i = 0; i < m->n_sources; i++)
 		printf("%s\t%s\n", m->sources[i].name, trees.v[i]);
-	ib_strv_free(&trees);
 	ib_log_info("%s: %zu download%s and %zu source%s are in the cache", m->path, m->n_downloads,
 		    m->n_downloads == 1 ? "" : "s", m->n_sources, m->n_sources == 1 ? "" : "s");
 	return 0;

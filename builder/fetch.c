@@ -675,23 +675,19 @@ static void jobs_freep(struct job **jobs_p)
 /* What --offline cannot get: inputs neither in the store nor local files. */
 static int check_offline(struct ib_fetch_req *reqs, size_t n, ib_error_t *err)
 {
-	struct ib_strv missing = { 0 };
+	cleanup_strv struct ib_strv missing = { 0 };
 	for (size_t i = 0; i < n; i++) {
 		int have = reqs[i].sha256 ? store_lookup(reqs[i].sha256, true, err) : 0;
-		if (have < 0) {
-			ib_strv_free(&missing);
+		if (have < 0)
 			return ib_error_wrap(err, "offline: download '%s'", reqs[i].name);
-		}
 		if (reqs[i].sha256 == NULL)
 			ib_strv_push_owned(&missing, xasprintf("  %s: sha256 unknown (run imgbuild pin)", reqs[i].name));
 		else if (have == 0 && !has_prefix(reqs[i].urls[0] ? reqs[i].urls[0] : "", "file://"))
 			ib_strv_push_owned(&missing, xasprintf("  %s: %s (sha256 %s)", reqs[i].name,
 							       reqs[i].urls[0] ? reqs[i].urls[0] : "no URL", reqs[i].sha256));
 	}
-	if (missing.n == 0) {
-		ib_strv_free(&missing);
+	if (missing.n == 0)
 		return 0;
-	}
 	size_t total = 1;
 	for (size_t i = 0; i < missing.n; i++)
 		total += strlen(missing.v[i]) + 1;
@@ -701,7 +697,6 @@ static int check_offline(struct ib_fetch_req *reqs, size_t n, ib_error_t *err)
 		strcat(list, missing.v[i]);
 	}
 	size_t count = missing.n;
-	ib_strv_free(&missing);
 	return ib_error_set(err, 0, "offline: %zu input%s not in the cache:%s", count, count == 1 ? "" : "s", list);
 }
 
@@ -963,7 +958,7 @@ int ib_fetch_file(const char *url, const char *const *mirrors, const char *sha25
 {
 	if (sha256 == NULL)
 		return ib_error_usage(err, "fetch '%s': no sha256 given", url);
-	struct ib_strv urls = { 0 };
+	cleanup_strv struct ib_strv urls = { 0 };
 	int rc = ib_fetch_resolve_url(NULL, url, &urls, err);
 	for (size_t i = 0; rc == 0 && mirrors && mirrors[i]; i++)
 		rc = ib_fetch_resolve_url(NULL, mirrors[i], &urls, err);
@@ -973,6 +968,5 @@ int ib_fetch_file(const char *url, const char *const *mirrors, const char *sha25
 	if (rc == 0)
 		*path_out = steal_pointer(&req.path);
 	ib_fetch_req_free(&req);
-	ib_strv_free(&urls);
 	return rc;
 }

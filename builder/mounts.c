@@ -236,13 +236,12 @@ char *ib_resolve_in_root(const char *root, const char *path, enum ib_in_root_cre
 		return NULL;
 	}
 	/* The components, without empty ones and '.'. */
-	struct ib_strv comps = { 0 };
+	cleanup_strv struct ib_strv comps = { 0 };
 	cleanup_free char *copy = xstrdup(path);
 	for (char *save = NULL, *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
 		if (!strcmp(c, "."))
 			continue;
 		if (!strcmp(c, "..")) {
-			ib_strv_free(&comps);
 			ib_error_usage(err, "path '%s' inside the image: '..' is not allowed", path);
 			return NULL;
 		}
@@ -296,6 +295,5 @@ char *ib_resolve_in_root(const char *root, const char *path, enum ib_in_root_cre
 	buf[n] = '\0';
 	result = xstrdup(buf);
 out:
-	ib_strv_free(&comps);
 	return result;
 }

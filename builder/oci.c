@@ -586,7 +586,7 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	struct ib_verify_report rep;
 	memset(&rep, 0, sizeof(rep));
 	struct ib_toml_value *facts = NULL;
-	struct ib_strv env = { 0 };
+	cleanup_strv struct ib_strv env = { 0 };
 	struct sbuf config = { 0 }, manifest = { 0 }, index = { 0 };
 	struct out o = { .fd = -1 };
 	cleanup_fd int image_fd = -1;
@@ -837,7 +837,6 @@ out:
 	free(config.p);
 	free(manifest.p);
 	free(index.p);
-	ib_strv_free(&env);
 	if (facts)
 		ib_toml_free(facts);
 	ib_verify_report_free(&rep);

@@ -300,7 +300,7 @@ static int walk_dir(struct walk *w, int dirfd, const char *rel, ib_error_t *err)
 		close(fd2);
 		return ib_error_errno(err, errno, "read folder '%s/%s'", w->root, rel);
 	}
-	struct ib_strv names = { 0 };
+	cleanup_strv struct ib_strv names = { 0 };
 	struct dirent *de;
 	errno = 0;
 	while ((de = readdir(d)) != NULL) {
@@ -310,16 +310,13 @@ static int walk_dir(struct walk *w, int dirfd, const char *rel, ib_error_t *err)
 	}
 	int rerr = errno;
 	closedir(d);
-	if (rerr) {
-		ib_strv_free(&names);
+	if (rerr)
 		return ib_error_errno(err, rerr, "read folder '%s/%s'", w->root, rel);
-	}
 	int rc = 0;
 	for (size_t i = 0; i < names.n && rc == 0; i++) {
 		cleanup_free char *child = *rel ? xasprintf("%s/%s", rel, names.v[i]) : xstrdup(names.v[i]);
 		rc = add_path(w, dirfd, names.v[i], child, err);
 	}
-	ib_strv_free(&names);
 	return rc;
 }
 
@@ -420,7 +417,7 @@ static int add_meta_dir(struct plist *l, const char *dir, int64_t epoch, ib_erro
 	DIR *d = opendir(dir);
 	if (d == NULL)
 		return ib_error_errno(err, errno, "open '%s'", dir);
-	struct ib_strv names = { 0 };
+	cleanup_strv struct ib_strv names = { 0 };
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL)
 		if (de->d_name[0] != '.')
@@ -439,7 +436,6 @@ static int add_meta_dir(struct plist *l, const char *dir, int64_t epoch, ib_erro
 		else
 			rc = add_meta_file(l, names.v[i], data, len, epoch, true, err);
 	}
-	ib_strv_free(&names);
 	return rc;
 }
 

@@ -102,15 +102,13 @@ int ib_pull(const char *url, const struct ib_pull_opts *o, char **path_out, ib_e
 	cleanup_free char *name = url_file_name(url, err);
 	if (name == NULL)
 		return -1;
-	struct ib_strv urls = { 0 }, sha_urls = { 0 }, sig_urls = { 0 };
+	cleanup_strv struct ib_strv urls = { 0 }, sha_urls = { 0 }, sig_urls = { 0 };
 	ib_strv_push(&urls, url);
 	for (size_t i = 0; o->mirrors && o->mirrors[i]; i++) {
 		const char *m = o->mirrors[i];
 		int rc = check_url(m, err);
-		if (rc < 0) {
-			ib_strv_free(&urls);
+		if (rc < 0)
 			return ib_error_wrap(err, "--mirror");
-		}
 		size_t l = strlen(m);
 		ib_strv_push_owned(&urls, l && m[l - 1] == '/' ? xasprintf("%s%s", m, name) : xstrdup(m));
 	}
@@ -264,8 +262,5 @@ done:
 	ib_fetch_req_free(&side[0]);
 	ib_fetch_req_free(&side[1]);
 	ib_fetch_req_free(&img);
-	ib_strv_free(&urls);
-	ib_strv_free(&sha_urls);
-	ib_strv_free(&sig_urls);
 	return rc;
 }

@@ -149,7 +149,7 @@ int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
 	struct ib_driver driver;
 	memset(&driver, 0, sizeof(driver));
 	cleanup_free char *tree = NULL, *mount_point = NULL, *cwd = NULL, *sh = NULL;
-	struct ib_strv env = { 0 }, args = { 0 };
+	cleanup_strv struct ib_strv env = { 0 }, args = { 0 };
 	struct ib_bind *binds = NULL;
 
 	if (is_image_file(o->image)) {
@@ -291,8 +291,6 @@ out:
 	if (mount_point)
 		rmdir(mount_point);
 	free(binds);
-	ib_strv_free(&env);
-	ib_strv_free(&args);
 	ib_driver_free(&driver);
 	return rc;
 }

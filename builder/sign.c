@@ -348,7 +348,7 @@ static void add_keys_from(const char *dir, struct ib_pubkey **keys, size_t *n)
 	if (d == NULL)
 		return;
 	struct dirent *de;
-	struct ib_strv names = { 0 };
+	cleanup_strv struct ib_strv names = { 0 };
 	while ((de = readdir(d)) != NULL) {
 		size_t l = strlen(de->d_name);
 		if (l > 4 && strcmp(de->d_name + l - 4, ".pub") == 0)
@@ -367,7 +367,6 @@ static void add_keys_from(const char *dir, struct ib_pubkey **keys, size_t *n)
 		*keys = xrealloc(*keys, (*n + 1) * sizeof(**keys));
 		(*keys)[(*n)++] = k;
 	}
-	ib_strv_free(&names);
 }
 
 int ib_sign_trusted_keys(const char *one, struct ib_pubkey **keys, size_t *n, ib_error_t *err)

@@ -37,14 +37,13 @@ static void rm_tree_at(int at, const char *name, dev_t dev)
 		close(fd);
 		return;
 	}
-	struct ib_strv names = { 0 };
+	cleanup_strv struct ib_strv names = { 0 };
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL)
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
 			ib_strv_push(&names, de->d_name);
 	for (size_t i = 0; i < names.n; i++)
 		rm_tree_at(dirfd(d), names.v[i], dev);
-	ib_strv_free(&names);
 	closedir(d);
 	unlinkat(at, name, AT_REMOVEDIR);
 }
@@ -232,7 +231,7 @@ static void remove_stale_unpacks(const char *images, const char *hex)
 	if (d == NULL)
 		return;
 	cleanup_free char *prefix = xasprintf(".unpack-%s.", hex);
-	struct ib_strv stale = { 0 };
+	cleanup_strv struct ib_strv stale = { 0 };
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL)
 		if (!strncmp(de->d_name, prefix, strlen(prefix)))
@@ -243,7 +242,6 @@ static void remove_stale_unpacks(const char *images, const char *hex)
 		ib_log_info("removing '%s', left by an unpack that did not finish", p);
 		rm_tree(p);
 	}
-	ib_strv_free(&stale);
 }
 
 static char *stamp_of(const char *image)
