@@ -50,8 +50,7 @@ struct capture {
 struct gather {
 	struct capture *v;	/* profile.d scripts, in path order */
 	size_t n;
-	char *facts;
-	size_t facts_len;
+	struct ib_buf facts;
 	char elf[20];
 	size_t elf_len;
 	const char *arch;	/* GOARCH name from the first ELF program in /usr/bin or /bin */
@@ -112,10 +111,7 @@ static void gather_take(void *ctx, const char *path, const void *buf, size_t len
 {
 	struct gather *g = ctx;
 	if (g->in_facts) {
-		g->facts = xrealloc(g->facts, g->facts_len + len + 1);
-		memcpy(g->facts + g->facts_len, buf, len);
-		g->facts_len += len;
-		g->facts[g->facts_len] = '\0';
+		ib_buf_add(&g->facts, buf, len);
 	} else if (g->in_elf) {
 		size_t n = len < sizeof(g->elf) - g->elf_len ? len : sizeof(g->elf) - g->elf_len;
 		memcpy(g->elf + g->elf_len, buf, n);
@@ -136,7 +132,7 @@ static void gather_free(struct gather *g)
 		free(g->v[i].data);
 	}
 	free(g->v);
-	free(g->facts);
+	ib_buf_free(&g->facts);
 }
 
 /* ---------------- Env ---------------- */
@@ -232,54 +228,23 @@ void ib_oci_env_from_profile(const char *const *texts, size_t n, struct ib_strv 
 
 /* ---------------- JSON ---------------- */
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
+static void json_str(struct ib_buf *b, const char *s)
 {
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	cleanup_free char *s = xvasprintf(fmt, ap);
-	va_end(ap);
-	sb_puts(b, s);
-}
-
-static void sb_json_str(struct sbuf *b, const char *s)
-{
-	sb_add(b, "\"", 1);
+	ib_buf_add(b, "\"", 1);
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		if (c == '"' || c == '\\') {
 			char e[2] = { '\\', (char)c };
-			sb_add(b, e, 2);
+			ib_buf_add(b, e, 2);
 		} else if (c < 0x20 || c == 0x7f) {
 			char e[8];
 			snprintf(e, sizeof(e), "\\u%04x", c);
-			sb_add(b, e, 6);
+			ib_buf_add(b, e, 6);
 		} else {
-			sb_add(b, (const char *)&c, 1);
+			ib_buf_add(b, (const char *)&c, 1);
 		}
 	}
-	sb_add(b, "\"", 1);
+	ib_buf_add(b, "\"", 1);
 }
 
 /* ---------------- output: a folder or a tar of it ---------------- */
@@ -389,13 +354,13 @@ static int out_file(struct out *o, const char *name, const void *data, size_t le
 	return tar_pad(o, err);
 }
 
-static int out_blob(struct out *o, const struct sbuf *b, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
+static int out_blob(struct out *o, const struct ib_buf *b, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
 {
 	uint8_t d[IB_SHA256_LEN];
-	ib_sha256_buf(b->p, b->len, d);
+	ib_sha256_buf(b->s, b->len, d);
 	ib_hex(d, sizeof(d), hex);
 	cleanup_free char *name = xasprintf("blobs/sha256/%s", hex);
-	return out_file(o, name, b->p, b->len, err);
+	return out_file(o, name, b->s, b->len, err);
 }
 
 /* The layer's bytes, in order, from the compressor or the copier. */
@@ -539,15 +504,14 @@ static char *fact_str(const struct ib_toml_value *root, const char *key)
 	if (v && v->type == IB_TOML_STRING)
 		return xstrdup(v->u.str);
 	if (v && v->type == IB_TOML_ARRAY) {
-		struct sbuf b = { 0 };
-		sb_puts(&b, "");
+		struct ib_buf b = { 0 };
 		for (size_t i = 0; i < v->len; i++)
 			if (v->items[i]->type == IB_TOML_STRING) {
 				if (b.len)
-					sb_puts(&b, ";");
-				sb_puts(&b, v->items[i]->u.str);
+					ib_buf_adds(&b, ";");
+				ib_buf_adds(&b, v->items[i]->u.str);
 			}
-		return b.p;
+		return ib_buf_steal(&b);
 	}
 	return xstrdup("");
 }
@@ -587,7 +551,7 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	memset(&rep, 0, sizeof(rep));
 	struct ib_toml_value *facts = NULL;
 	cleanup_strv struct ib_strv env = { 0 };
-	struct sbuf config = { 0 }, manifest = { 0 }, index = { 0 };
+	cleanup_buf struct ib_buf config = { 0 }, manifest = { 0 }, index = { 0 };
 	struct out o = { .fd = -1 };
 	cleanup_fd int image_fd = -1;
 	cleanup_free char *out_path = NULL, *layer_tmp = NULL, *name = NULL, *cuda = NULL, *archs = NULL, *min_driver = NULL;
@@ -626,7 +590,7 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	}
 	res->seconds_verify = now() - t0;
 
-	facts = ib_toml_parse(g.facts ? g.facts : "", g.facts_len, "facts.toml", err);
+	facts = ib_toml_parse(g.facts.s ? g.facts.s : "", g.facts.len, "facts.toml", err);
 	if (facts == NULL)
 		goto out;
 	const struct ib_toml_value *created = ib_toml_get(facts, "created");
@@ -644,17 +608,16 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	cuda = fact_str(facts, "cuda");
 	/* min_driver and archs as run --gpu reads them (imgmeta.h). */
 	struct ib_facts run_facts;
-	if (ib_facts_parse(g.facts ? g.facts : "", g.facts_len, IB_META_FACTS, &run_facts, err) < 0)
+	if (ib_facts_parse(g.facts.s ? g.facts.s : "", g.facts.len, IB_META_FACTS, &run_facts, err) < 0)
 		goto out;
 	min_driver = xstrdup(run_facts.min_driver ? run_facts.min_driver : "");
-	struct sbuf ab = { 0 };
-	sb_puts(&ab, "");
+	struct ib_buf ab = { 0 };
 	for (size_t i = 0; i < run_facts.archs.n; i++) {
 		if (i)
-			sb_puts(&ab, ";");
-		sb_puts(&ab, run_facts.archs.v[i]);
+			ib_buf_adds(&ab, ";");
+		ib_buf_adds(&ab, run_facts.archs.v[i]);
 	}
-	archs = ab.p;
+	archs = ib_buf_steal(&ab);
 	ib_facts_free(&run_facts);
 
 	const char **texts = xcalloc(g.n + 1, sizeof(*texts));
@@ -744,14 +707,14 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	gmtime_r(&epoch, &tm);
 	char created_s[32];
 	strftime(created_s, sizeof(created_s), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	sb_printf(&config, "{\"created\":\"%s\",\"architecture\":\"%s\",\"os\":\"linux\",\"config\":{\"Env\":[", created_s,
+	ib_buf_printf(&config, "{\"created\":\"%s\",\"architecture\":\"%s\",\"os\":\"linux\",\"config\":{\"Env\":[", created_s,
 		  g.arch);
 	for (size_t i = 0; i < env.n; i++) {
 		if (i)
-			sb_puts(&config, ",");
-		sb_json_str(&config, env.v[i]);
+			ib_buf_adds(&config, ",");
+		json_str(&config, env.v[i]);
 	}
-	sb_puts(&config, "],\"Cmd\":[\"/bin/sh\"],\"WorkingDir\":\"/\",\"Labels\":{");
+	ib_buf_adds(&config, "],\"Cmd\":[\"/bin/sh\"],\"WorkingDir\":\"/\",\"Labels\":{");
 	const char *labels[][2] = {
 		{ "imgbuild.name", name },
 		{ "imgbuild.cuda", cuda },
@@ -762,12 +725,12 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	};
 	for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
 		if (i)
-			sb_puts(&config, ",");
-		sb_json_str(&config, labels[i][0]);
-		sb_puts(&config, ":");
-		sb_json_str(&config, labels[i][1]);
+			ib_buf_adds(&config, ",");
+		json_str(&config, labels[i][0]);
+		ib_buf_adds(&config, ":");
+		json_str(&config, labels[i][1]);
 	}
-	sb_printf(&config,
+	ib_buf_printf(&config,
 		  "}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:%s\"]},"
 		  "\"history\":[{\"created\":\"%s\",\"created_by\":\"imgbuild pack\",\"comment\":\"imgbuild image sha256:%s\"}]}",
 		  res->diff_id, created_s, rep.sha256);
@@ -775,26 +738,26 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	if (out_blob(&o, &config, config_hex, err) < 0)
 		goto out;
 
-	sb_printf(&manifest,
+	ib_buf_printf(&manifest,
 		  "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\",\"config\":{\"mediaType\":\"" MT_CONFIG
 		  "\",\"digest\":\"sha256:%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"sha256:%s\","
 		  "\"size\":%llu}],\"annotations\":{\"org.opencontainers.image.created\":\"%s\","
 		  "\"org.opencontainers.image.title\":",
 		  config_hex, config.len, layer_types[opts->compression], res->layer_digest,
 		  (unsigned long long)res->layer_size, created_s);
-	sb_json_str(&manifest, name);
-	sb_puts(&manifest, "}}");
+	json_str(&manifest, name);
+	ib_buf_adds(&manifest, "}}");
 	if (out_blob(&o, &manifest, res->manifest_digest, err) < 0)
 		goto out;
 
 	res->ref = opts->ref ? xstrdup(opts->ref) : xasprintf("%s:%.12s", *name ? name : "imgbuild", rep.sha256);
-	sb_printf(&index,
+	ib_buf_printf(&index,
 		  "{\"schemaVersion\":2,\"mediaType\":\"" MT_INDEX "\",\"manifests\":[{\"mediaType\":\"" MT_MANIFEST
 		  "\",\"digest\":\"sha256:%s\",\"size\":%zu,\"annotations\":{\"org.opencontainers.image.ref.name\":",
 		  res->manifest_digest, manifest.len);
-	sb_json_str(&index, res->ref);
-	sb_puts(&index, "}}]}");
-	if (out_file(&o, "index.json", index.p, index.len, err) < 0)
+	json_str(&index, res->ref);
+	ib_buf_adds(&index, "}}]}");
+	if (out_file(&o, "index.json", index.s, index.len, err) < 0)
 		goto out;
 	if (o.tar) {
 		static const uint8_t end[1024];
@@ -834,9 +797,6 @@ out:
 		free(o.tmp);
 	}
 	ib_sha256_free(o.blob_sha);
-	free(config.p);
-	free(manifest.p);
-	free(index.p);
 	if (facts)
 		ib_toml_free(facts);
 	ib_verify_report_free(&rep);

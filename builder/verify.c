@@ -172,11 +172,9 @@ struct state {
 	const struct ib_verify_opts *opts;	/* NULL: nothing to hand out */
 	struct seen_entry *v;
 	size_t n, cap;
-	char *listing;
-	size_t listing_len;
+	struct ib_buf listing;
 	bool have_listing;
-	char *facts;
-	size_t facts_len;
+	struct ib_buf facts;
 	bool have_facts;
 	size_t entry_failures;
 };
@@ -204,14 +202,6 @@ static void entry_fail(struct state *st, const char *msg)
 #define LISTING_MAX ((size_t)512 << 20)
 #define FACTS_MAX ((size_t)1 << 20)
 
-static void capture(char **buf, size_t *len, const void *data, size_t n)
-{
-	*buf = xrealloc(*buf, *len + n + 1);
-	memcpy(*buf + *len, data, n);
-	*len += n;
-	(*buf)[*len] = '\0';
-}
-
 static void state_free(struct state *st)
 {
 	for (size_t i = 0; i < st->n; i++) {
@@ -219,8 +209,8 @@ static void state_free(struct state *st)
 		free(st->v[i].target);
 	}
 	free(st->v);
-	free(st->listing);
-	free(st->facts);
+	ib_buf_free(&st->listing);
+	ib_buf_free(&st->facts);
 }
 
 /* Parses the archive from SOURCE: every entry checked for safety and hashed.
@@ -302,16 +292,16 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 				}
 				got += (int64_t)len;
 				if (is_listing && !too_big) {
-					if (st->listing_len + len > LISTING_MAX)
+					if (st->listing.len + len > LISTING_MAX)
 						too_big = true;
 					else
-						capture(&st->listing, &st->listing_len, buf, len);
+						ib_buf_add(&st->listing, buf, len);
 				}
 				if (is_facts && !too_big) {
-					if (st->facts_len + len > FACTS_MAX)
+					if (st->facts.len + len > FACTS_MAX)
 						too_big = true;
 					else
-						capture(&st->facts, &st->facts_len, buf, len);
+						ib_buf_add(&st->facts, buf, len);
 				}
 			}
 			st->rep->bytes += (uint64_t)got;
@@ -352,11 +342,11 @@ static void compare_listing(struct state *st)
 		fail(st->rep, "the image has no ./" IB_META_LISTING);
 		return;
 	}
-	if (st->listing_len < strlen(IB_LISTING_HEADER) || memcmp(st->listing, IB_LISTING_HEADER, strlen(IB_LISTING_HEADER)) != 0) {
+	if (st->listing.len < strlen(IB_LISTING_HEADER) || memcmp(st->listing.s, IB_LISTING_HEADER, strlen(IB_LISTING_HEADER)) != 0) {
 		fail(st->rep, "the listing does not start with '%.*s'", (int)strlen(IB_LISTING_HEADER) - 1, IB_LISTING_HEADER);
 		return;
 	}
-	const char *p = st->listing + strlen(IB_LISTING_HEADER), *end = st->listing + st->listing_len;
+	const char *p = st->listing.s + strlen(IB_LISTING_HEADER), *end = st->listing.s + st->listing.len;
 	size_t i = 0, lineno = 1;
 	char *prev = NULL;
 	while (p < end || i < st->n) {
@@ -456,7 +446,7 @@ static void read_facts(struct state *st)
 		return;
 	}
 	ib_error_t err = NULL;
-	struct ib_toml_value *t = ib_toml_parse(st->facts ? st->facts : "", st->facts_len, "facts.toml", &err);
+	struct ib_toml_value *t = ib_toml_parse(st->facts.s ? st->facts.s : "", st->facts.len, "facts.toml", &err);
 	if (t == NULL) {
 		fail(st->rep, "facts.toml does not parse: %s", err->msg);
 		ib_error_free(&err);
@@ -470,7 +460,7 @@ static void read_facts(struct state *st)
 	st->rep->torch = toml_str(t, "torch");
 	ib_toml_free(t);
 	/* What run --gpu and --host check, read the one way imgmeta.c reads it. */
-	if (ib_facts_parse(st->facts ? st->facts : "", st->facts_len, "facts.toml", &st->rep->facts, &err) < 0)
+	if (ib_facts_parse(st->facts.s ? st->facts.s : "", st->facts.len, "facts.toml", &st->rep->facts, &err) < 0)
 		ib_error_free(&err);
 }
 
