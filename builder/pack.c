@@ -690,6 +690,7 @@ static void outfile_abort(struct outfile *f)
 	f->fd = f->dirfd = -1;
 	f->tmpname = NULL;
 }
+#define cleanup_outfile __attribute__((cleanup(outfile_abort)))
 
 /* No fsync of the image: it would make pack run at the disk's speed (a 1 GB
  * image took 3 s to sync here, more than the whole pack), and durability adds
@@ -775,146 +776,137 @@ static char *default_name(const char *output)
 	return xstrdup(base);
 }
 
-int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
+/* Bad options fail here, before the long part (the signing key too). */
+static int check_opts(const struct ib_pack_opts *o, struct stat *rst, ib_error_t *err)
 {
-	struct ib_pack_stats stats = { 0 };
 	if (o->root == NULL || o->output == NULL)
 		return ib_error_usage(err, "pack: root and output are required");
 	if (o->epoch < 0)
 		return ib_error_usage(err, "pack: source_date_epoch must be >= 0");
-	struct stat rst;
-	if (stat(o->root, &rst) < 0)
+	if (stat(o->root, rst) < 0)
 		return ib_error_errno(err, errno, "pack '%s'", o->root);
-	if (!S_ISDIR(rst.st_mode))
+	if (!S_ISDIR(rst->st_mode))
 		return ib_error_usage(err, "pack '%s': not a folder", o->root);
 	if (o->sign_key) {
-		/* Fail before the long part, not after it. */
 		struct ib_seckey sk;
 		int rc = ib_sign_read_seckey(o->sign_key, &sk, err);
 		explicit_bzero(&sk, sizeof(sk));
 		if (rc < 0)
 			return ib_error_wrap(err, "pack");
 	}
-	cleanup_fd int rootfd = open(o->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0)
-		return ib_error_errno(err, errno, "open '%s'", o->root);
+	return 0;
+}
 
-	double t0 = now_s();
-	cleanup_plist struct plist list = { 0 };
-	struct walk w = { .root = o->root, .epoch = o->epoch, .list = &list, .st = &stats };
-	{
-		/* The root entry itself, then everything below it. */
-		struct pentry *root = plist_add(&list);
-		root->kind = P_TREE;
-		root->rel = xstrdup("");
-		root->type = IB_ENTRY_DIR;
-		root->mode = rst.st_mode & 07777;
-		root->uid = rst.st_uid;
-		root->gid = rst.st_gid;
-		root->mtime = rst.st_mtime < o->epoch ? rst.st_mtime : o->epoch;
-		if (read_xattrs(o->root, root, err) < 0)
-			return ib_error_wrap(err, "pack");
-		if (walk_dir(&w, rootfd, "", err) < 0)
-			return ib_error_wrap(err, "pack '%s'", o->root);
-	}
+/* Every entry of the image in image order: the tree, then .imgbuild/ (facts,
+ * the caller's metadata), and last the listing, whose content is made once
+ * every other entry's digest is known (see the top of this file). */
+static int collect(const struct ib_pack_opts *o, int rootfd, const struct stat *rst, struct plist *list,
+		   struct ib_pack_stats *stats, ib_error_t *err)
+{
+	struct walk w = { .root = o->root, .epoch = o->epoch, .list = list, .st = stats };
+	struct pentry *root = plist_add(list);
+	root->kind = P_TREE;
+	root->rel = xstrdup("");
+	root->type = IB_ENTRY_DIR;
+	root->mode = rst->st_mode & 07777;
+	root->uid = rst->st_uid;
+	root->gid = rst->st_gid;
+	root->mtime = rst->st_mtime < o->epoch ? rst->st_mtime : o->epoch;
+	if (read_xattrs(o->root, root, err) < 0)
+		return ib_error_wrap(err, "pack");
+	if (walk_dir(&w, rootfd, "", err) < 0)
+		return ib_error_wrap(err, "pack '%s'", o->root);
 
-	/* .imgbuild/: facts, caller's metadata, listing (filled in below). */
 	cleanup_free char *name = o->name ? xstrdup(o->name) : default_name(o->output);
-	add_virtual(&list, IB_META_DIR, IB_ENTRY_DIR, o->epoch);
+	add_virtual(list, IB_META_DIR, IB_ENTRY_DIR, o->epoch);
 	size_t facts_len;
 	char *facts = ib_facts_write(name, o->epoch, o->facts, o->n_facts, o->fact_archs, &facts_len, err);
 	if (facts == NULL)
 		return -1;
-	struct pentry *fe = add_virtual(&list, IB_META_FACTS, IB_ENTRY_FILE, o->epoch);
+	struct pentry *fe = add_virtual(list, IB_META_FACTS, IB_ENTRY_FILE, o->epoch);
 	fe->data_owned = facts;
 	fe->data = facts;
 	fe->size = (int64_t)facts_len;
 	ib_sha256_buf(facts, facts_len, fe->digest);
 	for (size_t i = 0; i < o->n_meta; i++)
-		if (add_meta_file(&list, o->meta[i].name, o->meta[i].data, o->meta[i].len, o->epoch, false, err) < 0)
+		if (add_meta_file(list, o->meta[i].name, o->meta[i].data, o->meta[i].len, o->epoch, false, err) < 0)
 			return -1;
-	if (o->meta_dir && add_meta_dir(&list, o->meta_dir, o->epoch, err) < 0)
+	if (o->meta_dir && add_meta_dir(list, o->meta_dir, o->epoch, err) < 0)
 		return -1;
 
-	qsort(list.v, list.n, sizeof(list.v[0]), cmp_rel);
-	link_hardlinks(&list);
-	/* The listing goes last (see the top of this file); its content is
-	 * made once every other entry's digest is known. */
-	add_virtual(&list, IB_META_LISTING, IB_ENTRY_FILE, o->epoch);
-	struct pentry *listing = &list.v[list.n - 1];
+	qsort(list->v, list->n, sizeof(list->v[0]), cmp_rel);
+	link_hardlinks(list);
+	add_virtual(list, IB_META_LISTING, IB_ENTRY_FILE, o->epoch);
+	return 0;
+}
 
-	size_t nfiles = 0;
-	for (size_t i = 0; i < list.n; i++)
-		if (list.v[i].kind == P_TREE && list.v[i].type == IB_ENTRY_FILE && !list.v[i].empty) {
-			nfiles++;
-			stats.bytes_in += (uint64_t)list.v[i].size;
-		}
-	stats.files = nfiles;
-	double t_walked = now_s();
-	bool direct = o->compression == IB_COMPRESS_NONE;
-	if (!direct) {
-		/* zstd: the follower sees compressed bytes, so the file digests
-		 * come from a pass of their own first, on all cores. */
-		stats.bytes_in = 0;
-		const char **paths = xcalloc(nfiles + 1, sizeof(char *));
-		size_t *which = xcalloc(nfiles + 1, sizeof(size_t));
-		uint8_t(*digests)[IB_SHA256_LEN] = xcalloc(nfiles + 1, IB_SHA256_LEN);
-		int64_t *sizes = xcalloc(nfiles + 1, sizeof(int64_t));
-		size_t k = 0;
-		for (size_t i = 0; i < list.n; i++)
-			if (list.v[i].kind == P_TREE && list.v[i].type == IB_ENTRY_FILE && !list.v[i].empty) {
-				paths[k] = list.v[i].rel;
-				which[k++] = i;
-			}
-		int rc = ib_hash_files(rootfd, paths, nfiles, o->threads, digests, sizes, err);
-		for (size_t j = 0; rc == 0 && j < nfiles; j++) {
-			struct pentry *e = &list.v[which[j]];
-			memcpy(e->digest, digests[j], IB_SHA256_LEN);
-			e->size = sizes[j];
-			stats.bytes_in += (uint64_t)sizes[j];
-		}
-		free(paths), free(which), free(digests), free(sizes);
-		if (rc < 0)
-			return ib_error_wrap(err, "pack '%s'", o->root);
-	}
-	double t1 = now_s();
+static bool is_tree_file(const struct pentry *e)
+{
+	return e->kind == P_TREE && e->type == IB_ENTRY_FILE && !e->empty;
+}
 
-	struct outfile out;
-	if (outfile_open(&out, o->output, err) < 0) {
-		outfile_abort(&out);
-		return -1;
-	}
-	if (direct) {
-		/* The size is known now, give or take the pax extended headers
-		 * (the listing's length does not depend on the digests in it):
-		 * reserve it, so a full disk fails here rather than after a
-		 * gigabyte, and the blocks come in one piece. */
-		cleanup_free char *draft = make_listing(&list, listing, &listing->size);
-		uint64_t least = 1024;
-		for (size_t i = 0; i < list.n; i++)
-			least += 512 + (list.v[i].type == IB_ENTRY_FILE ? ((uint64_t)list.v[i].size + 511) / 512 * 512 : 0);
-		if (fallocate(out.fd, 0, 0, (off_t)least) < 0 && errno != EOPNOTSUPP && errno != ENOSYS) {
-			int e = errno;
-			outfile_abort(&out);
-			return ib_error_errno(err, e, "pack '%s': reserve %llu bytes", o->output, (unsigned long long)least);
+/* zstd: the follower sees compressed bytes, so the file digests come from a
+ * pass of their own first, on all cores. */
+static int hash_files_first(const struct ib_pack_opts *o, int rootfd, struct plist *list, size_t nfiles,
+			    struct ib_pack_stats *stats, ib_error_t *err)
+{
+	stats->bytes_in = 0;
+	cleanup_free const char **paths = xcalloc(nfiles + 1, sizeof(char *));
+	cleanup_free size_t *which = xcalloc(nfiles + 1, sizeof(size_t));
+	cleanup_free uint8_t(*digests)[IB_SHA256_LEN] = xcalloc(nfiles + 1, IB_SHA256_LEN);
+	cleanup_free int64_t *sizes = xcalloc(nfiles + 1, sizeof(int64_t));
+	size_t k = 0;
+	for (size_t i = 0; i < list->n; i++)
+		if (is_tree_file(&list->v[i])) {
+			paths[k] = list->v[i].rel;
+			which[k++] = i;
 		}
+	if (ib_hash_files(rootfd, paths, nfiles, o->threads, digests, sizes, err) < 0)
+		return ib_error_wrap(err, "pack '%s'", o->root);
+	for (size_t j = 0; j < nfiles; j++) {
+		struct pentry *e = &list->v[which[j]];
+		memcpy(e->digest, digests[j], IB_SHA256_LEN);
+		e->size = sizes[j];
+		stats->bytes_in += (uint64_t)sizes[j];
 	}
-	cleanup_hash_follow struct ib_hash_follow *follow = ib_hash_follow_new(out.fd, direct ? nfiles : 0);
-	struct out sink = { .fd = out.fd, .cap = 1 << 20, .hash = follow };
+	return 0;
+}
+
+/* The size is known before writing, give or take the pax extended headers
+ * (the listing's length does not depend on the digests in it): reserve it, so
+ * a full disk fails here rather than after a gigabyte, and the blocks come in
+ * one piece. */
+static int reserve(const struct ib_pack_opts *o, struct plist *list, int fd, ib_error_t *err)
+{
+	struct pentry *listing = &list->v[list->n - 1];
+	cleanup_free char *draft = make_listing(list, listing, &listing->size);
+	uint64_t least = 1024;
+	for (size_t i = 0; i < list->n; i++)
+		least += 512 + (list->v[i].type == IB_ENTRY_FILE ? ((uint64_t)list->v[i].size + 511) / 512 * 512 : 0);
+	if (fallocate(fd, 0, 0, (off_t)least) < 0 && errno != EOPNOTSUPP && errno != ENOSYS)
+		return ib_error_errno(err, errno, "pack '%s': reserve %llu bytes", o->output, (unsigned long long)least);
+	return 0;
+}
+
+/* Writes the tar to FD, the listing last; DIRECT (no compression) hashes
+ * the files from the bytes written, through the follower. */
+static int write_image(const struct ib_pack_opts *o, int rootfd, struct plist *list, size_t nfiles, bool direct,
+		       int fd, uint8_t digest[IB_SHA256_LEN], uint64_t *total, ib_error_t *err)
+{
+	struct pentry *listing = &list->v[list->n - 1];
+	cleanup_hash_follow struct ib_hash_follow *follow = ib_hash_follow_new(fd, direct ? nfiles : 0);
+	struct out sink = { .fd = fd, .cap = 1 << 20, .hash = follow };
 	/* owns the buffer sink.stage borrows */
 	__attribute__((unused)) cleanup_free uint8_t *stage = sink.stage = xmalloc(sink.cap);
 	cleanup_archive_writer struct ib_archive_writer *wr =
 		ib_archive_writer_new(o->compression, o->threads, o->zstd_level, sink_write, &sink, err);
-	if (wr == NULL) {
-		ib_hash_follow_free(steal_pointer(&follow));
-		outfile_abort(&out);
+	if (wr == NULL)
 		return ib_error_wrap(err, "pack");
-	}
 	size_t cap = 1 << 20;
 	cleanup_free uint8_t *buf = direct ? NULL : xmalloc(cap);
 	int rc = 0;
-	for (size_t i = 0; rc == 0 && i < list.n; i++) {
-		if (&list.v[i] == listing) {
+	for (size_t i = 0; rc == 0 && i < list->n; i++) {
+		if (&list->v[i] == listing) {
 			/* Every file's digest is in: in direct mode once the
 			 * follower has hashed everything written so far. */
 			rc = out_flush(&sink, err);
@@ -924,53 +916,88 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 				rc = ib_hash_follow_wait(follow, sink.off, err);
 			if (rc < 0)
 				break;
-			listing->data_owned = make_listing(&list, listing, &listing->size);
+			listing->data_owned = make_listing(list, listing, &listing->size);
 			listing->data = listing->data_owned;
 		}
-		rc = write_entry(wr, &sink, direct, o->root, rootfd, &list.v[i], buf, cap, err);
+		rc = write_entry(wr, &sink, direct, o->root, rootfd, &list->v[i], buf, cap, err);
 		if ((i & 1023) == 0)
-			ib_log_status("packing %zu/%zu entries", i, list.n);
+			ib_log_status("packing %zu/%zu entries", i, list->n);
 	}
 	ib_log_status_clear();
-	uint8_t digest[IB_SHA256_LEN];
 	if (rc < 0 || ib_archive_writer_finish(wr, err) < 0 || out_flush(&sink, err) < 0 ||
-	    (ftruncate(out.fd, (off_t)sink.off) < 0 && ib_error_errno(err, errno, "write") < 0) ||
-	    ib_hash_follow_finish(follow, digest, err) < 0) {
-		ib_archive_writer_free(steal_pointer(&wr));
-		ib_hash_follow_free(steal_pointer(&follow));
-		outfile_abort(&out);
+	    (ftruncate(fd, (off_t)sink.off) < 0 && ib_error_errno(err, errno, "write") < 0) ||
+	    ib_hash_follow_finish(follow, digest, err) < 0)
 		return ib_error_wrap(err, "pack '%s'", o->output);
-	}
-	uint64_t total = sink.off;
-	char hex[IB_SHA256_HEX_LEN + 1];
-	ib_hex(digest, sizeof(digest), hex);
+	*total = sink.off;
+	return 0;
+}
 
-	/* Checksum and signature first, image last: readers never see a new image
-	 * beside an old digest that would make it look tampered with ... or, after
-	 * a crash in between, the old image beside the new digest, which verify
-	 * rejects. */
+/* Checksum and signature first, image last: readers never see a new image
+ * beside an old digest that would make it look tampered with ... or, after a
+ * crash in between, the old image beside the new digest, which verify
+ * rejects. */
+static int publish(const struct ib_pack_opts *o, const char *hex, struct outfile *out, ib_error_t *err)
+{
 	const char *base = strrchr(o->output, '/');
 	base = base ? base + 1 : o->output;
 	cleanup_free char *sha_path = xasprintf("%s.sha256", o->output);
 	cleanup_free char *sig_path = xasprintf("%s.sig", o->output);
 	cleanup_free char *sha_line = xasprintf("%s  %s\n", hex, base);
-	if (ib_write_file_atomic(sha_path, sha_line, strlen(sha_line), 0644, err) < 0) {
-		outfile_abort(&out);
+	if (ib_write_file_atomic(sha_path, sha_line, strlen(sha_line), 0644, err) < 0)
 		return ib_error_wrap(err, "pack");
-	}
 	if (o->sign_key) {
-		if (ib_sign_image(o->sign_key, base, hex, sig_path, err) < 0) {
-			outfile_abort(&out);
+		if (ib_sign_image(o->sign_key, base, hex, sig_path, err) < 0)
 			return ib_error_wrap(err, "pack");
-		}
 	} else if (unlink(sig_path) < 0 && errno != ENOENT) {
-		outfile_abort(&out);
 		return ib_error_errno(err, errno, "remove the old '%s'", sig_path);
 	}
-	if (outfile_commit(&out, o->output, err) < 0) {
-		outfile_abort(&out);
+	if (outfile_commit(out, o->output, err) < 0)
 		return ib_error_wrap(err, "pack");
-	}
+	return 0;
+}
+
+int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
+{
+	struct ib_pack_stats stats = { 0 };
+	struct stat rst;
+	if (check_opts(o, &rst, err) < 0)
+		return -1;
+	cleanup_fd int rootfd = open(o->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return ib_error_errno(err, errno, "open '%s'", o->root);
+
+	double t0 = now_s();
+	cleanup_plist struct plist list = { 0 };
+	if (collect(o, rootfd, &rst, &list, &stats, err) < 0)
+		return -1;
+	size_t nfiles = 0;
+	for (size_t i = 0; i < list.n; i++)
+		if (is_tree_file(&list.v[i])) {
+			nfiles++;
+			stats.bytes_in += (uint64_t)list.v[i].size;
+		}
+	stats.files = nfiles;
+	double t_walked = now_s();
+	bool direct = o->compression == IB_COMPRESS_NONE;
+	if (!direct && hash_files_first(o, rootfd, &list, nfiles, &stats, err) < 0)
+		return -1;
+	double t1 = now_s();
+
+	/* Until outfile_commit, every way out removes the temporary file. */
+	cleanup_outfile struct outfile out = { .fd = -1, .dirfd = -1 };
+	if (outfile_open(&out, o->output, err) < 0)
+		return -1;
+	if (direct && reserve(o, &list, out.fd, err) < 0)
+		return -1;
+	uint8_t digest[IB_SHA256_LEN];
+	uint64_t total = 0;
+	if (write_image(o, rootfd, &list, nfiles, direct, out.fd, digest, &total, err) < 0)
+		return -1;
+	char hex[IB_SHA256_HEX_LEN + 1];
+	ib_hex(digest, sizeof(digest), hex);
+	if (publish(o, hex, &out, err) < 0)
+		return -1;
+
 	double t2 = now_s();
 	stats.entries = list.n;
 	stats.bytes_out = total;
