@@ -700,7 +700,7 @@ static int check_offline(struct ib_fetch_req *reqs, size_t n, ib_error_t *err)
 	return ib_error_set(err, 0, "offline: %zu input%s not in the cache:%s", count, count == 1 ? "" : "s", list);
 }
 
-int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t *err)
+static int check_reqs(const struct ib_fetch_req *reqs, size_t n, ib_error_t *err)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (reqs[i].sha256 && !ib_store_valid_digest(reqs[i].sha256))
@@ -709,15 +709,16 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 		if (reqs[i].urls == NULL || reqs[i].urls[0] == NULL)
 			return ib_error_usage(err, "no URL for '%s'", reqs[i].name);
 	}
-	if (offline) {
-		if (check_offline(reqs, n, err) < 0)
-			return -1;
-	}
-	if (global_init(err) < 0)
-		return -1;
+	return 0;
+}
 
-	__attribute__((cleanup(jobs_freep))) struct job *jobs = xcalloc(n + 1, sizeof(*jobs));
-	size_t remaining = 0, n_done = 0;
+/* One job per request: done at once when the store has the bytes, a
+ * duplicate when an earlier request wants the same bytes (one transfer and
+ * one .part lock), else ready. *REMAINING counts the ready ones. */
+static int plan_jobs(struct ib_fetch_req *reqs, size_t n, bool offline, struct job *jobs, size_t *remaining,
+		     ib_error_t *err)
+{
+	*remaining = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
 		j->req = &reqs[i];
@@ -733,10 +734,8 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 				return -1;
 			j->state = JOB_READY;	/* for job_done's bookkeeping */
 			job_done(j, path, reqs[i].sha256, true);
-			n_done++;
 			continue;
 		}
-		/* Two requests for the same bytes share one transfer (and one .part lock). */
 		j->state = JOB_READY;
 		for (size_t k = 0; k < i && reqs[i].sha256 && !reqs[i].dest; k++) {
 			if (reqs[k].sha256 && !reqs[k].dest && strcmp(reqs[k].sha256, reqs[i].sha256) == 0 &&
@@ -747,23 +746,29 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 			}
 		}
 		if (j->state == JOB_READY)
-			remaining++;
+			(*remaining)++;
 	}
+	return 0;
+}
 
-	cleanup_curlm CURLM *multi = NULL;
-	if (remaining > 0) {
-		multi = curl_multi_init();
-		if (multi == NULL)
-			return ib_error_set(err, ENOMEM, "curl_multi_init failed");
+/* How long curl_multi_poll may sleep: not at all when a job can start (it
+ * moved to its next URL), until the next retry's back-off ends when nothing
+ * runs, else 200 ms for the progress line. */
+static int poll_timeout(const struct engine *e, const struct job *jobs, size_t n, int64_t next_wake)
+{
+	for (size_t i = 0; i < n && (long)e->active < e->max_jobs; i++)
+		if (jobs[i].state == JOB_READY && jobs[i].not_before <= now_ms())
+			return 0;
+	if (e->active == 0 && next_wake >= 0) {
+		int64_t wait = next_wake - now_ms();
+		return wait < 0 ? 0 : wait > 1000 ? 1000 : (int)wait;
 	}
-	struct engine e = {
-		.multi = multi,
-		.stall_seconds = env_long("IMGBUILD_FETCH_STALL_SECONDS", 30, 1),
-		.backoff_ms = env_long("IMGBUILD_FETCH_BACKOFF_MS", 1000, 0),
-		.retries = env_long("IMGBUILD_FETCH_RETRIES", 3, 0),
-		.max_jobs = env_long("IMGBUILD_FETCH_JOBS", 4, 1),
-	};
+	return 200;
+}
 
+/* Runs the ready jobs, E->max_jobs at a time, until none is ready or running. */
+static int run_jobs(struct engine *e, struct job *jobs, size_t n, size_t remaining, ib_error_t *err)
+{
 	while (remaining > 0) {
 		int64_t now = now_ms();
 		int64_t next_wake = -1;
@@ -776,26 +781,26 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 					next_wake = j->not_before;
 				continue;
 			}
-			if ((long)e.active >= e.max_jobs)
+			if ((long)e->active >= e->max_jobs)
 				break;
-			if (job_start(&e, j, err) < 0)
+			if (job_start(e, j, err) < 0)
 				return -1;
 		}
 		int running = 0;
-		CURLMcode mrc = curl_multi_perform(multi, &running);
+		CURLMcode mrc = curl_multi_perform(e->multi, &running);
 		if (mrc != CURLM_OK)
 			return ib_error_set(err, 0, "curl_multi_perform: %s", curl_multi_strerror(mrc));
 		CURLMsg *msg;
 		int queued;
-		while ((msg = curl_multi_info_read(multi, &queued))) {
+		while ((msg = curl_multi_info_read(e->multi, &queued))) {
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			struct job *j = NULL;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-			job_finished(&e, j, msg->data.result);
+			job_finished(e, j, msg->data.result);
 		}
 		remaining = 0;
-		n_done = 0;
+		size_t n_done = 0;
 		for (size_t i = 0; i < n; i++) {
 			if (jobs[i].state == JOB_READY || jobs[i].state == JOB_RUNNING)
 				remaining++;
@@ -804,24 +809,19 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 		}
 		if (remaining == 0)
 			break;
-		show_progress(&e, jobs, n, n_done);
-		int timeout = 200;
-		bool startable = false;
-		for (size_t i = 0; i < n && (long)e.active < e.max_jobs; i++)
-			startable = startable || (jobs[i].state == JOB_READY && jobs[i].not_before <= now_ms());
-		if (startable)
-			timeout = 0;	/* a job moved to its next URL: start it now */
-		else if (e.active == 0 && next_wake >= 0) {
-			int64_t wait = next_wake - now_ms();
-			timeout = wait < 0 ? 0 : wait > 1000 ? 1000 : (int)wait;
-		}
-		mrc = curl_multi_poll(multi, NULL, 0, timeout, NULL);
+		show_progress(e, jobs, n, n_done);
+		mrc = curl_multi_poll(e->multi, NULL, 0, poll_timeout(e, jobs, n, next_wake), NULL);
 		if (mrc != CURLM_OK)
 			return ib_error_set(err, 0, "curl_multi_poll: %s", curl_multi_strerror(mrc));
 	}
 	ib_log_status_clear();
+	return 0;
+}
 
-	/* Collect: duplicates take their leader's result; failures are listed together. */
+/* Duplicates take their leader's result; failures are listed together, in
+ * one error. */
+static int collect_results(struct job *jobs, size_t n, ib_error_t *err)
+{
 	size_t failed = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct job *j = &jobs[i];
@@ -858,6 +858,37 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 			ib_buf_printf(&msg, "\n  %s", j->failures.v[k]);
 	}
 	return ib_error_set(err, 0, "%s", msg.s);
+}
+
+int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t *err)
+{
+	if (check_reqs(reqs, n, err) < 0)
+		return -1;
+	if (offline && check_offline(reqs, n, err) < 0)
+		return -1;
+	if (global_init(err) < 0)
+		return -1;
+
+	__attribute__((cleanup(jobs_freep))) struct job *jobs = xcalloc(n + 1, sizeof(*jobs));
+	size_t remaining = 0;
+	if (plan_jobs(reqs, n, offline, jobs, &remaining, err) < 0)
+		return -1;
+	cleanup_curlm CURLM *multi = NULL;
+	if (remaining > 0) {
+		multi = curl_multi_init();
+		if (multi == NULL)
+			return ib_error_set(err, ENOMEM, "curl_multi_init failed");
+	}
+	struct engine e = {
+		.multi = multi,
+		.stall_seconds = env_long("IMGBUILD_FETCH_STALL_SECONDS", 30, 1),
+		.backoff_ms = env_long("IMGBUILD_FETCH_BACKOFF_MS", 1000, 0),
+		.retries = env_long("IMGBUILD_FETCH_RETRIES", 3, 0),
+		.max_jobs = env_long("IMGBUILD_FETCH_JOBS", 4, 1),
+	};
+	if (run_jobs(&e, jobs, n, remaining, err) < 0)
+		return -1;
+	return collect_results(jobs, n, err);
 }
 
 /* ---- manifest-level helpers ---- */
