@@ -143,18 +143,13 @@ static bool is_image_file(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
+/* The tree to run: an image file is verified and unpacked once into
+ * $cache/images/<sha256>/tree, which no run modifies (the sandbox puts a
+ * throw-away layer over it); a folder is used as it is. */
+static char *open_tree(const struct ib_run_opts *o, ib_error_t *err)
 {
-	int rc = -1;
-	struct ib_driver driver;
-	memset(&driver, 0, sizeof(driver));
-	cleanup_free char *tree = NULL, *mount_point = NULL, *cwd = NULL, *sh = NULL;
-	cleanup_strv struct ib_strv env = { 0 }, args = { 0 };
-	struct ib_bind *binds = NULL;
-
+	char *tree = NULL;
 	if (is_image_file(o->image)) {
-		/* Verified and unpacked once into $cache/images/<sha256>/tree, which no
-		 * run modifies: the sandbox puts a throw-away layer over it. */
 		struct ib_verify_opts vo;
 		memset(&vo, 0, sizeof(vo));
 		vo.key = o->key;
@@ -162,50 +157,46 @@ int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
 		vo.quiet = true;
 		if (ib_unpack_cached(o->image, &vo, &tree, err) < 0) {
 			ib_error_wrap(err, "run '%s'", o->image);
-			goto out;
+			return NULL;
 		}
-	} else {
-		char real[PATH_MAX];
-		struct stat st;
-		if (realpath(o->image, real) == NULL) {
-			ib_error_errno(err, errno, "run: '%s'", o->image);
-			goto out;
-		}
-		if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			ib_error_usage(err, "run: '%s' is neither an image file nor a folder", o->image);
-			goto out;
-		}
-		tree = xstrdup(real);
+		return tree;
 	}
-
-	if (o->gpu && gpu_preflight(tree, &driver, err) < 0)
-		goto out;
-
-	char here[PATH_MAX];
-	if (getcwd(here, sizeof(here)) == NULL) {
-		ib_error_errno(err, errno, "run: getcwd");
-		goto out;
+	char real[PATH_MAX];
+	struct stat st;
+	if (realpath(o->image, real) == NULL) {
+		ib_error_errno(err, errno, "run: '%s'", o->image);
+		return NULL;
 	}
-	cwd = xstrdup(here);
-	bool mpi = o->mpi == 1 || (o->mpi == -1 && started_by_launcher());
+	if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		ib_error_usage(err, "run: '%s' is neither an image file nor a folder", o->image);
+		return NULL;
+	}
+	return xstrdup(real);
+}
+
+/* The caller's folder CWD (unless it is $HOME or /), the host's shared-memory
+ * and rendezvous folders for an MPI rank, then --bind's. Returns the array
+ * (the strings are borrowed), its length in *N. */
+static struct ib_bind *make_binds(const struct ib_run_opts *o, const char *cwd, bool mpi, bool *bind_cwd, size_t *n)
+{
 	/* The rank's shared-memory segments and the launcher's rendezvous (Open MPI's
 	 * session folder in /tmp, PMIx's in PMIX_*_TMPDIR) are the host's: every rank
 	 * on the node must see the same files. */
 	const char *shared[] = { "/dev/shm", "/tmp", getenv("PMIX_SERVER_TMPDIR"), getenv("PMIX_SYSTEM_TMPDIR") };
 	size_t n_shared = sizeof(shared) / sizeof(shared[0]);
-	binds = xcalloc(o->n_binds + 1 + n_shared, sizeof(*binds));
+	struct ib_bind *binds = xcalloc(o->n_binds + 1 + n_shared, sizeof(*binds));
 	size_t n_binds = 0;
 	/* The image may be a stranger's and its profile.d runs first: the caller's
 	 * folder is shown read-only (--cwd-rw to let the command write there), and
 	 * without the mounts below it. Run from $HOME or /, nothing is bound: a
 	 * read-only view would still hand ~/.ssh to the image. */
-	bool bind_cwd = !is_home_or_root(here);
-	if (bind_cwd)
+	*bind_cwd = !is_home_or_root(cwd);
+	if (*bind_cwd)
 		binds[n_binds++] = (struct ib_bind){ cwd, IB_RUN_CWD, IB_BIND_NONRECURSIVE | (o->cwd_rw ? 0 : IB_BIND_RO) };
 	else
 		ib_log_warn("run: '%s' is your home folder or '/': not bound at " IB_RUN_CWD
 			    " (cd into a project folder, or --bind DIR:/somewhere)",
-			    here);
+			    cwd);
 	for (size_t i = 0; mpi && i < n_shared; i++) {
 		if (shared[i] == NULL || shared[i][0] != '/' || has_dotdot(shared[i]) || strcmp(shared[i], "/") == 0)
 			continue;
@@ -217,38 +208,77 @@ int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
 	}
 	for (size_t i = 0; i < o->n_binds; i++)
 		binds[n_binds++] = o->binds[i];
+	*n = n_binds;
+	return binds;
+}
 
-	ib_strv_push(&env, "PATH=" DEFAULT_PATH);
-	ib_strv_push(&env, "HOME=/root");
+/* A clean environment: PATH, HOME, TERM and the MPI launcher's variables. */
+static void make_env(struct ib_strv *env)
+{
+	ib_strv_push(env, "PATH=" DEFAULT_PATH);
+	ib_strv_push(env, "HOME=/root");
 	const char *t = getenv("TERM");
 	if (t && *t)
-		ib_strv_push_owned(&env, xasprintf("TERM=%s", t));
+		ib_strv_push_owned(env, xasprintf("TERM=%s", t));
 	extern char **environ;
 	for (char **e = environ; e && *e; e++)
 		if (launcher_var(*e))
-			ib_strv_push(&env, *e);
-	if (mpi)
-		ib_log_debug("run: an MPI rank (hybrid model): the host's PID, IPC and UTS namespaces, /dev/shm and /tmp");
+			ib_strv_push(env, *e);
+}
 
-	sh = ib_path_join(tree, "bin/sh");
-	bool have_sh = ib_path_exists(sh);
-	if (have_sh) {
+/* The command, behind a /bin/sh that sources /etc/profile.d first when the
+ * image has one. */
+static void make_args(const struct ib_run_opts *o, const char *tree, bool driver_found, struct ib_strv *args)
+{
+	cleanup_free char *sh = ib_path_join(tree, "bin/sh");
+	if (ib_path_exists(sh)) {
 		/* profile.d may set PATH afresh; the driver's folders go first again after it. */
-		ib_strv_push(&args, "/bin/sh");
-		ib_strv_push(&args, "-c");
+		ib_strv_push(args, "/bin/sh");
+		ib_strv_push(args, "-c");
 		ib_strv_push_owned(
-			&args,
+			args,
 			xasprintf("for f in /etc/profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f; %s"
 				  "exec \"$@\"",
-				  o->gpu && driver.found ? "export PATH=\"" IB_DRIVER_BIN_DIR ":$PATH\" LD_LIBRARY_PATH=\"" IB_DRIVER_LIB_DIR
+				  o->gpu && driver_found ? "export PATH=\"" IB_DRIVER_BIN_DIR ":$PATH\" LD_LIBRARY_PATH=\"" IB_DRIVER_LIB_DIR
 							  "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}\"; "
 							: ""));
-		ib_strv_push(&args, "sh");
+		ib_strv_push(args, "sh");
 	}
 	if (o->n_cmd == 0)
-		ib_strv_push(&args, "/bin/sh");
+		ib_strv_push(args, "/bin/sh");
 	for (int i = 0; i < o->n_cmd; i++)
-		ib_strv_push(&args, o->cmd[i]);
+		ib_strv_push(args, o->cmd[i]);
+}
+
+int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
+{
+	int rc = -1;
+	struct ib_driver driver;
+	memset(&driver, 0, sizeof(driver));
+	cleanup_free char *tree = NULL, *mount_point = NULL, *cwd = NULL;
+	cleanup_strv struct ib_strv env = { 0 }, args = { 0 };
+	cleanup_free struct ib_bind *binds = NULL;
+
+	tree = open_tree(o, err);
+	if (tree == NULL)
+		goto out;
+	if (o->gpu && gpu_preflight(tree, &driver, err) < 0)
+		goto out;
+
+	char here[PATH_MAX];
+	if (getcwd(here, sizeof(here)) == NULL) {
+		ib_error_errno(err, errno, "run: getcwd");
+		goto out;
+	}
+	cwd = xstrdup(here);
+	bool mpi = o->mpi == 1 || (o->mpi == -1 && started_by_launcher());
+	bool bind_cwd;
+	size_t n_binds;
+	binds = make_binds(o, cwd, mpi, &bind_cwd, &n_binds);
+	make_env(&env);
+	if (mpi)
+		ib_log_debug("run: an MPI rank (hybrid model): the host's PID, IPC and UTS namespaces, /dev/shm and /tmp");
+	make_args(o, tree, driver.found, &args);
 
 	const char *tmpdir = getenv("TMPDIR");
 	mount_point = xasprintf("%s/imgbuild-run.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
@@ -290,7 +320,6 @@ int ib_run(const struct ib_run_opts *o, int *status, ib_error_t *err)
 out:
 	if (mount_point)
 		rmdir(mount_point);
-	free(binds);
 	ib_driver_free(&driver);
 	return rc;
 }
