@@ -1,5 +1,6 @@
 /* imgbuild keygen NAME: an Ed25519 key pair in signify's format, trusted by its maker. */
 #include "commands.h"
+#include "paths.h"
 #include "sign.h"
 #include "trust.h"
 #include "util.h"
@@ -41,12 +42,8 @@ static int cmd_keygen(const struct ib_cmd *cmd, int argc, char **argv, ib_error_
 	const char *name = a.name, *dir = a.dir;
 	bool trust = !a.no_trust;
 	cleanup_free char *def = NULL;
-	if (dir == NULL) {
-		const char *xdg = getenv("XDG_CONFIG_HOME");
-		const char *home = getenv("HOME");
-		def = xdg && *xdg ? xasprintf("%s/imgbuild/keys", xdg) : xasprintf("%s/.config/imgbuild/keys", home && *home ? home : "/root");
-		dir = def;
-	}
+	if (dir == NULL)
+		dir = def = ib_user_keys_dir();
 	cleanup_free char *pub = xasprintf("%s/%s.pub", dir, name);
 	cleanup_free char *sec = xasprintf("%s/%s.sec", dir, name);
 	/* Before making anything (an existing pair is ib_sign_keygen's error to

@@ -95,11 +95,21 @@ const char *ib_data_dir(void)
 	return found;
 }
 
-char *ib_user_trust_dir(void)
+static char *user_config_dir(const char *sub)
 {
 	const char *env = getenv("XDG_CONFIG_HOME");
 	if (env && *env)
-		return xasprintf("%s/imgbuild/trusted", env);
+		return xasprintf("%s/imgbuild/%s", env, sub);
 	const char *home = getenv("HOME");
-	return xasprintf("%s/.config/imgbuild/trusted", home && *home ? home : "/root");
+	return xasprintf("%s/.config/imgbuild/%s", home && *home ? home : "/root", sub);
+}
+
+char *ib_user_trust_dir(void)
+{
+	return user_config_dir("trusted");
+}
+
+char *ib_user_keys_dir(void)
+{
+	return user_config_dir("keys");
 }

@@ -16,3 +16,5 @@ char *ib_cache_private_subdir(const char *name, ib_error_t *err);
 const char *ib_data_dir(void);
 /* The user's own trusted keys: $XDG_CONFIG_HOME/imgbuild/trusted (or ~/.config/...). */
 char *ib_user_trust_dir(void);
+/* Where keygen puts a new pair: $XDG_CONFIG_HOME/imgbuild/keys (or ~/.config/...). */
+char *ib_user_keys_dir(void);
