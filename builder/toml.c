@@ -960,6 +960,94 @@ static bool is_number_char(int c)
 
 /* Integers and floats. The token is delimited generously and then checked
  * against the grammar, so "1.2.3" or "0x" get one message naming the text. */
+/* A 0x, 0o or 0b integer (T[I] is the '0'); returns why it is not one, or NULL. */
+static const char *based_integer(const char *t, size_t n, size_t i, int64_t *out)
+{
+	int base = t[i + 1] == 'x' ? 16 : t[i + 1] == 'o' ? 8 : 2;
+	size_t nd;
+	const char *why;
+	if (i > 0)
+		return "hexadecimal, octal and binary integers take no sign";
+	i += 2;
+	if ((why = scan_digits(t, n, &i, base, &nd)) != NULL)
+		return why;
+	if (i != n)
+		return base == 16 ? "not a hexadecimal digit" : base == 8 ? "not an octal digit" : "not a binary digit";
+	uint64_t u = 0;
+	for (size_t k = 2; k < n; k++) {
+		if (t[k] == '_')
+			continue;
+		uint64_t dv = (uint64_t)hex_val((unsigned char)t[k]);
+		if (u > (INT64_MAX - dv) / (uint64_t)base)
+			return "integer does not fit in 64 bits";
+		u = u * (uint64_t)base + dv;
+	}
+	*out = (int64_t)u;
+	return NULL;
+}
+
+static const char *decimal_float(const char *t, size_t n, double *out)
+{
+	cleanup_free char *clean = xmalloc(n + 1);
+	size_t m = 0;
+	for (size_t k = 0; k < n; k++)
+		if (t[k] != '_')
+			clean[m++] = t[k];
+	clean[m] = '\0';
+	char *end;
+	errno = 0;
+	double d = strtod_c(clean, &end);
+	if (*end != '\0')
+		return "not a number";
+	if (errno == ERANGE && isinf(d))
+		return "float out of range";
+	*out = d;
+	return NULL;
+}
+
+/* A decimal integer or float, its digits from T[I] on (after the sign); returns
+ * why it is not one, or NULL with *IS_FLOAT saying which of *IV and *DV is set. */
+static const char *decimal(const char *t, size_t n, size_t i, bool neg, bool *is_float, int64_t *iv, double *dv)
+{
+	size_t start = i, nd;
+	const char *why;
+	*is_float = false;
+	if ((why = scan_digits(t, n, &i, 10, &nd)) != NULL)
+		return why;
+	if (t[start] == '0' && nd > 1)
+		return "leading zeros are not allowed";
+	size_t int_end = i;
+	if (i < n && t[i] == '.') {
+		i++;
+		*is_float = true;
+		if (scan_digits(t, n, &i, 10, &nd) != NULL)
+			return "a digit must follow '.'";
+	}
+	if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+		i++;
+		*is_float = true;
+		if (i < n && (t[i] == '+' || t[i] == '-'))
+			i++;
+		if ((why = scan_digits(t, n, &i, 10, &nd)) != NULL)
+			return strcmp(why, "digits missing") == 0 ? "the exponent needs digits" : why;
+	}
+	if (i != n)
+		return "unexpected character in number";
+	if (*is_float)
+		return decimal_float(t, n, dv);
+	uint64_t u = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	for (size_t k = start; k < int_end; k++) {
+		if (t[k] == '_')
+			continue;
+		uint64_t d = (uint64_t)(t[k] - '0');
+		if (u > (limit - d) / 10)
+			return "integer does not fit in 64 bits";
+		u = u * 10 + d;
+	}
+	*iv = neg ? (int64_t)(0 - u) : (int64_t)u;
+	return NULL;
+}
+
 static int parse_number(struct parser *ps, int depth, struct node **out)
 {
 	int line = ps->line, col = ps->col;
@@ -975,116 +1063,34 @@ static int parse_number(struct parser *ps, int depth, struct node **out)
 		i = 1;
 	}
 	struct node *v = NULL;
+	int64_t iv = 0;
+	double dv = 0;
+	bool is_float = false;
 	if (n - i == 3 && (memcmp(t + i, "inf", 3) == 0 || memcmp(t + i, "nan", 3) == 0)) {
-		v = node_new(IB_TOML_FLOAT, line, col, depth);
+		is_float = true;
 		if (t[i] == 'i')
-			v->v.u.real = neg ? -INFINITY : INFINITY;
+			dv = neg ? -INFINITY : INFINITY;
 		else
-			v->v.u.real = neg ? -NAN : NAN;
+			dv = neg ? -NAN : NAN;
 	} else if (n - i >= 2 && t[i] == '0' && (t[i + 1] == 'x' || t[i + 1] == 'o' || t[i + 1] == 'b')) {
-		int base = t[i + 1] == 'x' ? 16 : t[i + 1] == 'o' ? 8 : 2;
-		size_t nd;
-		if (i > 0) {
-			why = "hexadecimal, octal and binary integers take no sign";
-			goto bad;
-		}
-		i += 2;
-		if ((why = scan_digits(t, n, &i, base, &nd)) != NULL)
-			goto bad;
-		if (i != n) {
-			why = base == 16 ? "not a hexadecimal digit" : base == 8 ? "not an octal digit" : "not a binary digit";
-			goto bad;
-		}
-		uint64_t u = 0;
-		for (size_t k = 2; k < n; k++) {
-			if (t[k] == '_')
-				continue;
-			uint64_t dv = (uint64_t)hex_val((unsigned char)t[k]);
-			if (u > (INT64_MAX - dv) / (uint64_t)base) {
-				why = "integer does not fit in 64 bits";
-				goto bad;
-			}
-			u = u * (uint64_t)base + dv;
-		}
-		v = node_new(IB_TOML_INTEGER, line, col, depth);
-		v->v.u.integer = (int64_t)u;
+		why = based_integer(t, n, i, &iv);
 	} else {
-		size_t start = i, nd;
-		bool is_float = false;
-		if ((why = scan_digits(t, n, &i, 10, &nd)) != NULL)
-			goto bad;
-		if (t[start] == '0' && nd > 1) {
-			why = "leading zeros are not allowed";
-			goto bad;
-		}
-		size_t int_end = i;
-		if (i < n && t[i] == '.') {
-			i++;
-			is_float = true;
-			if ((why = scan_digits(t, n, &i, 10, &nd)) != NULL) {
-				why = "a digit must follow '.'";
-				goto bad;
-			}
-		}
-		if (i < n && (t[i] == 'e' || t[i] == 'E')) {
-			i++;
-			is_float = true;
-			if (i < n && (t[i] == '+' || t[i] == '-'))
-				i++;
-			if ((why = scan_digits(t, n, &i, 10, &nd)) != NULL) {
-				if (strcmp(why, "digits missing") == 0)
-					why = "the exponent needs digits";
-				goto bad;
-			}
-		}
-		if (i != n) {
-			why = "unexpected character in number";
-			goto bad;
-		}
-		if (is_float) {
-			cleanup_free char *clean = xmalloc(n + 1);
-			size_t m = 0;
-			for (size_t k = 0; k < n; k++)
-				if (t[k] != '_')
-					clean[m++] = t[k];
-			clean[m] = '\0';
-			char *end;
-			errno = 0;
-			double d = strtod_c(clean, &end);
-			if (*end != '\0') {
-				why = "not a number";
-				goto bad;
-			}
-			if (errno == ERANGE && isinf(d)) {
-				why = "float out of range";
-				goto bad;
-			}
-			v = node_new(IB_TOML_FLOAT, line, col, depth);
-			v->v.u.real = d;
-		} else {
-			uint64_t u = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-			for (size_t k = start; k < int_end; k++) {
-				if (t[k] == '_')
-					continue;
-				uint64_t dv = (uint64_t)(t[k] - '0');
-				if (u > (limit - dv) / 10) {
-					why = "integer does not fit in 64 bits";
-					goto bad;
-				}
-				u = u * 10 + dv;
-			}
-			v = node_new(IB_TOML_INTEGER, line, col, depth);
-			v->v.u.integer = neg ? (int64_t)(0 - u) : (int64_t)u;
-		}
+		why = decimal(t, n, i, neg, &is_float, &iv, &dv);
 	}
+	if (why != NULL) {
+		if (n == 0)
+			return expected(ps, "value");
+		return fail(ps, line, col, "expected a number, found '%.*s%s' (%s)", n > MAX_SHOWN ? MAX_SHOWN : (int)n, t,
+			    n > MAX_SHOWN ? "..." : "", why);
+	}
+	v = node_new(is_float ? IB_TOML_FLOAT : IB_TOML_INTEGER, line, col, depth);
+	if (is_float)
+		v->v.u.real = dv;
+	else
+		v->v.u.integer = iv;
 	adv_n(ps, n);
 	*out = v;
 	return 0;
-bad:
-	if (n == 0)
-		return expected(ps, "value");
-	return fail(ps, line, col, "expected a number, found '%.*s%s' (%s)", n > MAX_SHOWN ? MAX_SHOWN : (int)n, t,
-		    n > MAX_SHOWN ? "..." : "", why);
 }
 
 static int parse_keyval(struct parser *ps, struct node *table, const char *prefix);
