@@ -109,7 +109,7 @@ int main(void)
 	return 0;
 }
 EOF
-SRCS="$REPO/builder/sandbox.c $REPO/builder/mounts.c $REPO/builder/seccomp.c $REPO/builder/driver.c $REPO/builder/util.c $REPO/builder/error.c $REPO/builder/log.c"
+SRCS="$REPO/builder/sandbox.c $REPO/builder/mounts.c $REPO/builder/seccomp.c $REPO/builder/driver.c $REPO/builder/util.c $REPO/builder/error.c $REPO/builder/log.c $REPO/builder/version.c"
 if ! gcc -std=gnu11 -D_GNU_SOURCE -O1 -g -I"$REPO/builder" -o "$TMP/sbx" "$TMP/sbx.c" $SRCS -lseccomp -ldl >"$TMP/cc.log" 2>&1; then
 	not_ok "compile the sandbox harness"
 	sed 's/^/# /' "$TMP/cc.log"
