@@ -217,7 +217,7 @@ IB=$TMP/bin/imgbuild
 IMG=$TMP/shared/mpi-demo.tar
 # Open MPI between the sandboxes: only TCP (and self), only on the veth subnet;
 # a rank's sandbox keeps its node's network namespace.
-JOBENV=(IMGBUILD_CACHE="$TMP/local/cache" OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,tcp
+JOBENV=(IMGBUILD_CACHE="$TMP/local/cache" OMPI_MCA_pml=ob1 "OMPI_MCA_btl=self,tcp"
 	OMPI_MCA_btl_tcp_if_include="$NET.0/24" OMPI_MCA_oob_tcp_if_include="$NET.0/24"
 	OMPI_MCA_btl_base_verbose=30)
 
