@@ -95,13 +95,24 @@ void ib_archive_reader_cleanup(struct ib_archive_reader **r);
 
 struct ib_archive_disk;
 /* Extracts relative to the current directory (the caller chdirs into a fresh
- * folder) with libarchive's SECURE_SYMLINKS, SECURE_NODOTDOT and
- * SECURE_NOABSOLUTEPATHS; KEEP_OWNERS restores uid/gid (root only). */
-struct ib_archive_disk *ib_archive_disk_new(bool keep_owners, ib_error_t *err);
+ * folder) with libarchive's SECURE_NODOTDOT, SECURE_NOABSOLUTEPATHS and
+ * NO_OVERWRITE; KEEP_OWNERS restores uid/gid (root only). SECURE_SYMLINKS
+ * too unless PATHS_CHECKED: the caller passes every entry through
+ * ib_entry_check (verify.h) before extracting it, into a fresh folder. */
+struct ib_archive_disk *ib_archive_disk_new(bool keep_owners, bool paths_checked, ib_error_t *err);
 /* Writes the reader's current entry (and its content, each block also passed
  * to ON_DATA when not NULL). */
 int ib_archive_disk_extract(struct ib_archive_disk *d, struct ib_archive_reader *r,
 			    void (*on_data)(void *ctx, const void *buf, size_t len), void *ctx, ib_error_t *err);
+/* The same in three steps, for a caller that reads the content itself (verify
+ * hashing what it extracts): _begin writes the current entry's header and
+ * returns 1, or 0 for the root entry, which it leaves alone (no _data, no
+ * _end then); _data writes a block just read with ib_archive_reader_data;
+ * _end closes the entry. */
+int ib_archive_disk_begin(struct ib_archive_disk *d, struct ib_archive_reader *r, ib_error_t *err);
+int ib_archive_disk_data(struct ib_archive_disk *d, struct ib_archive_reader *r, const void *buf, size_t len,
+			 ib_error_t *err);
+int ib_archive_disk_end(struct ib_archive_disk *d, struct ib_archive_reader *r, ib_error_t *err);
 /* Applies the deferred directory modes and times; call before leaving the folder. */
 int ib_archive_disk_finish(struct ib_archive_disk *d, ib_error_t *err);
 void ib_archive_disk_free(struct ib_archive_disk *d);

@@ -101,7 +101,7 @@ static int extract_here(int fd, char digest_hex[IB_SHA256_HEX_LEN + 1], struct i
 	cleanup_archive_reader struct ib_archive_reader *r = ib_archive_reader_new(src_read, &s, err);
 	if (r == NULL)
 		return -1;
-	cleanup_archive_disk struct ib_archive_disk *d = ib_archive_disk_new(geteuid() == 0, err);
+	cleanup_archive_disk struct ib_archive_disk *d = ib_archive_disk_new(geteuid() == 0, true, err);
 	if (d == NULL)
 		return -1;
 	cleanup_entry_check struct ib_entry_check *chk = ib_entry_check_new();
@@ -156,6 +156,85 @@ static bool empty_dir(const char *path)
 	return empty;
 }
 
+static int cheap_check(const char *image, const char *hex, const struct ib_verify_opts *opts, ib_error_t *err);
+
+/* DIR.unpack.XXXXXX, for mkdtemp. */
+static char *tmp_beside(const char *dir)
+{
+	size_t l = strlen(dir);
+	while (l > 1 && dir[l - 1] == '/')
+		l--;
+	return xasprintf("%.*s.unpack.XXXXXX", (int)l, dir);
+}
+
+/* Makes TMP beside DIR and enters it; CWD gets the folder to return to. */
+static int enter_tmp(const char *dir, char **tmp_out, int *cwd_out, ib_error_t *err)
+{
+	cleanup_free char *tmp = tmp_beside(dir);
+	if (mkdtemp(tmp) == NULL)
+		return ib_error_errno(err, errno, "unpack: make a temporary folder beside '%s'", dir);
+	int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cwd < 0 || chdir(tmp) < 0) {
+		int e = errno;
+		if (cwd >= 0)
+			close(cwd);
+		rm_tree(tmp);
+		return ib_error_errno(err, e, "unpack: enter '%s'", tmp);
+	}
+	*cwd_out = cwd;
+	*tmp_out = steal_pointer(&tmp);
+	return 0;
+}
+
+/* Verifies and extracts in one read of the image (verify.c writes each entry
+ * once it passed the path checks, and hashes the very bytes it writes); the
+ * tree is kept only when every check held. Before the first byte is written,
+ * IMAGE.sha256 must carry a good signature (or --allow-unsigned): an image
+ * that cannot pass is refused by the plain verify, which writes nothing. */
+static int verify_extract(const char *image, const char *dir, const struct ib_verify_opts *opts,
+			  char got[IB_SHA256_HEX_LEN + 1], char **tmp_out, struct ib_tar_entry *root, ib_error_t *err)
+{
+	struct ib_verify_opts vo = opts ? *opts : (struct ib_verify_opts){ 0 };
+	char hex[IB_SHA256_HEX_LEN + 1];
+	ib_error_t pre = NULL;
+	if (ib_verify_read_sha256_file(image, hex, &pre) < 0 || cheap_check(image, hex, &vo, &pre) < 0) {
+		ib_error_free(&pre);
+		struct ib_verify_report rep;
+		int rc = ib_verify(image, &vo, &rep, err);
+		ib_verify_report_free(&rep);
+		if (rc < 0)
+			return ib_error_wrap(err, "unpack: refusing an image that does not verify");
+		/* It verifies now (its signature came meanwhile): the one pass below checks it all again. */
+	}
+	cleanup_free char *tmp = tmp_beside(dir);
+	if (mkdtemp(tmp) == NULL)
+		return ib_error_errno(err, errno, "unpack: make a temporary folder beside '%s'", dir);
+	cleanup_fd int into = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	cleanup_archive_disk struct ib_archive_disk *d = NULL;
+	int rc = into < 0 ? ib_error_errno(err, errno, "unpack: open '%s'", tmp) : 0;
+	if (rc == 0)
+		d = ib_archive_disk_new(geteuid() == 0, true, err);
+	if (rc == 0 && d == NULL)
+		rc = -1;
+	if (rc == 0) {
+		vo.disk = d;
+		vo.into = into;
+		vo.root = root;
+		struct ib_verify_report rep;
+		rc = ib_verify(image, &vo, &rep, err);
+		memcpy(got, rep.sha256, IB_SHA256_HEX_LEN + 1);
+		ib_verify_report_free(&rep);
+		if (rc < 0)
+			ib_error_wrap(err, "unpack: refusing an image that does not verify");
+	}
+	if (rc < 0) {
+		rm_tree(tmp);
+		return -1;
+	}
+	*tmp_out = steal_pointer(&tmp);
+	return 0;
+}
+
 static int unpack(const char *image, const char *dir, const struct ib_verify_opts *opts, bool no_verify,
 		  char got[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
 {
@@ -166,41 +245,26 @@ static int unpack(const char *image, const char *dir, const struct ib_verify_opt
 			return ib_error_usage(err, "unpack: '%s' exists and is not an empty folder", dir);
 		dir_existed = true;
 	}
-	cleanup_fd int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return ib_error_errno(err, errno, "unpack: open '%s'", image);
-	char verified[IB_SHA256_HEX_LEN + 1] = "";
-	if (no_verify) {
+	struct ib_tar_entry root = { .type = IB_ENTRY_DIR, .mode = 0755 };
+	cleanup_free char *tmp = NULL;
+	int rc;
+	if (!no_verify) {
+		if (verify_extract(image, dir, opts, got, &tmp, &root, err) < 0)
+			return -1;
+		rc = 0;
+	} else {
 		ib_log_warn("UNPACKING '%s' WITHOUT VERIFYING IT (--no-verify): its digest, signature and listing are "
 			    "NOT checked; only path safety is", image);
-	} else {
-		struct ib_verify_opts vo = opts ? *opts : (struct ib_verify_opts){ 0 };
-		struct ib_verify_report rep;
-		int rc = ib_verify(image, &vo, &rep, err);
-		memcpy(verified, rep.sha256, sizeof(verified));
-		ib_verify_report_free(&rep);
-		if (rc < 0)
-			return ib_error_wrap(err, "unpack: refusing an image that does not verify");
+		cleanup_fd int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			return ib_error_errno(err, errno, "unpack: open '%s'", image);
+		cleanup_fd int cwd = -1;
+		if (enter_tmp(dir, &tmp, &cwd, err) < 0)
+			return -1;
+		rc = extract_here(fd, got, &root, err);
+		if (fchdir(cwd) < 0 && rc == 0)
+			rc = ib_error_errno(err, errno, "unpack: return to the working folder");
 	}
-
-	size_t l = strlen(dir);
-	while (l > 1 && dir[l - 1] == '/')
-		l--;
-	cleanup_free char *tmp = xasprintf("%.*s.unpack.XXXXXX", (int)l, dir);
-	if (mkdtemp(tmp) == NULL)
-		return ib_error_errno(err, errno, "unpack: make a temporary folder beside '%s'", dir);
-	cleanup_fd int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cwd < 0 || chdir(tmp) < 0) {
-		int e = errno;
-		rm_tree(tmp);
-		return ib_error_errno(err, e, "unpack: enter '%s'", tmp);
-	}
-	struct ib_tar_entry root = { .type = IB_ENTRY_DIR, .mode = 0755 };
-	int rc = extract_here(fd, got, &root, err);
-	if (fchdir(cwd) < 0 && rc == 0)
-		rc = ib_error_errno(err, errno, "unpack: return to the working folder");
-	if (rc == 0 && verified[0] && strcmp(got, verified) != 0)
-		rc = ib_error_set(err, 0, "'%s' changed between verify and unpack (sha256 %s, verified %s)", image, got, verified);
 	if (rc == 0 && geteuid() == 0 && chown(tmp, (uid_t)root.uid, (gid_t)root.gid) < 0)
 		rc = ib_error_errno(err, errno, "chown '%s'", tmp);
 	if (rc == 0 && chmod(tmp, root.mode & 07777) < 0)

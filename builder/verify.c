@@ -260,6 +260,28 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 				se.target = xstrdup(e.link);
 			}
 		}
+		/* Unpacking: nothing unsafe reaches the disk, and nothing after it. */
+		struct ib_archive_disk *disk = st->opts ? st->opts->disk : NULL;
+		bool writing = false;
+		if (disk) {
+			if (!safe)
+				goto out;
+			if (strcmp(norm, ".") == 0 && st->opts->root) {
+				*st->opts->root = e;
+				st->opts->root->path = st->opts->root->link = NULL;
+				st->opts->root->xattrs = NULL;
+				st->opts->root->n_xattrs = 0;
+			}
+			int b = ib_archive_disk_begin(disk, r, &err);
+			if (b < 0) {
+				fail(st->rep, "unpack: %s", err->msg);
+				ib_error_free(&err);
+				free(se.path);
+				free(se.target);
+				goto out;
+			}
+			writing = b > 0;
+		}
 		if (is_listing)
 			st->have_listing = true;
 		if (is_facts)
@@ -285,6 +307,14 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 				if (d == 0)
 					break;
 				ib_sha256_update(sha, buf, len);
+				if (writing && ib_archive_disk_data(disk, r, buf, len, &err) < 0) {
+					fail(st->rep, "unpack: %s", err->msg);
+					ib_error_free(&err);
+					ib_sha256_free(sha);
+					free(se.path);
+					free(se.target);
+					goto out;
+				}
 				if (give > 0) {
 					size_t n = len < give ? len : give;
 					st->opts->take(st->opts->ctx, norm, buf, n);
@@ -314,6 +344,13 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 				entry_fail(st, is_listing ? "the listing is too large" : "facts.toml is too large");
 			if (got != e.size)
 				entry_fail(st, "an entry's content is shorter than its header says");
+		}
+		if (writing && ib_archive_disk_end(disk, r, &err) < 0) {
+			fail(st->rep, "unpack: %s", err->msg);
+			ib_error_free(&err);
+			free(se.path);
+			free(se.target);
+			goto out;
 		}
 		if (se.path) {
 			if (st->n == st->cap) {
@@ -608,15 +645,38 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
 		return ib_error_set(err, 0, "verify: '%s' is not a regular file", image);
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	ib_error_t e2 = NULL;
 
 	/* One read of the image: 1 MiB blocks, hashed then parsed. */
 	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new_reader(fd, 256 << 10, 32);
 	struct state st = { .rep = rep, .opts = opts };
-	read_entries(&st, file_read, pipe);
+	/* Unpacking: libarchive writes relative to the working folder. The image
+	 * is open already, and its .sha256 and .sig are read after returning. */
+	cleanup_fd int cwd = -1;
+	if (opts->disk) {
+		cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (cwd < 0 || fchdir(opts->into) < 0) {
+			int e = errno;
+			ib_verify_report_free(&local);
+			return ib_error_errno(err, e, "unpack: enter the folder to unpack into");
+		}
+		read_entries(&st, file_read, pipe);
+		if (st.rep->failures.n == 0 && ib_archive_disk_finish(opts->disk, &e2) < 0) {
+			fail(rep, "unpack: %s", e2->msg);
+			ib_error_free(&e2);
+		}
+		if (fchdir(cwd) < 0) {
+			int e = errno;
+			state_free(&st);
+			ib_verify_report_free(&local);
+			return ib_error_errno(err, e, "unpack: return to the working folder");
+		}
+	} else {
+		read_entries(&st, file_read, pipe);
+	}
 	/* Whatever libarchive left unread (after an error) still counts for the
 	 * digest: _finish reads it. */
 	uint8_t digest[IB_SHA256_LEN];
-	ib_error_t e2 = NULL;
 	if (ib_hash_pipe_finish(pipe, digest, NULL, &e2) < 0) {
 		fail(rep, "read '%s': %s", image, e2->msg);
 		ib_error_free(&e2);

@@ -24,6 +24,16 @@ struct ib_verify_opts {
 	size_t (*want)(void *ctx, const char *path, int64_t size);
 	void (*take)(void *ctx, const char *path, const void *buf, size_t len);
 	void *ctx;
+	/* Optional: extract the image in the same pass (unpack), with this writer,
+	 * into the folder INTO (ib_verify enters it while it reads the image, and
+	 * applies the writer's deferred folder modes before it leaves). An entry is written only after it
+	 * passed the path checks, and the first unsafe entry or failed write
+	 * stops the read; the digest, listing and signature are checked at the
+	 * end as always, so the caller keeps the tree only when ib_verify
+	 * returns 0. ROOT receives the root entry, which is not written. */
+	struct ib_archive_disk *disk;	/* not owned */
+	int into;			/* not owned; a folder fd, used when DISK is set */
+	struct ib_tar_entry *root;	/* not owned; its path, link and xattrs are NULL */
 };
 
 struct ib_verify_report {

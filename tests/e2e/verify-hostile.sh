@@ -40,6 +40,17 @@ done
 check "nothing was written outside the unpack folders" bash -c "
 	! find / -xdev -newer '$TMP/before' -name 'evil*' 2>/dev/null | grep -q . &&
 	[ ! -e /etc/evil ] && [ ! -e /tmp/evil ] && [ ! -e '$TMP/evil' ]"
+# The same unsafe images through the verifying unpack, which writes each entry
+# in the same read that checks it (and libarchive's per-folder symlink walk is
+# off there: ib_entry_check is the guard): refused, nothing left, nothing outside.
+for name in absolute-path dotdot dotdot-deep symlink-then-file hardlink-outside hardlink-dotdot hardlink-to-later \
+	block-device char-device fifo duplicate out-of-order no-parent-folder truncated not-a-tar; do
+	check_fails "unpack refuses $name" 1 "refusing an image that does not verify" "$IMGBUILD" unpack "$H/$name.tar" "$TMP/u/out"
+	check "... and leaves nothing for $name" bash -c "[ -z \"\$(ls -A '$TMP/u')\" ]"
+done
+check "nothing was written outside the unpack folders by the verifying unpack" bash -c "
+	! find / -xdev -newer '$TMP/before' -name 'evil*' 2>/dev/null | grep -q . &&
+	[ ! -e /etc/evil ] && [ ! -e /tmp/evil ] && [ ! -e '$TMP/evil' ]"
 for name in listing-lies-content appended untrusted-signer unsigned; do
 	check_fails "unpack refuses $name" 1 "refusing an image that does not verify" "$IMGBUILD" unpack "$H/$name.tar" "$TMP/u/out"
 	check "... and leaves nothing for $name" bash -c "[ -z \"\$(ls -A '$TMP/u')\" ]"

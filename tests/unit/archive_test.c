@@ -576,7 +576,7 @@ static char *extract(const struct ib_buf *b, const char *dir)
 	ib_error_t err = NULL;
 	char *msg = NULL;
 	cleanup_archive_reader struct ib_archive_reader *r = ib_archive_reader_new(source_mem, &s, &err);
-	cleanup_archive_disk struct ib_archive_disk *d = ib_archive_disk_new(true, &err);
+	cleanup_archive_disk struct ib_archive_disk *d = ib_archive_disk_new(true, false, &err);
 	struct ib_tar_entry e;
 	int rc;
 	while ((rc = ib_archive_reader_next(r, &e, &err)) == 1)
