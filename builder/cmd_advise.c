@@ -4,98 +4,15 @@
  * can mean, and the newest stack compat.toml allows for each, with sources; it
  * can write a manifest from the nearest seed manifest that plan accepts. All
  * knowledge is data (builder/compat.toml, builder/chips.toml) read by compat.c. */
-#include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "advise.h"
 #include "commands.h"
 #include "compat.h"
-#include "gpus.h"
-#include "manifest.h"
-#include "paths.h"
 #include "util.h"
-
-/* One chip to advise on, with where it was found. */
-struct target {
-	struct ib_chip_match m;
-	char *found;	/* "host GPU 0000:01:00.0" for auto, else NULL */
-	char *own_name, *own_chip, *own_pci, *own_src;	/* storage when the match came from pci.ids */
-};
-
-static void targets_free(struct target *t, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(t[i].found);
-		free(t[i].own_name);
-		free(t[i].own_chip);
-		free(t[i].own_pci);
-		free(t[i].own_src);
-	}
-	free(t);
-}
-
-static void push(struct target **t, size_t *n, struct ib_chip_match m, const char *found)
-{
-	for (size_t i = 0; i < *n; i++)	/* the same device seen twice (auto: sysfs and /proc) */
-		if ((*t)[i].m.pci && m.pci && strcmp((*t)[i].m.pci, m.pci) == 0 && m.chip && (*t)[i].m.chip &&
-		    strcmp((*t)[i].m.chip, m.chip) == 0)
-			return;
-	*t = xrealloc(*t, (*n + 1) * sizeof(**t));
-	(*t)[*n] = (struct target){ .m = m, .found = found ? xstrdup(found) : NULL };
-	(*n)++;
-}
-
-/* auto: every NVIDIA GPU of this host (or of $IMGBUILD_HOST_ROOT, for tests). */
-static int host_targets(const struct ib_compat *c, struct target **t, size_t *n, ib_error_t *err)
-{
-	const char *root = getenv("IMGBUILD_HOST_ROOT");
-	struct ib_host_gpus g;
-	if (ib_gpus_scan(root ? root : "", &g, err) < 0)
-		return -1;
-	for (size_t i = 0; i < g.n; i++) {
-		const struct ib_host_gpu *h = &g.v[i];
-		cleanup_free char *found = xasprintf("host GPU %s%s%s", h->bus, h->model ? ", model " : "",
-						     h->model ? h->model : "");
-		size_t before = *n;
-		struct ib_chip_match *ms = NULL;
-		size_t k = h->pci ? ib_compat_find_chips(c, h->pci, &ms) : 0;
-		for (size_t j = 0; j < k; j++)
-			push(t, n, ms[j], found);
-		free(ms);
-		if (*n == before && h->pciids_name) {
-			/* Not in chips.toml: the chip as pci.ids names it ("GP108 [GeForce GT 1030]"). */
-			struct target x = { 0 };
-			const char *br = strchr(h->pciids_name, '[');
-			x.own_chip = xstrndup(h->pciids_name, strcspn(h->pciids_name, " ["));
-			x.own_name = br ? xstrndup(br + 1, strcspn(br + 1, "]")) : xstrdup(h->pciids_name);
-			x.own_pci = xstrdup(h->pci);
-			x.own_src = xasprintf("the host's pci.ids (%s); chip not in builder/chips.toml", g.pciids);
-			x.m = (struct ib_chip_match){ x.own_pci, x.own_name, x.own_chip, NULL, x.own_src, NULL };
-			x.m.cc = ib_compat_chip_cc(c, x.own_chip, &x.m.cc_source);
-			x.found = xstrdup(found);
-			*t = xrealloc(*t, (*n + 1) * sizeof(**t));
-			(*t)[(*n)++] = x;
-		}
-		if (*n == before && h->model) {
-			k = ib_compat_find_chips(c, h->model, &ms);
-			for (size_t j = 0; j < k; j++)
-				push(t, n, ms[j], found);
-			free(ms);
-		}
-		if (*n == before)
-			printf("%s: %s%s not in builder/chips.toml and no pci.ids names it\n", found,
-			       h->model ? "model " : "", h->model ? h->model : "");
-	}
-	if (g.n == 0)
-		printf("no NVIDIA GPU found (looked at %s/sys/bus/pci/devices and %s/proc/driver/nvidia/gpus)\n",
-		       root ? root : "", root ? root : "");
-	ib_gpus_free(&g);
-	return 0;
-}
 
 static void line(const char *what, const struct ib_advice_item *it)
 {
@@ -103,7 +20,7 @@ static void line(const char *what, const struct ib_advice_item *it)
 	printf("  %-13s   source: %s\n", "", it->source ? it->source : "builder/compat.toml");
 }
 
-static void print_target(const struct ib_compat *c, const struct target *t)
+static void print_target(const struct ib_compat *c, const struct ib_advise_target *t)
 {
 	printf("%s%s%s%s: chip %s", t->m.name, t->m.pci ? " (" : "", t->m.pci ? t->m.pci : "", t->m.pci ? ")" : "",
 	       t->m.chip);
@@ -186,222 +103,6 @@ static void print_table(const struct ib_compat *c)
 	       "prints each value with its own source.\n");
 }
 
-/* ---- --manifest ---- */
-
-/* The path from folder FROM to file TO, both absolute and resolved. */
-static char *relpath(const char *from, const char *to)
-{
-	size_t common = 0;
-	for (size_t i = 0; from[i] && from[i] == to[i]; i++)
-		if (from[i] == '/')
-			common = i;
-	if (from[strlen(from)] == '\0' && strncmp(from, to, strlen(from)) == 0 && to[strlen(from)] == '/')
-		common = strlen(from);
-	char *out = xstrdup("");
-	for (const char *p = from + common; *p; p++)
-		if (*p == '/') {
-			char *next = xasprintf("%s../", out);
-			free(out);
-			out = next;
-		}
-	char *next = xasprintf("%s%s", out, to + common + 1);
-	free(out);
-	return next;
-}
-
-/* The seed's text with paths re-pointed from SEED_DIR to OUT_DIR and ARCHS (when
- * not NULL) as its archs line, under a header saying where it came from. */
-static char *rewrite(const char *text, const char *seed_dir, const char *out_dir, const char *archs,
-		     const char *header)
-{
-	char *out = xstrdup(header);
-	const char *p = text;
-	while (*p) {
-		size_t len = strcspn(p, "\n");
-		cleanup_free char *ln = xstrndup(p, len);
-		p += len + (p[len] == '\n');
-		char *piece = NULL;
-		static const char *const keys[] = { "script = \"", "keyring = \"", "path = \"", NULL };
-		for (const char *const *k = keys; *k && !piece; k++) {
-			char *at = strstr(ln, *k);
-			if (at == NULL || (at != ln && at[-1] != ' ' && at[-1] != '{'))
-				continue;
-			char *v = at + strlen(*k), *end = strchr(v, '"');
-			if (end == NULL || *v == '/' || end == v)
-				continue;
-			cleanup_free char *rel = xstrndup(v, (size_t)(end - v));
-			cleanup_free char *joined = ib_path_join(seed_dir, rel);
-			char real[PATH_MAX];
-			if (realpath(joined, real) == NULL)
-				continue;
-			cleanup_free char *np = relpath(out_dir, real);
-			piece = xasprintf("%.*s%s%s", (int)(v - ln), ln, np, end);
-		}
-		if (!piece && archs && strncmp(ln, "archs = [", 9) == 0)
-			piece = xasprintf("archs = [%s]", archs);
-		char *next = xasprintf("%s%s\n", out, piece ? piece : ln);
-		free(piece);
-		free(out);
-		out = next;
-	}
-	return out;
-}
-
-struct seed {
-	char *path;
-	struct ib_manifest *m;
-	bool exact;	/* its archs already cover every chip */
-};
-
-static int cmp_seed(const void *a, const void *b)
-{
-	const struct seed *x = a, *y = b;
-	if (x->exact != y->exact)
-		return x->exact ? -1 : 1;
-	return -ib_version_cmp(x->m->stack.cuda, y->m->stack.cuda);
-}
-
-/* Writes OUT from the nearest seed manifest (DATADIR/manifests) that plan accepts
- * for every chip in T that has a stack. */
-static int write_manifest(const struct ib_compat *c, const struct target *t, size_t n, const char *out,
-			  ib_error_t *err)
-{
-	cleanup_strv struct ib_strv ccs = { 0 };
-	for (size_t i = 0; i < n; i++) {
-		if (t[i].m.cc == NULL)
-			continue;
-		struct ib_advice a;
-		ib_compat_advise(c, t[i].m.cc, &a);
-		bool dup = false;
-		for (size_t k = 0; k < ccs.n; k++)
-			dup = dup || strcmp(ccs.v[k], t[i].m.cc) == 0;
-		if (a.have_stack && !dup)
-			ib_strv_push(&ccs, t[i].m.cc);
-	}
-	if (ccs.n == 0)
-		return ib_error_set(err, EINVAL, "advise: no stack in compat.toml for this GPU, so no manifest to write");
-	cleanup_free char *dir = xasprintf("%s/manifests", ib_data_dir());
-	DIR *d = opendir(dir);
-	if (d == NULL)
-		return ib_error_set(err, errno, "advise: open the seed manifests in '%s'", dir);
-	struct seed *seeds = NULL;
-	size_t ns = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		const char *dot = strrchr(e->d_name, '.');
-		if (e->d_name[0] == '.' || dot == NULL || strcmp(dot, ".toml") != 0)
-			continue;
-		char *path = xasprintf("%s/%s", dir, e->d_name);
-		ib_error_t lerr = NULL;
-		struct ib_manifest *m = ib_manifest_load(path, &lerr);
-		ib_error_free(&lerr);
-		/* A seed builds torch against CUDA for listed archs. */
-		if (m == NULL || !m->stack.cuda || !m->stack.torch || m->stack.archs.n == 0) {
-			ib_manifest_free(m);
-			free(path);
-			continue;
-		}
-		bool usable = true, exact = true;
-		for (size_t k = 0; k < ccs.n; k++) {
-			/* the image's driver must still drive the GPU (plan's arch-driver) */
-			const char *branch = ib_compat_last_branch(c, ccs.v[k], NULL, NULL);
-			if (branch && m->stack.min_driver && ib_version_cmp_n(m->stack.min_driver, branch, 1) > 0)
-				usable = false;
-			exact = exact && ib_compat_arch_covered(ccs.v[k], &m->stack.archs);
-		}
-		if (!usable) {
-			ib_manifest_free(m);
-			free(path);
-			continue;
-		}
-		seeds = xrealloc(seeds, (ns + 1) * sizeof(*seeds));
-		seeds[ns++] = (struct seed){ path, m, exact };
-	}
-	closedir(d);
-	if (ns > 1)
-		qsort(seeds, ns, sizeof(*seeds), cmp_seed);
-
-	char outdir[PATH_MAX];
-	cleanup_free char *tmp = NULL;
-	cleanup_free char *why = NULL;
-	cleanup_free char *out_parent = xstrdup(out);
-	char *slash = strrchr(out_parent, '/');
-	if (slash)
-		*slash = '\0';
-	int rc = -1;
-	if (realpath(slash ? (out_parent[0] ? out_parent : "/") : ".", outdir) == NULL) {
-		ib_error_set(err, errno, "advise: the folder of '%s'", out);
-		goto done;
-	}
-	tmp = xasprintf("%s/.%s.tmp-%d.toml", outdir, slash ? slash + 1 : out, (int)getpid());
-	for (size_t s = 0; s < ns && rc < 0; s++) {
-		const struct ib_manifest *m = seeds[s].m;
-		cleanup_free char *archs = NULL;
-		if (!seeds[s].exact) {
-			for (size_t i = 0; i < m->stack.archs.n; i++) {
-				char *next = xasprintf("%s%s\"%s\"", archs ? archs : "", archs ? ", " : "", m->stack.archs.v[i]);
-				free(archs);
-				archs = next;
-			}
-			for (size_t k = 0; k < ccs.n; k++)
-				if (!ib_compat_arch_covered(ccs.v[k], &m->stack.archs)) {
-					char *next = xasprintf("%s, \"%s\"", archs, ccs.v[k]);
-					free(archs);
-					archs = next;
-				}
-		}
-		cleanup_free char *names = NULL;
-		for (size_t i = 0; i < n; i++) {
-			char *next = xasprintf("%s%s%s (%s, %s)", names ? names : "", names ? ", " : "", t[i].m.name,
-					       t[i].m.chip, t[i].m.cc ? t[i].m.cc : "?");
-			free(names);
-			names = next;
-		}
-		cleanup_free char *header = xasprintf("# Written by `imgbuild advise` for %s from %s%s.\n# Check it with "
-						      "`imgbuild plan`; the comments below are the seed's.\n\n",
-						      names, seeds[s].path, archs ? " (with the GPU's arch added)" : "");
-		cleanup_free char *text = rewrite(m->text, m->dir, outdir, archs, header);
-		if (ib_write_file_atomic(tmp, text, strlen(text), 0644, err) < 0)
-			goto done;
-		ib_error_t perr = NULL;
-		struct ib_manifest *w = ib_manifest_load(tmp, &perr);
-		struct ib_verdicts v = { 0 };
-		const char *fail = NULL;
-		if (w && ib_compat_check(c, w, &v, &perr) == 0)
-			for (size_t i = 0; i < v.n && !fail; i++)
-				if (v.v[i].level == IB_VERDICT_FAIL)
-					fail = v.v[i].message;
-		if (w == NULL || fail) {
-			free(why);
-			why = xasprintf("%s: %s", seeds[s].path, w ? fail : (perr ? perr->msg : "?"));
-		} else if (rename(tmp, out) < 0) {
-			ib_error_set(err, errno, "advise: rename '%s' to '%s'", tmp, out);
-			unlink(tmp);
-			ib_verdicts_free(&v);
-			ib_manifest_free(w);
-			goto done;
-		} else {
-			printf("wrote %s from %s%s; `imgbuild plan %s` accepts it\n", out, seeds[s].path,
-			       archs ? " (archs extended)" : "", out);
-			rc = 0;
-		}
-		ib_verdicts_free(&v);
-		ib_manifest_free(w);
-		ib_error_free(&perr);
-		unlink(tmp);
-	}
-	if (rc < 0 && (err == NULL || *err == NULL))
-		ib_error_set(err, EINVAL, "advise: no seed manifest in %s gives a manifest plan accepts%s%s", dir,
-			     why ? "; last: " : "", why ? why : "");
-done:
-	for (size_t s = 0; s < ns; s++) {
-		free(seeds[s].path);
-		ib_manifest_free(seeds[s].m);
-	}
-	free(seeds);
-	return rc;
-}
-
 enum { OPT_MANIFEST = IB_OPT_LONG, OPT_TABLE };
 
 static const struct ib_opt options[] = {
@@ -444,20 +145,12 @@ static int cmd_advise(const struct ib_cmd *cmd, int argc, char **argv, ib_error_
 		print_table(c);
 		return IB_EXIT_OK;
 	}
-	struct target *t = NULL;
+	struct ib_advise_target *t = NULL;
 	size_t n = 0;
-	if (strcmp(gpu, "auto") == 0) {
-		if (host_targets(c, &t, &n, err) < 0)
-			return -1;
-	} else {
-		struct ib_chip_match *ms = NULL;
-		size_t k = ib_compat_find_chips(c, gpu, &ms);
-		for (size_t i = 0; i < k; i++)
-			push(&t, &n, ms[i], NULL);
-		free(ms);
-	}
+	if (ib_advise_targets(c, gpu, &t, &n, err) < 0)
+		return -1;
 	if (n == 0) {
-		targets_free(t, n);
+		ib_advise_targets_free(t, n);
 		if (strcmp(gpu, "auto") == 0)
 			return IB_EXIT_FAIL;
 		return ib_error_set(err, ENOENT,
@@ -470,9 +163,9 @@ static int cmd_advise(const struct ib_cmd *cmd, int argc, char **argv, ib_error_
 	for (size_t i = 0; i < n; i++)
 		print_target(c, &t[i]);
 	int rc = IB_EXIT_OK;
-	if (out && write_manifest(c, t, n, out, err) < 0)
+	if (out && ib_advise_write_manifest(c, t, n, out, err) < 0)
 		rc = -1;
-	targets_free(t, n);
+	ib_advise_targets_free(t, n);
 	return rc;
 }
 
