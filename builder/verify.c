@@ -661,8 +661,14 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 			return ib_error_errno(err, e, "unpack: enter the folder to unpack into");
 		}
 		read_entries(&st, file_read, pipe);
-		if (st.rep->failures.n == 0 && ib_archive_disk_finish(opts->disk, &e2) < 0) {
-			fail(rep, "unpack: %s", e2->msg);
+		/* Always, and here inside INTO, even after a failure: libarchive sets
+		 * the folders' deferred modes and times by relative name, and left
+		 * for later it would do so when the writer is freed, in whatever
+		 * folder the process is then (the user's: a truncated image would
+		 * chmod the user's ./etc). */
+		if (ib_archive_disk_finish(opts->disk, &e2) < 0) {
+			if (st.rep->failures.n == 0)
+				fail(rep, "unpack: %s", e2->msg);
 			ib_error_free(&e2);
 		}
 		if (fchdir(cwd) < 0) {

@@ -48,6 +48,16 @@ for name in absolute-path dotdot dotdot-deep symlink-then-file hardlink-outside 
 	check_fails "unpack refuses $name" 1 "refusing an image that does not verify" "$IMGBUILD" unpack "$H/$name.tar" "$TMP/u/out"
 	check "... and leaves nothing for $name" bash -c "[ -z \"\$(ls -A '$TMP/u')\" ]"
 done
+# A read that fails half-way (truncated) leaves libarchive with folder modes and
+# times still to set, by relative name: run from a folder holding the image's
+# folder names, the user's own ./etc and ./bin must keep their mode and time.
+mkdir -p "$TMP/cwd/etc" "$TMP/cwd/bin"
+chmod 0751 "$TMP/cwd/etc" "$TMP/cwd/bin"
+touch -d 2001-01-01 "$TMP/cwd/etc" "$TMP/cwd/bin"
+check_fails "unpack refuses truncated, run from a folder with the image's folder names" 1 "truncated" \
+	bash -c "cd '$TMP/cwd' && '$IMGBUILD' unpack '$H/truncated.tar' '$TMP/u/out'"
+check "... and the working folder's own folders keep their mode and time" bash -c "
+	[ \"\$(stat -c '%a %Y' '$TMP/cwd/etc' '$TMP/cwd/bin' | sort -u)\" = '751 978307200' ]"
 check "nothing was written outside the unpack folders by the verifying unpack" bash -c "
 	! find / -xdev -newer '$TMP/before' -name 'evil*' 2>/dev/null | grep -q . &&
 	[ ! -e /etc/evil ] && [ ! -e /tmp/evil ] && [ ! -e '$TMP/evil' ]"
