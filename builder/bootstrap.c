@@ -17,10 +17,10 @@
 #include <unistd.h>
 
 #include "aptsource.h"
-#include "build.h"
 #include "crypto.h"
 #include "log.h"
 #include "manifest.h"
+#include "proc.h"
 #include "paths.h"
 #include "sandbox.h"
 #include "store.h"
@@ -252,7 +252,8 @@ static int collect_debs(struct deb_index *x, const char *dir, struct ib_bootstra
 
 /* --- running the tool --- */
 
-/* The child: a private mount namespace first, so that whatever the tool
+/* The child (from ib_proc_fork: its own group, dies with imgbuild, default
+ * signals): a private mount namespace first, so that whatever the tool
  * mounts (mmdebstrap and debootstrap mount /proc, /sys and /dev into the new
  * root in root mode) stays out of the host's namespace and is torn down by the
  * kernel when the last process in it exits. */
@@ -260,14 +261,6 @@ static void __attribute__((noreturn)) child_exec(char *const *argv, char *const 
 {
 	static const char fail_ns[] = "imgbuild: cannot make a private mount namespace for the bootstrap\n";
 	static const char fail_exec[] = "imgbuild: cannot run the bootstrap tool\n";
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	setpgid(0, 0);
-	sigset_t all;
-	sigemptyset(&all);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGPIPE, SIG_DFL);
-	sigprocmask(SIG_SETMASK, &all, NULL);
 	/* A PID namespace too: the tool's workers (apt, dpkg, tar) would otherwise be
 	 * re-parented to init when imgbuild is killed and go on writing into an
 	 * abandoned layer. The tool runs as PID 1 of the namespace; when it dies, for
@@ -304,22 +297,21 @@ static void __attribute__((noreturn)) child_exec(char *const *argv, char *const 
 static int run_tool(char *const *argv, char *const *envp, int log_fd, const char *label, ib_error_t *err)
 {
 	int write_fd = -1;
-	struct ib_output_pump *pump = ib_output_pump_start(label, log_fd, &write_fd, err);
+	struct ib_proc_pump *pump = ib_proc_pump_start(label, log_fd, &write_fd, err);
 	if (pump == NULL)
 		return -1;
-	pid_t pid = fork();
+	pid_t pid = ib_proc_fork(err);
 	if (pid < 0) {
-		int saved = errno;
 		close(write_fd);
-		ib_output_pump_finish(pump);
-		return ib_error_errno(err, saved, "fork");
+		ib_proc_pump_finish(pump);
+		return -1;
 	}
 	if (pid == 0)
 		child_exec(argv, envp, write_fd);
 	close(write_fd);
 	int status = 0;
-	int rc = ib_build_wait_child(pid, &status, err);
-	ib_output_pump_finish(pump);
+	int rc = ib_proc_wait(pid, &status, err);
+	ib_proc_pump_finish(pump);
 	if (rc < 0)
 		return -1;
 	if (status != 0)

@@ -35,6 +35,7 @@
 #include "mounts.h"
 #include "pack.h"
 #include "paths.h"
+#include "proc.h"
 #include "sandbox.h"
 #include "util.h"
 
@@ -48,269 +49,7 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* --- signals --- */
-
-static int interrupted_error(int sig, ib_error_t *err)
-{
-	ib_error_set(err, EINTR, "interrupted by %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	(*err)->exit_code = 128 + sig;
-	return -1;
-}
-
-int ib_build_check_interrupt(ib_error_t *err)
-{
-	sigset_t pending;
-	if (sigpending(&pending) < 0)
-		return 0;
-	int sig = sigismember(&pending, SIGINT) ? SIGINT : sigismember(&pending, SIGTERM) ? SIGTERM : 0;
-	if (sig == 0)
-		return 0;
-	sigset_t one;
-	sigemptyset(&one);
-	sigaddset(&one, sig);
-	struct timespec zero = { 0, 0 };
-	sigtimedwait(&one, NULL, &zero);
-	return interrupted_error(sig, err);
-}
-
-static void drain_signals(void)
-{
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	struct timespec zero = { 0, 0 };
-	while (sigtimedwait(&set, NULL, &zero) > 0)
-		;
-}
-
-static int reap(pid_t pid, int *status)
-{
-	int ws;
-	while (waitpid(pid, &ws, 0) < 0) {
-		if (errno != EINTR)
-			return -1;
-	}
-	*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : 1;
-	return 0;
-}
-
-/* True once PID has exited (left a zombie for reap), waiting at most
- * TIMEOUT_MS (-1: forever) or until SFD delivers SIGINT/SIGTERM (*sig). With a
- * pidfd the kernel says when; without one (pidfd_open is Linux 5.3, and Ubuntu
- * 18.04 runs 4.15) SIGCHLD comes through the same signalfd and waitid(WNOWAIT)
- * asks without reaping. */
-static bool wait_exit(int pfd, int sfd, pid_t pid, int timeout_ms, int *sig)
-{
-	double deadline = timeout_ms < 0 ? -1 : now_s() + timeout_ms / 1000.0;
-	for (;;) {
-		if (pfd < 0) {
-			siginfo_t si = { 0 };
-			if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
-				return true;
-		}
-		int left = -1;
-		if (deadline >= 0) {
-			double d = (deadline - now_s()) * 1000;
-			if (d <= 0)
-				return false;
-			left = (int)d + 1;
-		}
-		struct pollfd fds[2] = { { .fd = sfd, .events = POLLIN }, { .fd = pfd, .events = POLLIN } };
-		if (poll(fds, pfd >= 0 ? 2 : 1, left) < 0) {
-			if (errno == EINTR)
-				continue;
-			return false;
-		}
-		if (pfd >= 0 && fds[1].revents)
-			return true;
-		if (fds[0].revents & POLLIN) {
-			struct signalfd_siginfo si;
-			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-				if (si.ssi_signo != SIGCHLD && sig && *sig == 0) {
-					*sig = (int)si.ssi_signo;
-					return false;
-				}
-			}
-		}
-	}
-}
-
-int ib_build_wait_child(pid_t pid, int *status, ib_error_t *err)
-{
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	cleanup_fd int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pfd < 0)
-		sigaddset(&set, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &set, &old);
-	cleanup_fd int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	int sig = 0;
-	if (sfd >= 0)
-		wait_exit(pfd, sfd, pid, -1, &sig);
-	if (sig != 0) {
-		/* The child leads its own process group: take everything it started. */
-		ib_log_status_clear();
-		ib_log_info("stopping (%s)...", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-		kill(-pid, SIGTERM);
-		kill(pid, SIGTERM);
-		if (!wait_exit(pfd, sfd, pid, 10000, NULL))
-			kill(-pid, SIGKILL), kill(pid, SIGKILL);
-	}
-	int st = 0;
-	int rc = reap(pid, &st);
-	/* Helpers of the child (apt, dpkg) may outlive it in its group. */
-	if (sig != 0)
-		kill(-pid, SIGKILL);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (sig != 0)
-		return interrupted_error(sig, err);
-	if (rc < 0)
-		return ib_error_errno(err, errno, "wait for process %d", (int)pid);
-	*status = st;
-	return 0;
-}
-
-/* --- output pump: child output -> log file + live status line --- */
-
-struct ib_output_pump {
-	pthread_t thread;
-	int read_fd, log_fd;
-	char *label;
-	double start;
-	char cur[256];
-	size_t cur_len;
-	char last[256];
-	char drawn[512];	/* the status line on screen now */
-};
-
-static void pump_status(struct ib_output_pump *p)
-{
-	if (!ib_log_is_tty())
-		return;
-	int secs = (int)(now_s() - p->start);
-	struct winsize ws;
-	int width = 80;
-	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20)
-		width = ws.ws_col;
-	char head[128];
-	int hl = snprintf(head, sizeof(head), "[%s] %d:%02d  ", p->label, secs / 60, secs % 60);
-	int room = width - 1 - hl;
-	if (room < 0)
-		room = 0;
-	char line[512];
-	snprintf(line, sizeof(line), "%s%.*s", head, room, p->last);
-	if (strcmp(line, p->drawn) == 0)
-		return;
-	memcpy(p->drawn, line, sizeof(p->drawn));
-	ib_log_status("%s", line);
-}
-
-static void pump_feed(struct ib_output_pump *p, const char *buf, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)buf[i];
-		if (c == '\n' || c == '\r') {
-			if (p->cur_len > 0) {
-				memcpy(p->last, p->cur, p->cur_len);
-				p->last[p->cur_len] = '\0';
-				p->cur_len = 0;
-			}
-		} else if (p->cur_len + 1 < sizeof(p->cur)) {
-			p->cur[p->cur_len++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
-		}
-	}
-}
-
-static void write_all(int fd, const char *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, buf, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		buf += w;
-		n -= (size_t)w;
-	}
-}
-
-static void *pump_main(void *arg)
-{
-	struct ib_output_pump *p = arg;
-	char buf[16384];
-	double last_draw = 0;
-	bool echo = ib_log_level() >= IB_LOG_VERBOSE;
-	for (;;) {
-		struct pollfd pf = { .fd = p->read_fd, .events = POLLIN };
-		int r = poll(&pf, 1, 250);
-		if (r < 0 && errno != EINTR)
-			break;
-		if (r > 0) {
-			ssize_t n = read(p->read_fd, buf, sizeof(buf));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			write_all(p->log_fd, buf, (size_t)n);
-			if (echo) {
-				ib_log_status_clear();
-				write_all(STDERR_FILENO, buf, (size_t)n);
-			}
-			pump_feed(p, buf, (size_t)n);
-		}
-		double t = now_s();
-		if (!echo && t - last_draw >= 0.2) {
-			pump_status(p);
-			last_draw = t;
-		}
-	}
-	return NULL;
-}
-
-struct ib_output_pump *ib_output_pump_start(const char *label, int log_fd, int *write_fd, ib_error_t *err)
-{
-	int fds[2];
-	if (pipe2(fds, O_CLOEXEC) < 0) {
-		ib_error_errno(err, errno, "pipe");
-		return NULL;
-	}
-	struct ib_output_pump *p = xcalloc(1, sizeof(*p));
-	p->read_fd = fds[0];
-	p->log_fd = log_fd;
-	p->label = xstrdup(label);
-	p->start = now_s();
-	/* The thread must never take SIGINT/SIGTERM: they belong to the waiter. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int rc = pthread_create(&p->thread, NULL, pump_main, p);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0) {
-		close(fds[0]);
-		close(fds[1]);
-		free(p->label);
-		free(p);
-		ib_error_errno(err, rc, "start a thread");
-		return NULL;
-	}
-	*write_fd = fds[1];
-	return p;
-}
-
-void ib_output_pump_finish(struct ib_output_pump *p)
-{
-	if (p == NULL)
-		return;
-	pthread_join(p->thread, NULL);
-	ib_log_status_clear();
-	close(p->read_fd);
-	free(p->label);
-	free(p);
-}
+/* --- logs --- */
 
 void ib_build_show_tail(const char *path, int n)
 {
@@ -412,7 +151,7 @@ void ib_build_free(struct ib_build *b)
 		close(b->lock_fd);
 	/* A signal noticed by a child's waiter is consumed there; one that came
 	 * after must not kill us with its default action now. */
-	drain_signals();
+	ib_proc_drain_signals();
 	sigprocmask(SIG_SETMASK, &b->old_mask, NULL);
 	free(b);
 }
@@ -697,7 +436,7 @@ static int sandbox_logged(struct ib_sandbox_spec *spec, char *const *argv, const
 {
 	int write_fd = -1;
 	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	struct ib_output_pump *pump = ib_output_pump_start(label, log_fd, &write_fd, err);
+	struct ib_proc_pump *pump = ib_proc_pump_start(label, log_fd, &write_fd, err);
 	if (pump == NULL) {
 		if (devnull >= 0)
 			close(devnull);
@@ -711,7 +450,7 @@ static int sandbox_logged(struct ib_sandbox_spec *spec, char *const *argv, const
 	close(write_fd);
 	if (devnull >= 0)
 		close(devnull);
-	ib_output_pump_finish(pump);
+	ib_proc_pump_finish(pump);
 	return rc;
 }
 
@@ -721,7 +460,7 @@ static void log_line(int fd, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	cleanup_free char *msg = xvasprintf(fmt, ap);
-	write_all(fd, msg, strlen(msg));
+	ib_proc_write_all(fd, msg, strlen(msg));
 	va_end(ap);
 }
 
@@ -787,7 +526,7 @@ static int run_stage(struct ib_build *b, size_t i, ib_error_t *err)
 			goto out;
 		if (status == 0)
 			break;
-		if (ib_build_check_interrupt(err) < 0)
+		if (ib_proc_check_interrupt(err) < 0)
 			goto out;
 	}
 	if (status != 0) {
@@ -827,10 +566,10 @@ int ib_build_stages(struct ib_build *b, size_t upto, ib_error_t *err)
 		if (b->uppers[i] == NULL && first_missing == upto)
 			first_missing = i;
 	}
-	if (ib_build_check_interrupt(err) < 0 || ensure_base(b, err) < 0)
+	if (ib_proc_check_interrupt(err) < 0 || ensure_base(b, err) < 0)
 		return -1;
 	for (size_t i = first_missing; i < upto; i++) {
-		if (ib_build_check_interrupt(err) < 0)
+		if (ib_proc_check_interrupt(err) < 0)
 			return -1;
 		/* A later layer may exist from an earlier build, but everything
 		 * after a re-run stage has a new key, so this only skips layers
@@ -1106,61 +845,57 @@ static int make_facts(struct ib_build *b, const char *root, struct ib_strv *keys
 
 /* In the pack child: assemble the read-only root and pack it. Writes the
  * digest (or "!message") to RESULT_FD. */
-static void __attribute__((noreturn)) pack_child(struct ib_build *b, int result_fd)
+/* The stacked layers, read-only at b->mnt, in the helper's own mount namespace
+ * (gone when it exits). */
+static int mount_stack(struct ib_build *b, ib_error_t *err)
 {
 	const struct ib_manifest *m = b->m;
-	ib_error_t err = NULL;
-	const char *root = NULL;
-	char digest[IB_SHA256_HEX_LEN + 1] = "";
-	struct ib_strv fact_keys = { 0 }, fact_values = { 0 };
-	cleanup_free char *lock = NULL;
-
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	setpgid(0, 0);
-	sigset_t none;
-	sigemptyset(&none);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Mounts only in a namespace of our own, gone when this child exits. */
-	if (unshare(CLONE_NEWNS) < 0) {
-		ib_error_errno(&err, errno, "unshare a mount namespace");
-		goto fail;
-	}
-	if (ib_xmount(NULL, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, &err) < 0)
-		goto fail;
+	if (unshare(CLONE_NEWNS) < 0)
+		return ib_error_errno(err, errno, "unshare a mount namespace");
+	if (ib_xmount(NULL, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, err) < 0)
+		return -1;
 	if (m->n_stages == 0) {
-		if (ib_xmount(NULL, b->base_root, b->mnt, NULL, MS_BIND | MS_REC, NULL, &err) < 0 ||
-		    ib_xmount(NULL, NULL, b->mnt, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL, &err) < 0)
-			goto fail;
-	} else {
-		/* Relative lowerdir paths from the layers folder keep the option
-		 * string under the page-size limit for many more layers. */
-		cleanup_free char *layers = ib_layers_dir(&err);
-		if (layers == NULL || chdir(layers) < 0) {
-			if (err == NULL)
-				ib_error_errno(&err, errno, "chdir '%s'", layers);
-			goto fail;
-		}
-		struct ib_buf opt = { 0 };
-		ib_buf_adds(&opt, "lowerdir=");
-		for (size_t k = m->n_stages; k-- > 0;)
-			ib_buf_printf(&opt, "%s/upper:", b->keys[k]);
-		ib_buf_printf(&opt, "%s/upper", b->base_key);
-		int r = ib_xmount(NULL, "imgbuild", b->mnt, "overlay", MS_RDONLY, opt.s, &err);
-		ib_buf_free(&opt);
-		if (r < 0)
-			goto fail;
-		if (chdir("/") < 0) {
-			ib_error_errno(&err, errno, "chdir '/'");
-			goto fail;
-		}
+		if (ib_xmount(NULL, b->base_root, b->mnt, NULL, MS_BIND | MS_REC, NULL, err) < 0 ||
+		    ib_xmount(NULL, NULL, b->mnt, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL, err) < 0)
+			return -1;
+		return 0;
 	}
-	root = b->mnt;
-	if ((lock = make_lock(m, root, &err)) == NULL || make_facts(b, root, &fact_keys, &fact_values, &err) < 0)
-		goto fail;
+	/* Relative lowerdir paths from the layers folder keep the option
+	 * string under the page-size limit for many more layers. */
+	cleanup_free char *layers = ib_layers_dir(err);
+	if (layers == NULL)
+		return -1;
+	if (chdir(layers) < 0)
+		return ib_error_errno(err, errno, "chdir '%s'", layers);
+	cleanup_buf struct ib_buf opt = { 0 };
+	ib_buf_adds(&opt, "lowerdir=");
+	for (size_t k = m->n_stages; k-- > 0;)
+		ib_buf_printf(&opt, "%s/upper:", b->keys[k]);
+	ib_buf_printf(&opt, "%s/upper", b->base_key);
+	if (ib_xmount(NULL, "imgbuild", b->mnt, "overlay", MS_RDONLY, opt.s, err) < 0)
+		return -1;
+	if (chdir("/") < 0)
+		return ib_error_errno(err, errno, "chdir '/'");
+	return 0;
+}
 
-	struct ib_kv *facts = xcalloc(fact_keys.n + 1, sizeof(*facts));
+/* In a helper process (ib_proc_call): mount the stack and pack it; the
+ * answer is the image's digest. */
+static int pack_in_helper(void *arg, struct ib_buf *result, ib_error_t *err)
+{
+	struct ib_build *b = arg;
+	const struct ib_manifest *m = b->m;
+	const char *root = b->mnt;
+	char digest[IB_SHA256_HEX_LEN + 1] = "";
+	cleanup_strv struct ib_strv fact_keys = { 0 };
+	cleanup_strv struct ib_strv fact_values = { 0 };
+	if (mount_stack(b, err) < 0)
+		return -1;
+	cleanup_free char *lock = make_lock(m, root, err);
+	if (lock == NULL || make_facts(b, root, &fact_keys, &fact_values, err) < 0)
+		return -1;
+
+	cleanup_free struct ib_kv *facts = xcalloc(fact_keys.n + 1, sizeof(*facts));
 	for (size_t i = 0; i < fact_keys.n; i++) {
 		facts[i].key = fact_keys.v[i];
 		facts[i].value = fact_values.v[i];
@@ -1183,15 +918,10 @@ static void __attribute__((noreturn)) pack_child(struct ib_build *b, int result_
 	po.facts = facts;
 	po.n_facts = fact_keys.n;
 	po.fact_archs = m->stack.archs.n ? (const char *const *)m->stack.archs.v : NULL;
-	if (ib_pack(&po, digest, &err) < 0)
-		goto fail;
-	write_all(result_fd, digest, strlen(digest));
-	_exit(0);
-fail: {
-	cleanup_free char *msg = xasprintf("!%s", err ? err->msg : "pack failed");
-	write_all(result_fd, msg, strlen(msg));
-	_exit(1);
-}
+	if (ib_pack(&po, digest, err) < 0)
+		return -1;
+	ib_buf_adds(result, digest);
+	return 0;
 }
 
 int ib_build_pack(struct ib_build *b, ib_error_t *err)
@@ -1217,51 +947,22 @@ int ib_build_pack(struct ib_build *b, ib_error_t *err)
 		b->pack_cached = true;
 		return 0;
 	}
-	if (ensure_base(b, err) < 0 || ib_build_check_interrupt(err) < 0)
+	if (ensure_base(b, err) < 0 || ib_proc_check_interrupt(err) < 0)
 		return -1;
 
-	int fds[2];
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		return ib_error_errno(err, errno, "pipe");
 	ib_log_info("packing %s", b->output);
 	double t0 = now_s();
-	fflush(stderr);
-	pid_t pid = fork();
-	if (pid < 0) {
-		int saved = errno;
-		close(fds[0]);
-		close(fds[1]);
-		return ib_error_errno(err, saved, "fork");
-	}
-	if (pid == 0) {
-		close(fds[0]);
-		pack_child(b, fds[1]);
-	}
-	setpgid(pid, pid);
-	close(fds[1]);
-	int status = 0;
-	int rc = ib_build_wait_child(pid, &status, err);
-	char buf[4096];
-	size_t n = 0;
-	for (;;) {
-		ssize_t r = read(fds[0], buf + n, sizeof(buf) - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-		if (n == sizeof(buf) - 1)
-			break;
-	}
-	buf[n] = '\0';
-	close(fds[0]);
-	if (rc < 0)
+	cleanup_buf struct ib_buf digest = { 0 };
+	if (ib_proc_call("pack", pack_in_helper, b, &digest, err) < 0) {
+		/* A failed pack is a failed build (exit 1) whatever the cause; an
+		 * interruption keeps its 130/143. */
+		if ((*err)->exit_code == IB_EXIT_USAGE)
+			(*err)->exit_code = IB_EXIT_FAIL;
 		return ib_error_wrap(err, "pack");
-	if (buf[0] == '!')
-		return ib_error_set(err, 0, "pack: %s", buf + 1);
-	if (status != 0 || n != IB_SHA256_HEX_LEN)
-		return ib_error_set(err, 0, "pack: the packing process failed (exit status %d)", status);
-	memcpy(b->digest, buf, sizeof(b->digest));
+	}
+	if (digest.len != IB_SHA256_HEX_LEN)
+		return ib_error_set(err, 0, "pack: the packing process answered '%s', not a digest", digest.s);
+	memcpy(b->digest, digest.s, sizeof(b->digest));
 	cleanup_free char *line = xasprintf("%s\n", b->digest);
 	if (ib_write_file_atomic(record, line, strlen(line), 0644, err) < 0)
 		return -1;

@@ -5,8 +5,8 @@
  * when the image on disk is the one the cache recorded, does not even pack.
  *
  * Signals: ib_build_prepare blocks SIGINT and SIGTERM for the whole build.
- * The sandbox and ib_build_wait_child read them while a child runs; between
- * steps ib_build_check_interrupt notices them. Either way the step's child is
+ * The sandbox and ib_proc_wait (proc.h) read them while a child runs; between
+ * steps ib_proc_check_interrupt notices them. Either way the step's child is
  * killed, its unfinished layer removed, and the build fails with exit code
  * 130 (SIGINT) or 143 (SIGTERM). */
 #include <stdbool.h>
@@ -51,20 +51,5 @@ int ib_build_shell(struct ib_build *b, size_t index, char *const *argv, int *sta
 /* Index of the stage NAME in M, or -1 with *err set (listing the names). */
 int ib_build_find_stage(const struct ib_manifest *m, const char *name, ib_error_t *err);
 
-/* --- helpers shared with bootstrap.c --- */
-
-/* Waits for PID (a child in its own process group). On SIGINT/SIGTERM it
- * kills the group (TERM, then KILL after 10 s), reaps it and fails with exit
- * code 130/143. *status gets the exit status (128+N when killed by N). */
-int ib_build_wait_child(pid_t pid, int *status, ib_error_t *err);
-/* Fails with exit code 130/143 when SIGINT/SIGTERM arrived since the last check. */
-int ib_build_check_interrupt(ib_error_t *err);
-
-/* Copies what a child writes to *WRITE_FD into LOG_FD and, on a terminal,
- * into a status line "LABEL  m:ss  last line". The caller hands *write_fd to
- * the child, closes it, then calls ib_output_pump_finish. */
-struct ib_output_pump;
-struct ib_output_pump *ib_output_pump_start(const char *label, int log_fd, int *write_fd, ib_error_t *err);
-void ib_output_pump_finish(struct ib_output_pump *p);
 /* Prints the last N lines of the file at PATH to stderr, each prefixed "  | ". */
 void ib_build_show_tail(const char *path, int n);

@@ -4,6 +4,7 @@
 #include "imgmeta.h"
 #include "log.h"
 #include "mounts.h"
+#include "proc.h"
 #include "util.h"
 #include "version.h"
 
@@ -926,105 +927,38 @@ static int query_gpus_here(const struct ib_driver *d, struct ib_gpu **gpus, size
 }
 #endif
 
-static bool read_all(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-	while (len > 0) {
-		ssize_t r = read(fd, p, len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		p += r;
-		len -= (size_t)r;
-	}
-	return true;
-}
-
-static void write_all_fd(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		p += w;
-		len -= (size_t)w;
-	}
-}
-
 /* cuInit starts driver threads, and the sandbox is made next with a raw clone()
  * whose child mallocs: safe only in a single-threaded parent (a driver thread
  * holding a malloc lock at clone time deadlocks the child; seen on an H200 with
  * driver 580). So libcuda is loaded in a forked helper that sends the results
  * back through a pipe and exits; imgbuild itself never loads libcuda
  * (libnvidia-container queries the driver in a separate process likewise). */
+static int query_in_helper(void *arg, struct ib_buf *result, ib_error_t *err)
+{
+	struct ib_gpu *g = NULL;
+	size_t cnt = 0;
+	if (query_gpus_here(arg, &g, &cnt, err) < 0)
+		return -1;
+	ib_buf_add(result, g, cnt * sizeof(*g));
+	free(g);
+	return 0;
+}
+
 int ib_driver_query_gpus(const struct ib_driver *d, struct ib_gpu **gpus, size_t *n, ib_error_t *err)
 {
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return ib_error_errno(err, errno, "--gpu: pipe");
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(p[0]);
-		close(p[1]);
-		return ib_error_errno(err, e, "--gpu: fork");
-	}
-	if (pid == 0) {
-		/* Message: int64 status (0 ok, else errno-ish), uint64 count or message
-		 * length, then the GPUs or the message. */
-		close(p[0]);
-		struct ib_gpu *g = NULL;
-		size_t cnt = 0;
-		ib_error_t e = NULL;
-		int64_t hdr[2];
-		if (query_gpus_here(d, &g, &cnt, &e) < 0) {
-			const char *msg = e && e->msg ? e->msg : "--gpu: querying the GPUs failed";
-			hdr[0] = e && e->status ? e->status : -1;
-			hdr[1] = (int64_t)strlen(msg);
-			write_all_fd(p[1], hdr, sizeof(hdr));
-			write_all_fd(p[1], msg, strlen(msg));
-		} else {
-			hdr[0] = 0;
-			hdr[1] = (int64_t)cnt;
-			write_all_fd(p[1], hdr, sizeof(hdr));
-			write_all_fd(p[1], g, cnt * sizeof(*g));
-		}
-		_exit(0);	/* no atexit handlers: libcuda's stay in this helper */
-	}
-	close(p[1]);
-	int64_t hdr[2];
-	int rc = 0;
-	if (!read_all(p[0], hdr, sizeof(hdr)) || hdr[1] < 0 || hdr[1] > 4096) {
-		rc = ib_error_set(err, EIO, "--gpu: the GPU query helper died (libcuda crashed?)");
-	} else if (hdr[0] != 0) {
-		char *msg = xcalloc((size_t)hdr[1] + 1, 1);
-		if (!read_all(p[0], msg, (size_t)hdr[1]))
-			rc = ib_error_set(err, EIO, "--gpu: the GPU query helper died (libcuda crashed?)");
-		else
-			rc = ib_error_set(err, hdr[0] > 0 ? (int)hdr[0] : EIO, "%s", msg);
-		free(msg);
-	} else {
-		struct ib_gpu *g = xcalloc(hdr[1] ? (size_t)hdr[1] : 1, sizeof(*g));
-		if (!read_all(p[0], g, (size_t)hdr[1] * sizeof(*g))) {
-			free(g);
-			rc = ib_error_set(err, EIO, "--gpu: the GPU query helper died (libcuda crashed?)");
-		} else {
-			for (int64_t i = 0; i < hdr[1]; i++)
-				g[i].name[sizeof(g[i].name) - 1] = '\0';
-			*gpus = g;
-			*n = (size_t)hdr[1];
-		}
-	}
-	close(p[0]);
-	int ws;
-	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
-		;
-	return rc;
+	cleanup_buf struct ib_buf r = { 0 };
+	if (ib_proc_call("--gpu: the GPU query (libcuda crashed?)", query_in_helper, (void *)d, &r, err) < 0)
+		return -1;
+	size_t cnt = r.len / sizeof(struct ib_gpu);
+	if (r.len % sizeof(struct ib_gpu) != 0 || cnt > 4096)
+		return ib_error_set(err, EIO, "--gpu: the GPU query helper answered %zu bytes", r.len);
+	struct ib_gpu *g = xcalloc(cnt ? cnt : 1, sizeof(*g));
+	memcpy(g, r.s, r.len);
+	for (size_t i = 0; i < cnt; i++)
+		g[i].name[sizeof(g[i].name) - 1] = '\0';
+	*gpus = g;
+	*n = cnt;
+	return 0;
 }
 
 struct arch {

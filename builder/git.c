@@ -24,6 +24,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "manifest.h"
+#include "proc.h"
 #include "paths.h"
 #include "util.h"
 
@@ -133,19 +134,6 @@ struct git_opts {
 	bool quiet_fail;	/* a failure is expected sometimes: log it only at debug */
 };
 
-static void append_tail(char **buf, size_t *len, const char *data, size_t n)
-{
-	/* Keep the last 4 KiB of stderr: git puts the reason at the end. */
-	*buf = xrealloc(*buf, *len + n + 1);
-	memcpy(*buf + *len, data, n);
-	*len += n;
-	(*buf)[*len] = '\0';
-	if (*len > 4096) {
-		memmove(*buf, *buf + *len - 4096, 4096 + 1);
-		*len = 4096;
-	}
-}
-
 static char *trim(char *s)
 {
 	size_t n = strlen(s);
@@ -190,75 +178,14 @@ static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *co
 	if (o->index)
 		ib_strv_push_owned(&env, xasprintf("GIT_INDEX_FILE=%s", o->index));
 
-	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
-	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-		int saved = errno;
+	struct ib_proc_cmd pc = { .argv = argv.v, .envp = env.v, .cwd = o->work_tree };
+	struct ib_proc_output po;
+	int rc = ib_proc_capture(&pc, &po, err);
+	ib_strv_free(&env);
+	if (rc < 0) {
 		ib_strv_free(&argv);
-		ib_strv_free(&env);
-		return ib_error_errno(err, saved, "pipe");
+		return ib_error_wrap(err, "git");
 	}
-	/* Everything the child needs is prepared before fork: after it, only
-	 * async-signal-safe calls. */
-	static const char exec_failed[] = "imgbuild: exec git failed\n";
-	pid_t pid = fork();
-	if (pid < 0) {
-		int saved = errno;
-		close(outp[0]), close(outp[1]), close(errp[0]), close(errp[1]);
-		ib_strv_free(&argv);
-		ib_strv_free(&env);
-		return ib_error_errno(err, saved, "fork");
-	}
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
-		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0)
-			_exit(127);
-		if (o->work_tree && chdir(o->work_tree) < 0)
-			_exit(127);
-		signal(SIGPIPE, SIG_DFL);
-		execvpe("git", argv.v, env.v);
-		(void)!write(2, exec_failed, sizeof(exec_failed) - 1);
-		_exit(127);
-	}
-	close(outp[1]);
-	close(errp[1]);
-	cleanup_free char *obuf = NULL, *ebuf = NULL;
-	size_t olen = 0, elen = 0;
-	struct pollfd pfd[2] = { { .fd = outp[0], .events = POLLIN }, { .fd = errp[0], .events = POLLIN } };
-	int open_fds = 2;
-	char chunk[8192];
-	while (open_fds > 0) {
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		for (int k = 0; k < 2; k++) {
-			if (pfd[k].fd < 0 || !(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			ssize_t r = read(pfd[k].fd, chunk, sizeof(chunk));
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				close(pfd[k].fd);
-				pfd[k].fd = -1;
-				open_fds--;
-				continue;
-			}
-			if (k == 0) {
-				obuf = xrealloc(obuf, olen + (size_t)r + 1);
-				memcpy(obuf + olen, chunk, (size_t)r);
-				olen += (size_t)r;
-				obuf[olen] = '\0';
-			} else
-				append_tail(&ebuf, &elen, chunk, (size_t)r);
-		}
-	}
-	for (int k = 0; k < 2; k++)
-		if (pfd[k].fd >= 0)
-			close(pfd[k].fd);
-	int status = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
 
 	/* The command as a user could retype it, for messages. */
 	size_t clen = 1;
@@ -272,21 +199,22 @@ static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *co
 		strcat(cmd, argv.v[i]);
 	}
 	ib_strv_free(&argv);
-	ib_strv_free(&env);
 
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		const char *why = ebuf ? trim(ebuf) : "";
-		if (WIFSIGNALED(status))
-			return ib_error_set(err, 0, "'%s' was killed by signal %d%s%s", cmd, WTERMSIG(status),
-					    *why ? ": " : "", why);
-		if (o->quiet_fail)
-			ib_log_debug("'%s' failed (exit %d): %s", cmd, WEXITSTATUS(status), why);
-		return ib_error_set(err, 0, "'%s' failed (exit %d)%s%s", cmd, WEXITSTATUS(status), *why ? ": " : "",
-				    why);
+	if (po.status != 0) {
+		const char *why = po.err_tail;
+		if (po.signal) {
+			rc = ib_error_set(err, 0, "'%s' was killed by signal %d%s%s", cmd, po.signal, *why ? ": " : "",
+					  why);
+		} else {
+			if (o->quiet_fail)
+				ib_log_debug("'%s' failed (exit %d): %s", cmd, po.status, why);
+			rc = ib_error_set(err, 0, "'%s' failed (exit %d)%s%s", cmd, po.status, *why ? ": " : "", why);
+		}
+	} else if (out) {
+		*out = steal_pointer(&po.out);
 	}
-	if (out)
-		*out = obuf ? steal_pointer(&obuf) : xstrdup("");
-	return 0;
+	ib_proc_output_free(&po);
+	return rc;
 }
 
 static char *hash_hex(const char *s)

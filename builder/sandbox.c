@@ -9,6 +9,7 @@
 #include "driver.h"
 #include "log.h"
 #include "mounts.h"
+#include "proc.h"
 #include "ib_seccomp.h"
 #include "util.h"
 
@@ -608,6 +609,17 @@ static void reset_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* PID 1 of a namespace gets from outside only the signals it has a handler
+ * for; this one hands SIGINT and SIGTERM to the command, so that imgbuild's
+ * stop (proc.h: SIGTERM, SIGKILL after a grace period) reaches it. */
+static volatile pid_t init_child = -1;
+
+static void forward_signal(int sig)
+{
+	if (init_child > 0)
+		kill(init_child, sig);
+}
+
 __attribute__((noreturn)) static void child_main(struct child *c)
 {
 	ib_error_t err = NULL;
@@ -643,6 +655,12 @@ __attribute__((noreturn)) static void child_main(struct child *c)
 			prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 		run_command(c);
 	}
+	init_child = cmd;
+	struct sigaction fwd;
+	memset(&fwd, 0, sizeof(fwd));
+	fwd.sa_handler = forward_signal;
+	sigaction(SIGINT, &fwd, NULL);
+	sigaction(SIGTERM, &fwd, NULL);
 	close(c->err_fd);
 	prctl(PR_SET_NAME, "imgbuild-init", 0, 0, 0);
 	int status = 0;
@@ -875,7 +893,6 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 	cleanup_free char *tmp_mp = NULL;
 	const char *mount_point = spec->mount_point;
 	struct ib_strv made = { 0 };
-	cleanup_fd int sfd = -1;
 	int sync_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
 	pid_t pid = -1;
 	sigset_t mask, old;
@@ -894,7 +911,8 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 		goto out;
 
 	/* Block before clone so that no SIGCHLD/SIGINT/SIGTERM is lost; the parent
-	 * reads them from a signalfd, the child resets and unblocks (crun, bubblewrap). */
+	 * reads them from ib_proc_wait's signalfd, the child resets and unblocks
+	 * (crun, bubblewrap). */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGINT);
@@ -904,11 +922,6 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 		goto out;
 	}
 	masked = true;
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0) {
-		ib_error_errno(err, errno, "signalfd");
-		goto out;
-	}
 	if (pipe2(sync_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) {
 		ib_error_errno(err, errno, "pipe");
 		goto out;
@@ -943,7 +956,6 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 	if (pid == 0) {
 		close(sync_pipe[1]);
 		close(err_pipe[0]);
-		close(sfd);
 		struct child c = {
 			.spec = spec,
 			.prog = spec->seccomp ? &prog : NULL,
@@ -976,47 +988,20 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 	close(sync_pipe[1]);
 	sync_pipe[1] = -1;
 
-	int wstatus = 0, interrupted = 0;
-	for (;;) {
-		struct pollfd pfd = { .fd = sfd, .events = POLLIN };
-		if (poll(&pfd, 1, -1) < 0 && errno != EINTR) {
-			ib_error_errno(err, errno, "poll");
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			pid = -1;
-			goto out;
-		}
-		struct signalfd_siginfo si;
-		while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-			if ((si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) && !interrupted) {
-				interrupted = (int)si.ssi_signo;
-				/* SIGKILL to PID 1 of the namespace: the kernel kills the rest. */
-				kill(pid, SIGKILL);
-			}
-		}
-		pid_t w = waitpid(pid, &wstatus, WNOHANG);
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR) {
-			ib_error_errno(err, errno, "wait for the sandbox");
-			pid = -1;
-			goto out;
-		}
-	}
+	/* The one wait (proc.h): on SIGINT/SIGTERM, SIGTERM to PID 1 (which hands it
+	 * to the command), SIGKILL after the grace period; when PID 1 dies the
+	 * kernel kills the rest of the namespace. */
+	int code = 0;
+	int wrc = ib_proc_wait(pid, &code, err);
 	pid = -1;
+	if (wrc < 0)
+		goto out;
 
 	char msg[4096];
 	ssize_t n = 0, r;
 	while (n < (ssize_t)sizeof(msg) - 1 && (r = read(err_pipe[0], msg + n, sizeof(msg) - 1 - (size_t)n)) > 0)
 		n += r;
 	msg[n] = '\0';
-	int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-	if (interrupted) {
-		ib_error_set(err, EINTR, "interrupted by %s: the sandbox was killed",
-			     interrupted == SIGINT ? "SIGINT" : "SIGTERM");
-		(*err)->exit_code = 128 + interrupted;
-		goto out;
-	}
 	if (n > 0) {
 		ib_error_set(err, 0, "sandbox: %s", msg);
 		(*err)->exit_code = (code == 126 || code == 127) ? code : IB_EXIT_FAIL;

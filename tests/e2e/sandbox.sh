@@ -109,8 +109,8 @@ int main(void)
 	return 0;
 }
 EOF
-SRCS="$REPO/builder/sandbox.c $REPO/builder/mounts.c $REPO/builder/seccomp.c $REPO/builder/driver.c $REPO/builder/util.c $REPO/builder/error.c $REPO/builder/log.c $REPO/builder/version.c"
-if ! gcc -std=gnu11 -D_GNU_SOURCE -O1 -g -I"$REPO/builder" -o "$TMP/sbx" "$TMP/sbx.c" $SRCS -lseccomp -ldl >"$TMP/cc.log" 2>&1; then
+SRCS="$REPO/builder/sandbox.c $REPO/builder/mounts.c $REPO/builder/seccomp.c $REPO/builder/driver.c $REPO/builder/util.c $REPO/builder/error.c $REPO/builder/log.c $REPO/builder/proc.c $REPO/builder/version.c"
+if ! gcc -std=gnu11 -D_GNU_SOURCE -O1 -g -I"$REPO/builder" -o "$TMP/sbx" "$TMP/sbx.c" $SRCS -lseccomp -ldl -lpthread >"$TMP/cc.log" 2>&1; then
 	not_ok "compile the sandbox harness"
 	sed 's/^/# /' "$TMP/cc.log"
 	finish

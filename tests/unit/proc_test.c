@@ -1,0 +1,181 @@
+/* proc.c: capture, the helper call, waiting and its signal policy, with real
+ * child processes (sh, sleep) and real signals. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "proc.h"
+#include "util.h"
+
+static void test_capture(void **state)
+{
+	(void)state;
+	char *argv[] = { "sh", "-c", "printf 'out\\0put'; echo to-err >&2; echo second >&2; exit 3", NULL };
+	struct ib_proc_cmd cmd = { .argv = argv };
+	struct ib_proc_output o;
+	ib_error_t err = NULL;
+	assert_int_equal(ib_proc_capture(&cmd, &o, &err), 0);
+	assert_int_equal(o.status, 3);
+	assert_int_equal(o.signal, 0);
+	assert_int_equal(o.out_len, 7);	/* binary-safe */
+	assert_memory_equal(o.out, "out\0put", 7);
+	assert_string_equal(o.err_tail, "to-err\nsecond");
+	ib_proc_output_free(&o);
+
+	/* cwd and a given environment; stdin is /dev/null */
+	char *argv2[] = { "sh", "-c", "pwd; echo \"$X\"; cat", NULL };
+	char *envp[] = { "X=y", "PATH=/usr/bin:/bin", NULL };
+	struct ib_proc_cmd cmd2 = { .argv = argv2, .envp = envp, .cwd = "/tmp" };
+	assert_int_equal(ib_proc_capture(&cmd2, &o, &err), 0);
+	assert_string_equal(o.out, "/tmp\ny\n");
+	ib_proc_output_free(&o);
+
+	/* killed by a signal: 128+N and the signal */
+	char *argv3[] = { "sh", "-c", "kill -9 $$", NULL };
+	struct ib_proc_cmd cmd3 = { .argv = argv3 };
+	assert_int_equal(ib_proc_capture(&cmd3, &o, &err), 0);
+	assert_int_equal(o.status, 128 + 9);
+	assert_int_equal(o.signal, 9);
+	ib_proc_output_free(&o);
+
+	/* a command that does not exist: 127 and the message */
+	char *argv4[] = { "/nonexistent/imgbuild-test", NULL };
+	struct ib_proc_cmd cmd4 = { .argv = argv4 };
+	assert_int_equal(ib_proc_capture(&cmd4, &o, &err), 0);
+	assert_int_equal(o.status, 127);
+	assert_non_null(strstr(o.err_tail, "cannot run"));
+	ib_proc_output_free(&o);
+}
+
+static int answer(void *arg, struct ib_buf *result, ib_error_t *err)
+{
+	const char *what = arg;
+	if (strcmp(what, "value") == 0) {
+		ib_buf_printf(result, "pid %d", (int)getpid());
+		return 0;
+	}
+	if (strcmp(what, "error") == 0) {
+		ib_error_usage(err, "bad input in the helper");
+		(*err)->status = 42;
+		return -1;
+	}
+	if (strcmp(what, "big") == 0) {
+		for (int i = 0; i < 100000; i++)	/* more than a pipe holds */
+			ib_buf_adds(result, "0123456789");
+		return 0;
+	}
+	abort();	/* "crash": dies without an answer */
+}
+
+static void test_call(void **state)
+{
+	(void)state;
+	struct ib_buf r = { 0 };
+	ib_error_t err = NULL;
+	assert_int_equal(ib_proc_call("t", answer, "value", &r, &err), 0);
+	int pid = 0;
+	assert_int_equal(sscanf(r.s, "pid %d", &pid), 1);
+	assert_int_not_equal(pid, (int)getpid());	/* it ran elsewhere */
+	ib_buf_free(&r);
+
+	assert_int_equal(ib_proc_call("t", answer, "error", &r, &err), -1);
+	assert_string_equal(err->msg, "bad input in the helper");
+	assert_int_equal(err->exit_code, IB_EXIT_USAGE);	/* kept across the process */
+	assert_int_equal(err->status, 42);
+	ib_error_free(&err);
+
+	assert_int_equal(ib_proc_call("t", answer, "big", &r, &err), 0);
+	assert_int_equal(r.len, 1000000);
+	ib_buf_free(&r);
+
+	assert_int_equal(ib_proc_call("the test helper", answer, "crash", &r, &err), -1);
+	assert_non_null(strstr(err->msg, "the test helper: the helper process died"));
+	ib_error_free(&err);
+}
+
+static void test_wait_status(void **state)
+{
+	(void)state;
+	ib_error_t err = NULL;
+	pid_t pid = ib_proc_fork(&err);
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* the child leads its own group and has SIGTERM at its default */
+		_exit(getpgrp() == getpid() ? 7 : 1);
+	}
+	int status = -1;
+	assert_int_equal(ib_proc_wait(pid, &status, &err), 0);
+	assert_int_equal(status, 7);
+}
+
+/* SIGTERM to us while waiting: the child's group gets SIGTERM, and the wait
+ * fails with exit code 143. A child that ignores SIGTERM is killed after the
+ * grace period; this one (sleep) dies at once. */
+static void test_wait_interrupted(void **state)
+{
+	(void)state;
+	ib_error_t err = NULL;
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	pid_t pid = ib_proc_fork(&err);
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execlp("sleep", "sleep", "30", (char *)NULL);
+		_exit(127);
+	}
+	kill(getpid(), SIGTERM);	/* pending until the wait reads it */
+	time_t t0 = time(NULL);
+	int status = -1;
+	assert_int_equal(ib_proc_wait(pid, &status, &err), -1);
+	assert_non_null(err);
+	assert_int_equal(err->exit_code, 128 + SIGTERM);
+	assert_non_null(strstr(err->msg, "interrupted by SIGTERM"));
+	assert_true(time(NULL) - t0 < IB_PROC_GRACE_SECONDS);	/* sleep took the SIGTERM */
+	ib_error_free(&err);
+	assert_int_equal(kill(pid, 0), -1);	/* reaped */
+
+	/* between children: a pending signal is noticed once */
+	kill(getpid(), SIGTERM);
+	assert_int_equal(ib_proc_check_interrupt(&err), -1);
+	assert_int_equal(err->exit_code, 143);
+	ib_error_free(&err);
+	assert_int_equal(ib_proc_check_interrupt(&err), 0);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static void test_write_read_all(void **state)
+{
+	(void)state;
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_true(ib_proc_write_all(p[1], "abcdef", 6));
+	close(p[1]);
+	char buf[8];
+	assert_true(ib_proc_read_all(p[0], buf, 6));
+	assert_memory_equal(buf, "abcdef", 6);
+	assert_false(ib_proc_read_all(p[0], buf, 1));	/* EOF */
+	close(p[0]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_capture),
+		cmocka_unit_test(test_call),
+		cmocka_unit_test(test_wait_status),
+		cmocka_unit_test(test_wait_interrupted),
+		cmocka_unit_test(test_write_read_all),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
