@@ -403,19 +403,46 @@ int ib_proc_call(const char *what, ib_proc_fn fn, void *arg, struct ib_buf *resu
 		_exit(0);	/* no atexit handlers: a library's stay in this helper */
 	}
 	close(p[1]);
-	/* The answer is read before the wait: a large one would fill the pipe. */
-	struct answer a;
-	cleanup_free char *data = NULL;
-	bool answered = ib_proc_read_all(p[0], &a, sizeof(a)) && a.len <= (64u << 20);
-	if (answered) {
-		data = xmalloc((size_t)a.len + 1);
-		answered = ib_proc_read_all(p[0], data, a.len);
-		data[answered ? a.len : 0] = '\0';
+	/* The answer is read while the helper runs (a large one would fill the
+	 * pipe), and SIGINT/SIGTERM are watched meanwhile: the policy applies to
+	 * a helper as to any child, and an interrupted pack must not finish. */
+	struct watch w;
+	watch_start(&w, pid);
+	cleanup_buf struct ib_buf raw = { 0 };
+	struct pollfd fds[2] = { { .fd = p[0], .events = POLLIN }, { .fd = w.sfd, .events = POLLIN } };
+	char chunk[65536];
+	int sig = 0;
+	for (;;) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if ((fds[1].revents & POLLIN) && (sig = watch_signal(&w)) != 0)
+			break;
+		if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t r = read(p[0], chunk, sizeof(chunk));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			ib_buf_add(&raw, chunk, (size_t)r);
+		}
 	}
 	close(p[0]);
+	if (sig != 0)
+		stop_child(&w, sig);
 	int status = 0;
-	if (ib_proc_wait(pid, &status, err) < 0)
+	if (finish(&w, sig, &status, NULL, err) < 0)
 		return -1;
+	struct answer a;
+	bool answered = raw.len >= sizeof(a);
+	const char *data = "";
+	if (answered) {
+		memcpy(&a, raw.s, sizeof(a));
+		answered = raw.len - sizeof(a) == a.len;
+		data = raw.s + sizeof(a);
+	}
 	if (!answered)
 		return ib_error_set(err, EIO, "%s: the helper process died (exit status %d) without an answer", what,
 				    status);

@@ -73,6 +73,11 @@ static int answer(void *arg, struct ib_buf *result, ib_error_t *err)
 			ib_buf_adds(result, "0123456789");
 		return 0;
 	}
+	if (strcmp(what, "slow") == 0) {
+		sleep(30);	/* SIGTERM (default action) ends it first */
+		ib_buf_adds(result, "finished");
+		return 0;
+	}
 	abort();	/* "crash": dies without an answer */
 }
 
@@ -154,6 +159,27 @@ static void test_wait_interrupted(void **state)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+/* A helper is a child like any other: SIGTERM while it works stops it, and it
+ * never gets to finish (an interrupted pack must leave no image). */
+static void test_call_interrupted(void **state)
+{
+	(void)state;
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	kill(getpid(), SIGTERM);
+	struct ib_buf r = { 0 };
+	ib_error_t err = NULL;
+	time_t t0 = time(NULL);
+	assert_int_equal(ib_proc_call("t", answer, "slow", &r, &err), -1);
+	assert_int_equal(err->exit_code, 143);
+	assert_null(r.s);
+	assert_true(time(NULL) - t0 < IB_PROC_GRACE_SECONDS);
+	ib_error_free(&err);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
 static void test_write_read_all(void **state)
 {
 	(void)state;
@@ -175,6 +201,7 @@ int main(void)
 		cmocka_unit_test(test_call),
 		cmocka_unit_test(test_wait_status),
 		cmocka_unit_test(test_wait_interrupted),
+		cmocka_unit_test(test_call_interrupted),
 		cmocka_unit_test(test_write_read_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
