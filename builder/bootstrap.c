@@ -269,7 +269,9 @@ static void __attribute__((noreturn)) child_exec(char *const *argv, char *const 
 		(void)!write(out_fd, fail_ns, sizeof(fail_ns) - 1);
 		_exit(127);
 	}
-	pid_t tool = fork();
+	/* The tool stays in this group, so that the wait's SIGTERM to the group
+	 * reaches the tool's workers too. */
+	pid_t tool = ib_proc_clone(0, IB_PROC_SAME_GROUP | IB_PROC_FROM_CHILD, NULL);
 	if (tool < 0) {
 		(void)!write(out_fd, fail_exec, sizeof(fail_exec) - 1);
 		_exit(127);
@@ -278,12 +280,9 @@ static void __attribute__((noreturn)) child_exec(char *const *argv, char *const 
 		/* This process stays outside the namespace only to hand the tool's status
 		 * up; if it dies (imgbuild killed, SIGTERM), the tool's PDEATHSIG fires. */
 		close(out_fd);
-		int status = 0;
-		while (waitpid(tool, &status, 0) < 0 && errno == EINTR)
-			;
-		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+		int code = ib_proc_reap(tool);
+		_exit(code < 0 ? 1 : code);
 	}
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	int devnull = open("/dev/null", O_RDONLY);
 	if (devnull >= 0)
 		dup2(devnull, STDIN_FILENO);

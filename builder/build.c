@@ -5,21 +5,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,10 +142,7 @@ void ib_build_free(struct ib_build *b)
 	free(b->output);
 	if (b->lock_fd >= 0)
 		close(b->lock_fd);
-	/* A signal noticed by a child's waiter is consumed there; one that came
-	 * after must not kill us with its default action now. */
-	ib_proc_drain_signals();
-	sigprocmask(SIG_SETMASK, &b->old_mask, NULL);
+	ib_proc_unblock_signals(&b->old_mask);
 	free(b);
 }
 
@@ -185,11 +175,7 @@ struct ib_build *ib_build_new(const struct ib_manifest *m, const struct ib_build
 	 * the bootstrap or the stages (umask 077 made the image's root and every
 	 * folder `make install` created 0700). */
 	umask(022);
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigprocmask(SIG_BLOCK, &set, &b->old_mask);
+	ib_proc_block_signals(&b->old_mask);
 
 	b->keys = xcalloc(m->n_stages ? m->n_stages : 1, sizeof(*b->keys));
 	b->uppers = xcalloc(m->n_stages ? m->n_stages : 1, sizeof(char *));
@@ -460,7 +446,7 @@ static void log_line(int fd, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	cleanup_free char *msg = xvasprintf(fmt, ap);
-	ib_proc_write_all(fd, msg, strlen(msg));
+	ib_write_all(fd, msg, strlen(msg));
 	va_end(ap);
 }
 

@@ -855,36 +855,20 @@ static int query_gpus_here(const struct ib_driver *d, struct ib_gpu **gpus, size
 	size_t len = (size_t)(cuda_query_elf_end - cuda_query_elf);
 	if (mfd < 0 || write(mfd, cuda_query_elf, len) != (ssize_t)len)
 		return ib_error_errno(err, errno, "--gpu: write the GPU query program to a memfd");
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return ib_error_errno(err, errno, "--gpu: pipe");
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(p[0]);
-		close(p[1]);
-		return ib_error_errno(err, errno, "--gpu: fork");
-	}
-	if (pid == 0) {
-		dup2(p[1], STDOUT_FILENO);
-		dup2(p[1], STDERR_FILENO);	/* ld.so's message when libcuda does not load */
-		setenv("LD_PRELOAD", path, 1);
-		char *args[] = { "cuda-query", NULL };
-		fexecve(mfd, args, environ);
-		dprintf(STDOUT_FILENO, "error %d --gpu: run the GPU query program: %s\n", errno, strerror(errno));
-		_exit(127);
-	}
-	close(p[1]);
-	char out[16384];
-	size_t got = 0;
-	ssize_t r;
-	while (got < sizeof(out) - 1 && ((r = read(p[0], out + got, sizeof(out) - 1 - got)) > 0 || (r < 0 && errno == EINTR)))
-		if (r > 0)
-			got += (size_t)r;
-	out[got] = '\0';
-	close(p[0]);
-	int ws = 0;
-	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
-		;
+	/* LD_PRELOAD in the program's environment only. */
+	cleanup_strv struct ib_strv env = { 0 };
+	for (char **e = environ; *e; e++)
+		if (strncmp(*e, "LD_PRELOAD=", 11) != 0)
+			ib_strv_push(&env, *e);
+	ib_strv_push_owned(&env, xasprintf("LD_PRELOAD=%s", path));
+	char *args[] = { "cuda-query", NULL };
+	/* stderr with stdout: ld.so's message when libcuda does not load comes
+	 * first and is the one to show. */
+	struct ib_proc_cmd cmd = { .argv = args, .envp = env.v, .exec_fd = mfd, .merge_stderr = true };
+	cleanup_proc_output struct ib_proc_output o = { 0 };
+	if (ib_proc_capture(&cmd, &o, err) < 0)
+		return ib_error_wrap(err, "--gpu: run the GPU query program");
+	char *out = o.out;
 
 	char call[64];
 	int rc = 0, cnt = 0, used = 0;
@@ -902,8 +886,8 @@ static int query_gpus_here(const struct ib_driver *d, struct ib_gpu **gpus, size
 		out[strcspn(out, "\n")] = '\0';
 		if (out[0])	/* ld.so: "ERROR: ld.so: object ... cannot be preloaded" or a missing symbol */
 			return ib_error_set(err, ENOENT, "--gpu: load '%s': %s", path, out);
-		return ib_error_set(err, EIO, "--gpu: the GPU query program failed (%s %d)",
-				    WIFSIGNALED(ws) ? "signal" : "status", WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws));
+		return ib_error_set(err, EIO, "--gpu: the GPU query program failed (%s %d)", o.signal ? "signal" : "status",
+				    o.signal ? o.signal : o.status);
 	}
 	if (cnt == 0)
 		return ib_error_set(err, ENODEV, "--gpu: the driver sees no GPU");

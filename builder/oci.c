@@ -261,16 +261,8 @@ struct out {
 
 static int write_all(int fd, const void *buf, size_t len, ib_error_t *err)
 {
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return ib_error_errno(err, errno, "export: write");
-		p += w;
-		len -= (size_t)w;
-	}
+	if (!ib_write_all(fd, buf, len))
+		return ib_error_errno(err, errno, "export: write");
 	return 0;
 }
 

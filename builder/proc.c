@@ -18,42 +18,15 @@
 #include "log.h"
 #include "proc.h"
 
+extern char **environ;
+
+#define GRACE_MS (IB_PROC_GRACE_SECONDS * 1000)
+
 static double now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-bool ib_proc_write_all(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return false;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
-bool ib_proc_read_all(int fd, void *buf, size_t n)
-{
-	char *p = buf;
-	while (n > 0) {
-		ssize_t r = read(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		p += r;
-		n -= (size_t)r;
-	}
-	return true;
 }
 
 /* ---- signals ---- */
@@ -175,6 +148,11 @@ static bool wait_exit(struct watch *w, int timeout_ms, int *sig)
 	}
 }
 
+int ib_proc_exit_code(int ws)
+{
+	return WIFEXITED(ws) ? WEXITSTATUS(ws) : WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : 1;
+}
+
 static int reap(pid_t pid, int *status, int *signo)
 {
 	int ws;
@@ -182,21 +160,35 @@ static int reap(pid_t pid, int *status, int *signo)
 		if (errno != EINTR)
 			return -1;
 	}
-	*status = WIFEXITED(ws) ? WEXITSTATUS(ws) : WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : 1;
+	*status = ib_proc_exit_code(ws);
 	if (signo)
 		*signo = WIFSIGNALED(ws) ? WTERMSIG(ws) : 0;
 	return 0;
 }
 
+int ib_proc_reap(pid_t pid)
+{
+	int status;
+	return reap(pid, &status, NULL) < 0 ? -1 : status;
+}
+
+void ib_proc_kill(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	kill(pid, SIGKILL);
+	ib_proc_reap(pid);
+}
+
 /* The policy: the child leads its own process group, so SIGTERM to the group
  * takes everything it started; SIGKILL after the grace period. */
-static void stop_child(struct watch *w, int sig)
+static void stop_child(struct watch *w, int sig, int grace_ms)
 {
 	ib_log_status_clear();
 	ib_log_info("stopping (%s)...", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	kill(-w->pid, SIGTERM);
 	kill(w->pid, SIGTERM);
-	if (!wait_exit(w, IB_PROC_GRACE_SECONDS * 1000, NULL))
+	if (!wait_exit(w, grace_ms, NULL))
 		kill(-w->pid, SIGKILL), kill(w->pid, SIGKILL);
 }
 
@@ -218,7 +210,7 @@ static int finish(struct watch *w, int sig, int *status, int *signo, ib_error_t 
 	return 0;
 }
 
-int ib_proc_wait(pid_t pid, int *status, ib_error_t *err)
+int ib_proc_wait_grace(pid_t pid, int grace_ms, int *status, ib_error_t *err)
 {
 	struct watch w;
 	watch_start(&w, pid);
@@ -226,29 +218,63 @@ int ib_proc_wait(pid_t pid, int *status, ib_error_t *err)
 	if (w.sfd >= 0)
 		wait_exit(&w, -1, &sig);
 	if (sig != 0)
-		stop_child(&w, sig);
+		stop_child(&w, sig, grace_ms);
 	return finish(&w, sig, status, NULL, err);
 }
 
-pid_t ib_proc_fork(ib_error_t *err)
+int ib_proc_wait(pid_t pid, int *status, ib_error_t *err)
+{
+	return ib_proc_wait_grace(pid, GRACE_MS, status, err);
+}
+
+void ib_proc_block_signals(sigset_t *old)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, old);
+}
+
+void ib_proc_unblock_signals(const sigset_t *old)
+{
+	/* A signal noticed by a child's waiter is consumed there; one that came
+	 * after must not kill imgbuild with its default action now. */
+	ib_proc_drain_signals();
+	sigprocmask(SIG_SETMASK, old, NULL);
+}
+
+pid_t ib_proc_clone(unsigned long ns_flags, int opts, ib_error_t *err)
 {
 	pid_t parent = getpid();
-	fflush(stdout);
-	fflush(stderr);
-	pid_t pid = fork();
+	if (!(opts & IB_PROC_FROM_CHILD))
+		fflush(NULL);
+	/* glibc's fork when no namespace is asked for: its atfork handlers leave
+	 * malloc usable in the child of a threaded imgbuild (ib_proc_call's
+	 * function allocates); a sandbox's child execs soon after setting up. */
+	pid_t pid = ns_flags ? (pid_t)syscall(SYS_clone, ns_flags | SIGCHLD, NULL, NULL, NULL, NULL) : fork();
 	if (pid < 0) {
-		ib_error_errno(err, errno, "fork");
+		int e = errno;
+		if (!(opts & IB_PROC_FROM_CHILD))
+			ib_error_errno(err, e, "clone");
+		errno = e;
 		return -1;
 	}
+	bool own_group = !(opts & IB_PROC_SAME_GROUP);
 	if (pid > 0) {
 		/* Also here, so that a signal sent before the child ran finds its group. */
-		setpgid(pid, pid);
+		if (own_group)
+			setpgid(pid, pid);
 		return pid;
 	}
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(1);	/* imgbuild died before the line above */
-	setpgid(0, 0);
+	/* The parent died before the line above (0: it is in an outer PID
+	 * namespace, and the caller's sync pipe tells). */
+	pid_t pp = getppid();
+	if (pp != 0 && pp != parent)
+		_exit(1);
+	if (own_group)
+		setpgid(0, 0);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGPIPE, SIG_DFL);
@@ -256,6 +282,11 @@ pid_t ib_proc_fork(ib_error_t *err)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	return 0;
+}
+
+pid_t ib_proc_fork(ib_error_t *err)
+{
+	return ib_proc_clone(0, 0, err);
 }
 
 /* ---- capture ---- */
@@ -308,11 +339,14 @@ int ib_proc_capture(const struct ib_proc_cmd *cmd, struct ib_proc_output *out, i
 	}
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_RDONLY);
-		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 || dup2(errp[1], 2) < 0)
+		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(outp[1], 1) < 0 ||
+		    dup2(cmd->merge_stderr ? outp[1] : errp[1], 2) < 0)
 			_exit(127);
 		if (cmd->cwd && chdir(cmd->cwd) < 0)
 			_exit(127);
-		if (cmd->envp)
+		if (cmd->exec_fd > 0)
+			fexecve(cmd->exec_fd, cmd->argv, cmd->envp ? cmd->envp : environ);
+		else if (cmd->envp)
 			execvpe(cmd->argv[0], cmd->argv, cmd->envp);
 		else
 			execvp(cmd->argv[0], cmd->argv);
@@ -358,7 +392,7 @@ int ib_proc_capture(const struct ib_proc_cmd *cmd, struct ib_proc_output *out, i
 		if (fds[k].fd >= 0)
 			close(fds[k].fd);
 	if (sig != 0)
-		stop_child(&w, sig);
+		stop_child(&w, sig, GRACE_MS);
 	if (finish(&w, sig, &out->status, &out->signal, err) < 0)
 		return -1;
 	out->out_len = obuf.len;
@@ -398,8 +432,8 @@ int ib_proc_call(const char *what, ib_proc_fn fn, void *arg, struct ib_buf *resu
 			data = value.s ? value.s : "";
 			a.len = (uint32_t)value.len;
 		}
-		ib_proc_write_all(p[1], &a, sizeof(a));
-		ib_proc_write_all(p[1], data, a.len);
+		ib_write_all(p[1], &a, sizeof(a));
+		ib_write_all(p[1], data, a.len);
 		_exit(0);	/* no atexit handlers: a library's stay in this helper */
 	}
 	close(p[1]);
@@ -431,7 +465,7 @@ int ib_proc_call(const char *what, ib_proc_fn fn, void *arg, struct ib_buf *resu
 	}
 	close(p[0]);
 	if (sig != 0)
-		stop_child(&w, sig);
+		stop_child(&w, sig, GRACE_MS);
 	int status = 0;
 	if (finish(&w, sig, &status, NULL, err) < 0)
 		return -1;
@@ -523,10 +557,10 @@ static void *pump_main(void *arg)
 				continue;
 			if (n <= 0)
 				break;
-			ib_proc_write_all(p->log_fd, buf, (size_t)n);
+			ib_write_all(p->log_fd, buf, (size_t)n);
 			if (echo) {
 				ib_log_status_clear();
-				ib_proc_write_all(STDERR_FILENO, buf, (size_t)n);
+				ib_write_all(STDERR_FILENO, buf, (size_t)n);
 			}
 			pump_feed(p, buf, (size_t)n);
 		}

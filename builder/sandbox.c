@@ -61,23 +61,10 @@ struct child {
 /* ---- the child: async-signal-safe enough (the parent is single-threaded, so
  * malloc in the forked copy is fine), and never returns ---- */
 
-static void write_all(int fd, const char *s, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, s, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		s += w;
-		n -= (size_t)w;
-	}
-}
-
 __attribute__((noreturn)) static void child_die(struct child *c, int code, ib_error_t *err)
 {
 	const char *msg = err && *err ? (*err)->msg : "sandbox setup failed";
-	write_all(c->err_fd, msg, strlen(msg));
+	ib_write_all(c->err_fd, msg, strlen(msg));
 	_exit(code);
 }
 
@@ -623,9 +610,10 @@ static void forward_signal(int sig)
 __attribute__((noreturn)) static void child_main(struct child *c)
 {
 	ib_error_t err = NULL;
+	/* ib_proc_clone set PR_SET_PDEATHSIG (bubblewrap's --die-with-parent: a
+	 * killed imgbuild takes PID 1, and with it the namespace); imgbuild's own
+	 * signal handlers must not reach the command. */
 	reset_signals();
-	/* bubblewrap's --die-with-parent: a killed imgbuild takes PID 1, and with it the namespace. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	char go;
 	if (read(c->sync_fd, &go, 1) != 1)
 		_exit(1);	/* the parent died before we were set up */
@@ -643,18 +631,17 @@ __attribute__((noreturn)) static void child_main(struct child *c)
 	}
 
 	/* PID 1 of the namespace: fork the command, reap everything, exit with the
-	 * command's status. A daemon the command leaves behind dies with us. */
-	pid_t cmd = fork();
+	 * command's status. A daemon the command leaves behind dies with us.
+	 * The command dies with us by PR_SET_PDEATHSIG too, which matters in the
+	 * host's PID namespace, where nothing else would kill it. Same group: a
+	 * shell's terminal stays its foreground. */
+	pid_t cmd = ib_proc_clone(0, IB_PROC_SAME_GROUP | IB_PROC_FROM_CHILD, NULL);
 	if (cmd < 0) {
 		ib_error_errno(&err, errno, "fork");
 		child_die(c, 1, &err);
 	}
-	if (cmd == 0) {
-		/* In the host's PID namespace nothing kills the command when we die. */
-		if (s->host_pid)
-			prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (cmd == 0)
 		run_command(c);
-	}
 	init_child = cmd;
 	struct sigaction fwd;
 	memset(&fwd, 0, sizeof(fwd));
@@ -673,7 +660,7 @@ __attribute__((noreturn)) static void child_main(struct child *c)
 			_exit(1);
 		}
 		if (p == cmd) {
-			status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			status = ib_proc_exit_code(st);
 			break;
 		}
 	}
@@ -729,25 +716,14 @@ static int run_idmap_helper(const char *helper, pid_t pid, unsigned id, unsigned
 	snprintf(a_start, sizeof(a_start), "%lu", start);
 	snprintf(a_count, sizeof(a_count), "%lu", count);
 	char *const argv[] = { (char *)helper, a_pid, "0", a_id, "1", "1", a_start, a_count, NULL };
-	pid_t h = fork();
-	if (h < 0)
+	struct ib_proc_cmd cmd = { .argv = argv };
+	cleanup_proc_output struct ib_proc_output o = { 0 };
+	ib_error_t err = NULL;
+	if (ib_proc_capture(&cmd, &o, &err) < 0) {
+		ib_error_free(&err);
 		return -1;
-	if (h == 0) {
-		int devnull = open("/dev/null", O_RDWR);
-		if (devnull >= 0) {
-			dup2(devnull, 1);
-			dup2(devnull, 2);
-		}
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(helper, argv);
-		_exit(127);
 	}
-	int st = 0;
-	while (waitpid(h, &st, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return o.status == 0 ? 0 : -1;
 }
 
 static bool find_helper(const char *name, char *path, size_t size)
@@ -939,18 +915,18 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 		flags |= CLONE_NEWNET;
 	if (userns)
 		flags |= CLONE_NEWUSER;
-	fflush(NULL);
-	/* Raw clone(2) without a new stack behaves like fork (bubblewrap's raw_clone). */
-	pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+	/* In imgbuild's process group, as a command run by hand would be: a shell
+	 * in the sandbox reads the terminal. */
+	pid = ib_proc_clone(flags, IB_PROC_SAME_GROUP, err);
 	if (pid < 0) {
 		int e = errno;
-		if (e == EPERM || e == EINVAL || e == ENOSPC)
+		if (e == EPERM || e == EINVAL || e == ENOSPC) {
+			ib_error_free(err);
 			ib_error_errno(err, e, "create the sandbox namespaces%s", userns ? " (are user namespaces allowed? "
 										     "see /proc/sys/kernel/unprivileged_userns_clone "
 										     "and user.max_user_namespaces)"
 										   : "");
-		else
-			ib_error_errno(err, e, "clone");
+		}
 		goto out;
 	}
 	if (pid == 0) {
@@ -973,15 +949,13 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 	err_pipe[1] = -1;
 
 	if (userns && write_id_maps(pid, spec->keep_uid, err) < 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
+		ib_proc_kill(pid);
 		pid = -1;
 		goto out;
 	}
 	if (write(sync_pipe[1], "g", 1) != 1) {
 		ib_error_errno(err, errno, "start the sandbox");
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
+		ib_proc_kill(pid);
 		pid = -1;
 		goto out;
 	}
@@ -1010,10 +984,7 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 	*status = code;
 	rc = 0;
 out:
-	if (pid > 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
+	ib_proc_kill(pid);
 	for (int i = 0; i < 2; i++) {
 		if (sync_pipe[i] >= 0)
 			close(sync_pipe[i]);

@@ -185,17 +185,10 @@ static int write_new_file(const char *path, const char *text, size_t len, mode_t
 	cleanup_fd int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		return ib_error_errno(err, errno, "create '%s'", path);
-	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			int e = errno;
-			unlink(path);
-			return ib_error_errno(err, e, "write '%s'", path);
-		}
-		off += (size_t)w;
+	if (!ib_write_all(fd, text, len)) {
+		int e = errno;
+		unlink(path);
+		return ib_error_errno(err, e, "write '%s'", path);
 	}
 	if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
 		int e = errno;

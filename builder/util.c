@@ -251,24 +251,51 @@ char *ib_read_file_at(int dirfd, const char *name, const char *shown, size_t max
 	return read_fd(fd, shown, max, len, err);
 }
 
+bool ib_write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		if (w == 0) {
+			errno = EIO;
+			return false;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+bool ib_read_all(int fd, void *buf, size_t n)
+{
+	char *p = buf;
+	while (n > 0) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return false;
+		p += r;
+		n -= (size_t)r;
+	}
+	return true;
+}
+
 int ib_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, ib_error_t *err)
 {
 	cleanup_free char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
 	cleanup_fd int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return ib_error_errno(err, errno, "create '%s'", tmp);
-	const char *p = data;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			int saved = errno;
-			unlink(tmp);
-			return ib_error_errno(err, saved, "write '%s'", tmp);
-		}
-		p += w;
-		len -= (size_t)w;
+	if (!ib_write_all(fd, data, len)) {
+		int saved = errno;
+		unlink(tmp);
+		return ib_error_errno(err, saved, "write '%s'", tmp);
 	}
 	if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
 		int saved = errno;

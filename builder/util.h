@@ -82,6 +82,11 @@ char *ib_read_file_max(const char *path, size_t max, size_t *len, ib_error_t *er
 /* NAME relative to DIRFD, never through a symbolic link in its last component
  * (O_NOFOLLOW); SHOWN names it in errors. */
 char *ib_read_file_at(int dirfd, const char *name, const char *shown, size_t max, size_t *len, ib_error_t *err);
+/* The one write loop: all of BUF, retrying short writes and EINTR; false with
+ * errno set on error. Async-signal-safe, for forked children too. */
+bool ib_write_all(int fd, const void *buf, size_t n);
+/* Reads exactly N bytes; false on EOF or error. */
+bool ib_read_all(int fd, void *buf, size_t n);
 /* Writes to PATH.tmp.PID, fsyncs, renames over PATH: readers see old or new, never half. */
 int ib_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, ib_error_t *err);
 int ib_mkdir_p(const char *path, mode_t mode, ib_error_t *err);

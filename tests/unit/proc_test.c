@@ -5,8 +5,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -159,6 +161,73 @@ static void test_wait_interrupted(void **state)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+static void note_term(int sig)
+{
+	(void)sig;
+	static const char t = 'T';
+	(void)!write(3, &t, 1);
+}
+
+/* The stop policy on a child that outlives SIGTERM: its group gets SIGTERM
+ * first (the handler notes it), then SIGKILL after the grace period (a
+ * parameter here, so the test waits 0.3 s, not 10), and a grandchild that
+ * ignores SIGTERM goes with the group. We are the grandchild's subreaper, so
+ * its death by SIGKILL is seen, not assumed. */
+static void test_term_then_kill(void **state)
+{
+	(void)state;
+	alarm(60);	/* a broken policy fails the test instead of hanging it */
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	ib_error_t err = NULL;
+	pid_t pid = ib_proc_fork(&err);
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 3);
+		signal(SIGTERM, SIG_IGN);	/* before the fork: the grandchild has it at once */
+		pid_t gc = fork();
+		if (gc == 0) {
+			for (;;)
+				pause();
+		}
+		signal(SIGTERM, note_term);
+		char ready[16];
+		int n = snprintf(ready, sizeof(ready), "%d\n", (int)gc);
+		(void)!write(3, ready, (size_t)n);
+		for (;;)
+			pause();	/* never exits on its own */
+	}
+	close(p[1]);
+	char line[32] = { 0 };
+	size_t got = 0;
+	while (got < sizeof(line) - 1 && read(p[0], line + got, 1) == 1 && line[got] != '\n')
+		got++;
+	pid_t gc = (pid_t)atoi(line);
+	assert_true(gc > 0);
+	kill(getpid(), SIGTERM);	/* pending until the wait reads it */
+	int status = -1;
+	assert_int_equal(ib_proc_wait_grace(pid, 300, &status, &err), -1);
+	assert_int_equal(err->exit_code, 143);
+	ib_error_free(&err);
+	char t = 0;
+	assert_int_equal(read(p[0], &t, 1), 1);
+	assert_int_equal(t, 'T');	/* SIGTERM came first and was survived */
+	close(p[0]);
+	assert_int_equal(kill(pid, 0), -1);	/* reaped by the wait */
+	int ws = 0;
+	assert_int_equal(waitpid(gc, &ws, 0), gc);
+	assert_true(WIFSIGNALED(ws));
+	assert_int_equal(WTERMSIG(ws), SIGKILL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	prctl(PR_SET_CHILD_SUBREAPER, 0);
+	alarm(0);
+}
+
 /* A helper is a child like any other: SIGTERM while it works stops it, and it
  * never gets to finish (an interrupted pack must leave no image). */
 static void test_call_interrupted(void **state)
@@ -185,12 +254,12 @@ static void test_write_read_all(void **state)
 	(void)state;
 	int p[2];
 	assert_int_equal(pipe(p), 0);
-	assert_true(ib_proc_write_all(p[1], "abcdef", 6));
+	assert_true(ib_write_all(p[1], "abcdef", 6));
 	close(p[1]);
 	char buf[8];
-	assert_true(ib_proc_read_all(p[0], buf, 6));
+	assert_true(ib_read_all(p[0], buf, 6));
 	assert_memory_equal(buf, "abcdef", 6);
-	assert_false(ib_proc_read_all(p[0], buf, 1));	/* EOF */
+	assert_false(ib_read_all(p[0], buf, 1));	/* EOF */
 	close(p[0]);
 }
 
@@ -202,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_wait_status),
 		cmocka_unit_test(test_wait_interrupted),
 		cmocka_unit_test(test_call_interrupted),
+		cmocka_unit_test(test_term_then_kill),
 		cmocka_unit_test(test_write_read_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
