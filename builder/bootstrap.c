@@ -426,6 +426,236 @@ static int check_keyring_trusted(const struct ib_manifest *m, const char *bytes,
 			      m->path, m->base.pos.line, m->base.keyring);
 }
 
+/* What one bootstrap works with, beside the new root: the package and list
+ * folders the tools read and fill (in and out), and the arguments made of
+ * the manifest. */
+struct boot {
+	const struct ib_manifest *m;
+	const char *root_dir;
+	char *dir;	/* the new root's parent */
+	struct ib_strv mirrors;
+	char *debs_in, *debs_out, *lists_in, *lists_out;
+	char *keyring;	/* a copy in DIR, or the system's, or NULL */
+	char *components, *packages;
+	const char *variant;
+	unsigned staged, lists_staged;	/* packages and lists offered from the cache */
+};
+
+static void boot_free(struct boot *b)
+{
+	for (char **p = (char *[]){ b->debs_in, b->lists_in, b->lists_out, b->debs_out, NULL }; *p; p++) {
+		if (ib_path_exists(*p)) {
+			ib_error_t e2 = NULL;
+			if (ib_remove_tree(*p, &e2) < 0)
+				ib_error_free(&e2);
+		}
+	}
+	if (b->keyring && strncmp(b->keyring, b->dir, strlen(b->dir)) == 0)
+		unlink(b->keyring);
+	free(b->debs_in);
+	free(b->debs_out);
+	free(b->lists_in);
+	free(b->lists_out);
+	free(b->keyring);
+	free(b->components);
+	free(b->packages);
+	free(b->dir);
+	ib_strv_free(&b->mirrors);
+}
+
+/* apt checks signatures as the unprivileged _apt user, which may not reach the
+ * manifest's folder (mktemp -d makes it 0700): it gets a world-readable copy
+ * beside the new root. */
+static int stage_keyring(struct boot *b, ib_error_t *err)
+{
+	b->keyring = ib_bootstrap_keyring(b->m);
+	if (b->keyring == NULL)
+		return 0;
+	size_t len = 0;
+	cleanup_free char *bytes = ib_read_file(b->keyring, &len, err);
+	if (bytes == NULL)
+		return -1;
+	if (b->m->base.keyring && check_keyring_trusted(b->m, bytes, len, err) < 0)
+		return -1;
+	free(b->keyring);
+	b->keyring = ib_path_join(b->dir, "keyring.gpg");
+	return ib_write_file_atomic(b->keyring, bytes, len, 0644, err);
+}
+
+static int boot_prepare(struct boot *b, const char *index_path, struct deb_index *index, ib_error_t *err)
+{
+	const struct ib_manifest *m = b->m;
+	b->debs_in = ib_path_join(b->dir, "debs-in");
+	b->debs_out = ib_path_join(b->dir, "debs-out");
+	if (ib_mkdir_p(b->debs_in, 0755, err) < 0 || ib_mkdir_p(b->debs_out, 0755, err) < 0)
+		return -1;
+	b->staged = stage_cached_debs(index, b->debs_in);
+	cleanup_free char *lists_cache = lists_cache_path(index_path);
+	b->lists_in = ib_path_join(b->dir, "lists-in");
+	b->lists_out = ib_path_join(b->dir, "lists-out");
+	if (ib_mkdir_p(b->lists_in, 0755, err) < 0 || ib_mkdir_p(b->lists_out, 0755, err) < 0)
+		return -1;
+	b->lists_staged = stage_cached_lists(lists_cache, b->lists_in);
+	if (stage_keyring(b, err) < 0)
+		return -1;
+	struct ib_strv comps_default = { 0 };
+	if (m->base.components.n == 0)
+		ib_strv_push(&comps_default, "main");
+	b->components = join(m->base.components.n ? &m->base.components : &comps_default, ",");
+	b->packages = join(&m->base.packages, ",");
+	ib_strv_free(&comps_default);
+	b->variant = m->base.variant ? m->base.variant : "minbase";
+	return 0;
+}
+
+/* The tools' environment: fixed, but for the proxies and TMPDIR. */
+static void boot_env(const struct ib_manifest *m, struct ib_strv *env)
+{
+	ib_strv_push(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+	ib_strv_push(env, "HOME=/root");
+	ib_strv_push(env, "TZ=UTC");
+	ib_strv_push(env, "LC_ALL=C.UTF-8");
+	ib_strv_push_owned(env, xasprintf("SOURCE_DATE_EPOCH=%lld", (long long)m->image.source_date_epoch));
+	ib_strv_push(env, "DEBIAN_FRONTEND=noninteractive");
+	push_env(env, "http_proxy");
+	push_env(env, "https_proxy");
+	push_env(env, "no_proxy");
+	push_env(env, "TMPDIR");
+}
+
+/* mmdebstrap's hooks hand it the cached packages and lists and take back what
+ * it downloaded; the rest makes the base the same on every host. */
+static void mmdebstrap_hooks(const struct boot *b, struct ib_strv *argv)
+{
+	cleanup_free char *q_in = shell_quote(b->debs_in), *q_out = shell_quote(b->debs_out);
+	cleanup_free char *q_lin = shell_quote(b->lists_in), *q_lout = shell_quote(b->lists_out);
+	ib_strv_push_owned(argv, xasprintf("--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && "
+					   "cp -al %s/. \"$1/var/cache/apt/archives/\"",
+					   q_in));
+	/* dpkg's fsyncs make a bootstrap wait on the disk for nothing: a
+	 * layer is renamed into place only once complete, and a crash
+	 * leaves no layer. Written by a hook, not --dpkgopt, which would
+	 * leave the setting in the image (the customize hook removes it). */
+	ib_strv_push(argv, "--setup-hook=mkdir -p \"$1/etc/dpkg/dpkg.cfg.d\" && "
+			   "echo force-unsafe-io > \"$1/etc/dpkg/dpkg.cfg.d/99imgbuild-unsafe-io\"");
+	if (b->lists_staged > 0)
+		ib_strv_push_owned(argv, xasprintf("--setup-hook=cp -a %s/. \"$1/var/lib/apt/lists/\"", q_lin));
+	ib_strv_push_owned(argv, xasprintf("--customize-hook=find \"$1/var/cache/apt/archives\" -maxdepth 1 "
+					   "-name '*.deb' -exec cp -al -t %s {} +",
+					   q_out));
+	ib_strv_push_owned(argv, xasprintf("--customize-hook=rm -f \"$1/etc/dpkg/dpkg.cfg.d/99imgbuild-unsafe-io\" && "
+					   "find \"$1/var/lib/apt/lists\" -maxdepth 1 -type f ! -name lock "
+					   "-exec ln -t %s {} +",
+					   q_lout));
+	/* Host files mmdebstrap copies in would make the base differ per host;
+	 * network stages get the host's resolv.conf bound over this file. */
+	ib_strv_push(argv, "--customize-hook=rm -f \"$1/etc/resolv.conf\" && : > \"$1/etc/resolv.conf\" && "
+			   "echo imgbuild > \"$1/etc/hostname\"");
+	/* apt downloads as _apt when that user can reach the new root and as root
+	 * when it cannot (a cache under a 0700 folder), leaving
+	 * var/cache/apt/archives/partial owned by whoever downloaded: give it the
+	 * owner apt itself would, so the image does not depend on where the cache lives. */
+	ib_strv_push(argv, "--customize-hook=if [ -d \"$1/var/cache/apt/archives/partial\" ] && "
+			   "chroot \"$1\" getent passwd _apt >/dev/null; then "
+			   "chroot \"$1\" chown _apt:root /var/cache/apt/archives/partial; fi");
+}
+
+static int run_mmdebstrap(const struct boot *b, char *const *env, int log_fd, ib_error_t *err)
+{
+	const struct ib_manifest *m = b->m;
+	ib_log_info("bootstrap: %s %s with mmdebstrap (%u cached packages offered)", m->base.distro, m->base.suite,
+		    b->staged);
+	cleanup_strv struct ib_strv argv = { 0 };
+	ib_strv_push(&argv, "mmdebstrap");
+	ib_strv_push(&argv, "--mode=root");
+	ib_strv_push(&argv, "--format=directory");
+	ib_strv_push_owned(&argv, xasprintf("--variant=%s", b->variant));
+	ib_strv_push_owned(&argv, xasprintf("--components=%s", b->components));
+	if (b->keyring)
+		ib_strv_push_owned(&argv, xasprintf("--keyring=%s", b->keyring));
+	/* debootstrap's minbase has apt; mmdebstrap's has only Priority:
+	 * required, which lacks apt on Ubuntu. Stages need apt either way. */
+	if (strcmp(b->variant, "minbase") == 0)
+		ib_strv_push_owned(&argv, xasprintf("--include=apt%s%s", m->base.packages.n ? "," : "", b->packages));
+	else if (m->base.packages.n > 0)
+		ib_strv_push_owned(&argv, xasprintf("--include=%s", b->packages));
+	ib_strv_push(&argv, "--aptopt=Acquire::Languages \"none\"");
+	/* The keyring packages of the new root make apt trust the archive;
+	 * a signed-by pointing at a host path would dangle inside it. */
+	ib_strv_push(&argv, "--skip=check/signed-by");
+	/* Keep every downloaded .deb until the customize hook hands them out. */
+	ib_strv_push(&argv, "--skip=essential/unlink");
+	mmdebstrap_hooks(b, &argv);
+	ib_strv_push(&argv, m->base.suite);
+	ib_strv_push(&argv, b->root_dir);
+	for (size_t i = 0; i < b->mirrors.n; i++) {
+		ib_strv_push_owned(&argv, xasprintf("deb %s %s %s", b->mirrors.v[i], m->base.suite, b->components));
+		for (size_t j = 0; j < m->base.extra_suites.n; j++)
+			ib_strv_push_owned(&argv, xasprintf("deb %s %s %s", b->mirrors.v[i], m->base.extra_suites.v[j],
+							    b->components));
+	}
+	/* --components wants commas, a deb line wants spaces. */
+	for (size_t i = 0; i < argv.n; i++)
+		if (strncmp(argv.v[i], "deb ", 4) == 0)
+			for (char *p = argv.v[i]; *p; p++)
+				if (*p == ',')
+					*p = ' ';
+	return run_tool(argv.v, env, log_fd, "bootstrap", err);
+}
+
+/* debootstrap knows one suite and one mirror; apt in the stages sees all of
+ * them, and the host's resolv.conf and hostname stay out, as with mmdebstrap. */
+static int debootstrap_finish(const struct boot *b, ib_error_t *err)
+{
+	const struct ib_manifest *m = b->m;
+	cleanup_buf struct ib_buf sources = { 0 };
+	for (size_t i = 0; i < b->mirrors.n; i++) {
+		ib_buf_printf(&sources, "deb %s %s %s\n", b->mirrors.v[i], m->base.suite, b->components);
+		for (size_t j = 0; j < m->base.extra_suites.n; j++)
+			ib_buf_printf(&sources, "deb %s %s %s\n", b->mirrors.v[i], m->base.extra_suites.v[j],
+				      b->components);
+	}
+	for (size_t k = 0; k < sources.len; k++)
+		if (sources.s[k] == ',')
+			sources.s[k] = ' ';
+	cleanup_free char *list = ib_path_join(b->root_dir, "etc/apt/sources.list");
+	if (ib_write_file_atomic(list, sources.s ? sources.s : "", sources.len, 0644, err) < 0)
+		return -1;
+	cleanup_free char *resolv = ib_path_join(b->root_dir, "etc/resolv.conf");
+	cleanup_free char *hostname = ib_path_join(b->root_dir, "etc/hostname");
+	unlink(resolv);
+	if (ib_write_file_atomic(resolv, "", 0, 0644, err) < 0 ||
+	    ib_write_file_atomic(hostname, "imgbuild\n", 9, 0644, err) < 0)
+		return -1;
+	return 0;
+}
+
+static int run_debootstrap(struct boot *b, char *const *env, int log_fd, ib_error_t *err)
+{
+	const struct ib_manifest *m = b->m;
+	ib_log_info("bootstrap: %s %s with debootstrap (%s; %u cached packages offered)", m->base.distro,
+		    m->base.suite, in_path("mmdebstrap") ? "IMGBUILD_BOOTSTRAP=debootstrap" : "mmdebstrap not found",
+		    b->staged);
+	cleanup_strv struct ib_strv argv = { 0 };
+	ib_strv_push(&argv, "debootstrap");
+	ib_strv_push_owned(&argv, xasprintf("--variant=%s", b->variant));
+	ib_strv_push_owned(&argv, xasprintf("--components=%s", b->components));
+	if (b->keyring)
+		ib_strv_push_owned(&argv, xasprintf("--keyring=%s", b->keyring));
+	if (m->base.packages.n > 0)
+		ib_strv_push_owned(&argv, xasprintf("--include=%s", b->packages));
+	/* debootstrap keeps its downloads in --cache-dir and reuses them. */
+	ib_strv_push_owned(&argv, xasprintf("--cache-dir=%s", b->debs_in));
+	ib_strv_push(&argv, m->base.suite);
+	ib_strv_push(&argv, b->root_dir);
+	ib_strv_push(&argv, b->mirrors.v[0]);
+	if (run_tool(argv.v, env, log_fd, "bootstrap", err) < 0 || debootstrap_finish(b, err) < 0)
+		return -1;
+	free(b->debs_out);
+	b->debs_out = xstrdup(b->debs_in);
+	return 0;
+}
+
 int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_fd, bool offline,
 		     struct ib_bootstrap_stats *stats, ib_error_t *err)
 {
@@ -434,221 +664,37 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 		return ib_error_set(err, 0, "the base of '%s' (%s %s) is not cached and --offline forbids building it",
 				    m->image.name, m->base.distro, m->base.suite);
 
-	struct ib_strv mirrors = { 0 }, argv = { 0 }, env = { 0 };
-	struct deb_index index = { 0 };
-	int rc = -1;
-	cleanup_free char *index_path = NULL, *debs_in = NULL, *debs_out = NULL, *keyring = NULL;
-	cleanup_free char *lists_cache = NULL, *lists_in = NULL, *lists_out = NULL, *q_lin = NULL, *q_lout = NULL;
-	cleanup_free char *components = NULL, *packages = NULL, *q_in = NULL, *q_out = NULL;
 	cleanup_free char *parent = xstrdup(root_dir);
-	char *dir = dirname(parent);
+	struct boot b = { .m = m, .root_dir = root_dir, .dir = xstrdup(dirname(parent)) };
+	struct deb_index index = { 0 };
+	cleanup_strv struct ib_strv env = { 0 };
+	int rc = -1;
+	cleanup_free char *index_path = NULL;
 
-	if (resolve_mirrors(m, &mirrors, err) < 0)
+	if (resolve_mirrors(m, &b.mirrors, err) < 0)
 		goto out;
 	index_path = deb_index_path(m, err);
 	if (index_path == NULL)
 		goto out;
 	deb_index_load(&index, index_path);
-	debs_in = ib_path_join(dir, "debs-in");
-	debs_out = ib_path_join(dir, "debs-out");
-	if (ib_mkdir_p(debs_in, 0755, err) < 0 || ib_mkdir_p(debs_out, 0755, err) < 0)
+	if (boot_prepare(&b, index_path, &index, err) < 0)
 		goto out;
-	unsigned staged = stage_cached_debs(&index, debs_in);
-	lists_cache = lists_cache_path(index_path);
-	lists_in = ib_path_join(dir, "lists-in");
-	lists_out = ib_path_join(dir, "lists-out");
-	if (ib_mkdir_p(lists_in, 0755, err) < 0 || ib_mkdir_p(lists_out, 0755, err) < 0)
-		goto out;
-	unsigned lists_staged = stage_cached_lists(lists_cache, lists_in);
-	q_lin = shell_quote(lists_in);
-	q_lout = shell_quote(lists_out);
-
-	keyring = ib_bootstrap_keyring(m);
-	if (keyring) {
-		/* apt checks signatures as the unprivileged _apt user, which may not
-		 * reach the manifest's folder (mktemp -d makes it 0700): hand it a
-		 * world-readable copy beside the new root. */
-		size_t len = 0;
-		cleanup_free char *bytes = ib_read_file(keyring, &len, err);
-		if (bytes == NULL)
-			goto out;
-		if (m->base.keyring && check_keyring_trusted(m, bytes, len, err) < 0)
-			goto out;
-		free(keyring);
-		keyring = ib_path_join(dir, "keyring.gpg");
-		if (ib_write_file_atomic(keyring, bytes, len, 0644, err) < 0)
-			goto out;
-	}
-	struct ib_strv comps_default = { 0 };
-	if (m->base.components.n == 0)
-		ib_strv_push(&comps_default, "main");
-	components = join(m->base.components.n ? &m->base.components : &comps_default, ",");
-	packages = join(&m->base.packages, ",");
-	ib_strv_free(&comps_default);
-	const char *variant = m->base.variant ? m->base.variant : "minbase";
-	q_in = shell_quote(debs_in);
-	q_out = shell_quote(debs_out);
-
-	char epoch[32];
-	snprintf(epoch, sizeof(epoch), "%lld", (long long)m->image.source_date_epoch);
-	ib_strv_push(&env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-	ib_strv_push(&env, "HOME=/root");
-	ib_strv_push(&env, "TZ=UTC");
-	ib_strv_push(&env, "LC_ALL=C.UTF-8");
-	ib_strv_push_owned(&env, xasprintf("SOURCE_DATE_EPOCH=%s", epoch));
-	ib_strv_push(&env, "DEBIAN_FRONTEND=noninteractive");
-	push_env(&env, "http_proxy");
-	push_env(&env, "https_proxy");
-	push_env(&env, "no_proxy");
-	push_env(&env, "TMPDIR");
-
+	boot_env(m, &env);
 	enum ib_bootstrap_tool tool = ib_bootstrap_pick_tool();
-	if (tool == IB_BOOTSTRAP_MMDEBSTRAP) {
-		ib_log_info("bootstrap: %s %s with mmdebstrap (%u cached packages offered)", m->base.distro,
-			    m->base.suite, staged);
-		ib_strv_push(&argv, "mmdebstrap");
-		ib_strv_push(&argv, "--mode=root");
-		ib_strv_push(&argv, "--format=directory");
-		ib_strv_push_owned(&argv, xasprintf("--variant=%s", variant));
-		ib_strv_push_owned(&argv, xasprintf("--components=%s", components));
-		if (keyring)
-			ib_strv_push_owned(&argv, xasprintf("--keyring=%s", keyring));
-		/* debootstrap's minbase has apt; mmdebstrap's has only Priority:
-		 * required, which lacks apt on Ubuntu. Stages need apt either way. */
-		if (strcmp(variant, "minbase") == 0)
-			ib_strv_push_owned(&argv, xasprintf("--include=apt%s%s", m->base.packages.n ? "," : "",
-							    packages));
-		else if (m->base.packages.n > 0)
-			ib_strv_push_owned(&argv, xasprintf("--include=%s", packages));
-		ib_strv_push(&argv, "--aptopt=Acquire::Languages \"none\"");
-		/* The keyring packages of the new root make apt trust the archive;
-		 * a signed-by pointing at a host path would dangle inside it. */
-		ib_strv_push(&argv, "--skip=check/signed-by");
-		/* Keep every downloaded .deb until the customize hook hands them out. */
-		ib_strv_push(&argv, "--skip=essential/unlink");
-		ib_strv_push_owned(&argv, xasprintf("--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && "
-						    "cp -al %s/. \"$1/var/cache/apt/archives/\"",
-						    q_in));
-		/* dpkg's fsyncs make a bootstrap wait on the disk for nothing: a
-		 * layer is renamed into place only once complete, and a crash
-		 * leaves no layer. Written by a hook, not --dpkgopt, which would
-		 * leave the setting in the image (the customize hook removes it). */
-		ib_strv_push(&argv, "--setup-hook=mkdir -p \"$1/etc/dpkg/dpkg.cfg.d\" && "
-				    "echo force-unsafe-io > \"$1/etc/dpkg/dpkg.cfg.d/99imgbuild-unsafe-io\"");
-		if (lists_staged > 0)
-			ib_strv_push_owned(&argv, xasprintf("--setup-hook=cp -a %s/. \"$1/var/lib/apt/lists/\"", q_lin));
-		ib_strv_push_owned(&argv, xasprintf("--customize-hook=find \"$1/var/cache/apt/archives\" -maxdepth 1 "
-						    "-name '*.deb' -exec cp -al -t %s {} +",
-						    q_out));
-		ib_strv_push_owned(&argv, xasprintf("--customize-hook=rm -f \"$1/etc/dpkg/dpkg.cfg.d/99imgbuild-unsafe-io\" && "
-						    "find \"$1/var/lib/apt/lists\" -maxdepth 1 -type f ! -name lock "
-						    "-exec ln -t %s {} +",
-						    q_lout));
-		/* Host files mmdebstrap copies in would make the base differ per host;
-		 * network stages get the host's resolv.conf bound over this file. */
-		ib_strv_push(&argv, "--customize-hook=rm -f \"$1/etc/resolv.conf\" && : > \"$1/etc/resolv.conf\" && "
-				    "echo imgbuild > \"$1/etc/hostname\"");
-		/* apt downloads as _apt when that user can reach the new root and as root
-		 * when it cannot (a cache under a 0700 folder), leaving
-		 * var/cache/apt/archives/partial owned by whoever downloaded: give it the
-		 * owner apt itself would, so the image does not depend on where the cache lives. */
-		ib_strv_push(&argv, "--customize-hook=if [ -d \"$1/var/cache/apt/archives/partial\" ] && "
-				    "chroot \"$1\" getent passwd _apt >/dev/null; then "
-				    "chroot \"$1\" chown _apt:root /var/cache/apt/archives/partial; fi");
-		ib_strv_push(&argv, m->base.suite);
-		ib_strv_push(&argv, root_dir);
-		for (size_t i = 0; i < mirrors.n; i++) {
-			ib_strv_push_owned(&argv, xasprintf("deb %s %s %s", mirrors.v[i], m->base.suite,
-							    components));
-			for (size_t j = 0; j < m->base.extra_suites.n; j++)
-				ib_strv_push_owned(&argv, xasprintf("deb %s %s %s", mirrors.v[i],
-								    m->base.extra_suites.v[j], components));
-		}
-		/* --components wants commas, a deb line wants spaces. */
-		for (size_t i = 0; i < argv.n; i++)
-			if (strncmp(argv.v[i], "deb ", 4) == 0)
-				for (char *p = argv.v[i]; *p; p++)
-					if (*p == ',')
-						*p = ' ';
-		if (run_tool(argv.v, env.v, log_fd, "bootstrap", err) < 0)
-			goto out;
-	} else {
-		ib_log_info("bootstrap: %s %s with debootstrap (%s; %u cached packages offered)", m->base.distro,
-			    m->base.suite, in_path("mmdebstrap") ? "IMGBUILD_BOOTSTRAP=debootstrap" : "mmdebstrap not found",
-			    staged);
-		ib_strv_push(&argv, "debootstrap");
-		ib_strv_push_owned(&argv, xasprintf("--variant=%s", variant));
-		ib_strv_push_owned(&argv, xasprintf("--components=%s", components));
-		if (keyring)
-			ib_strv_push_owned(&argv, xasprintf("--keyring=%s", keyring));
-		if (m->base.packages.n > 0)
-			ib_strv_push_owned(&argv, xasprintf("--include=%s", packages));
-		/* debootstrap keeps its downloads in --cache-dir and reuses them. */
-		ib_strv_push_owned(&argv, xasprintf("--cache-dir=%s", debs_in));
-		ib_strv_push(&argv, m->base.suite);
-		ib_strv_push(&argv, root_dir);
-		ib_strv_push(&argv, mirrors.v[0]);
-		if (run_tool(argv.v, env.v, log_fd, "bootstrap", err) < 0)
-			goto out;
-		/* debootstrap knows one suite and one mirror; apt in the stages sees all of them. */
-		cleanup_free char *sources = xstrdup("");
-		for (size_t i = 0; i < mirrors.n; i++) {
-			char *more = xasprintf("%sdeb %s %s %s\n", sources, mirrors.v[i], m->base.suite, components);
-			free(sources);
-			sources = more;
-			for (size_t j = 0; j < m->base.extra_suites.n; j++) {
-				more = xasprintf("%sdeb %s %s %s\n", sources, mirrors.v[i], m->base.extra_suites.v[j],
-						 components);
-				free(sources);
-				sources = more;
-			}
-		}
-		for (char *p = sources; *p; p++)
-			if (*p == ',')
-				*p = ' ';
-		cleanup_free char *list = ib_path_join(root_dir, "etc/apt/sources.list");
-		if (ib_write_file_atomic(list, sources, strlen(sources), 0644, err) < 0)
-			goto out;
-		cleanup_free char *resolv = ib_path_join(root_dir, "etc/resolv.conf");
-		cleanup_free char *hostname = ib_path_join(root_dir, "etc/hostname");
-		unlink(resolv);
-		if (ib_write_file_atomic(resolv, "", 0, 0644, err) < 0 ||
-		    ib_write_file_atomic(hostname, "imgbuild\n", 9, 0644, err) < 0)
-			goto out;
-		free(debs_out);
-		debs_out = xstrdup(debs_in);
-	}
-
-	if (collect_debs(&index, debs_out, stats, err) < 0 || deb_index_save(&index, index_path, err) < 0)
+	if ((tool == IB_BOOTSTRAP_MMDEBSTRAP ? run_mmdebstrap(&b, env.v, log_fd, err)
+					     : run_debootstrap(&b, env.v, log_fd, err)) < 0)
 		goto out;
-	if (tool == IB_BOOTSTRAP_MMDEBSTRAP)
-		publish_lists(lists_out, lists_cache);
+	if (collect_debs(&index, b.debs_out, stats, err) < 0 || deb_index_save(&index, index_path, err) < 0)
+		goto out;
+	if (tool == IB_BOOTSTRAP_MMDEBSTRAP) {
+		cleanup_free char *lists_cache = lists_cache_path(index_path);
+		publish_lists(b.lists_out, lists_cache);
+	}
 	ib_log_info("bootstrap: %u packages, %u downloaded, %u from the cache", stats->packages, stats->downloaded,
 		    stats->packages - stats->downloaded);
 	rc = 0;
 out:
-	if (debs_in && ib_path_exists(debs_in)) {
-		ib_error_t e2 = NULL;
-		if (ib_remove_tree(debs_in, &e2) < 0)
-			ib_error_free(&e2);
-	}
-	for (char **p = (char *[]){ lists_in, lists_out, NULL }; *p; p++) {
-		if (ib_path_exists(*p)) {
-			ib_error_t e2 = NULL;
-			if (ib_remove_tree(*p, &e2) < 0)
-				ib_error_free(&e2);
-		}
-	}
-	if (debs_out && ib_path_exists(debs_out)) {
-		ib_error_t e2 = NULL;
-		if (ib_remove_tree(debs_out, &e2) < 0)
-			ib_error_free(&e2);
-	}
-	if (keyring && strncmp(keyring, dir, strlen(dir)) == 0)
-		unlink(keyring);
+	boot_free(&b);
 	deb_index_free(&index);
-	ib_strv_free(&mirrors);
-	ib_strv_free(&argv);
-	ib_strv_free(&env);
 	return rc;
 }

@@ -844,6 +844,83 @@ static void restore_mask(sigset_t *old)
 	sigprocmask(SIG_SETMASK, old, NULL);
 }
 
+static unsigned long namespace_flags(const struct ib_sandbox_spec *spec)
+{
+	unsigned long flags = CLONE_NEWNS;
+	if (!spec->host_pid)
+		flags |= CLONE_NEWPID;
+	if (!spec->host_ipc)
+		flags |= CLONE_NEWIPC;
+	if (!spec->host_uts)
+		flags |= CLONE_NEWUTS;
+	if (!spec->network)
+		flags |= CLONE_NEWNET;
+	if (spec->user_namespace)
+		flags |= CLONE_NEWUSER;
+	return flags;
+}
+
+/* Clones C's process into its namespaces, writes its id maps and lets it go
+ * on: its pid, or -1 with nothing left running. The pipes' ends used here
+ * are closed and set to -1. */
+static pid_t start_child(struct child *c, int sync_pipe[2], int err_pipe[2], ib_error_t *err)
+{
+	/* In imgbuild's process group, as a command run by hand would be: a shell
+	 * in the sandbox reads the terminal. */
+	pid_t pid = ib_proc_clone(namespace_flags(c->spec), IB_PROC_SAME_GROUP, err);
+	if (pid < 0) {
+		int e = errno;
+		if (e == EPERM || e == EINVAL || e == ENOSPC) {
+			ib_error_free(err);
+			ib_error_errno(err, e, "create the sandbox namespaces%s",
+				       c->userns ? " (are user namespaces allowed? "
+						   "see /proc/sys/kernel/unprivileged_userns_clone "
+						   "and user.max_user_namespaces)"
+						 : "");
+		}
+		return -1;
+	}
+	if (pid == 0) {
+		close(sync_pipe[1]);
+		close(err_pipe[0]);
+		c->sync_fd = sync_pipe[0];
+		c->err_fd = err_pipe[1];
+		child_main(c);
+	}
+	close(sync_pipe[0]);
+	sync_pipe[0] = -1;
+	close(err_pipe[1]);
+	err_pipe[1] = -1;
+	if (c->userns && write_id_maps(pid, c->spec->keep_uid, err) < 0) {
+		ib_proc_kill(pid);
+		return -1;
+	}
+	if (write(sync_pipe[1], "g", 1) != 1) {
+		ib_error_errno(err, errno, "start the sandbox");
+		ib_proc_kill(pid);
+		return -1;
+	}
+	close(sync_pipe[1]);
+	sync_pipe[1] = -1;
+	return pid;
+}
+
+/* What the child wrote on FD before it failed to exec, as the error (exit
+ * code 126/127 kept, as a shell gives); 0 when it wrote nothing. */
+static int setup_failure(int fd, int code, ib_error_t *err)
+{
+	char msg[4096];
+	ssize_t n = 0, r;
+	while (n < (ssize_t)sizeof(msg) - 1 && (r = read(fd, msg + n, sizeof(msg) - 1 - (size_t)n)) > 0)
+		n += r;
+	msg[n] = '\0';
+	if (n == 0)
+		return 0;
+	ib_error_set(err, 0, "sandbox: %s", msg);
+	(*err)->exit_code = (code == 126 || code == 127) ? code : IB_EXIT_FAIL;
+	return -1;
+}
+
 int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *err)
 {
 	if (spec->argv == NULL || spec->argv[0] == NULL)
@@ -903,64 +980,16 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 		goto out;
 	}
 
-	bool userns = spec->user_namespace;
-	unsigned long flags = CLONE_NEWNS;
-	if (!spec->host_pid)
-		flags |= CLONE_NEWPID;
-	if (!spec->host_ipc)
-		flags |= CLONE_NEWIPC;
-	if (!spec->host_uts)
-		flags |= CLONE_NEWUTS;
-	if (!spec->network)
-		flags |= CLONE_NEWNET;
-	if (userns)
-		flags |= CLONE_NEWUSER;
-	/* In imgbuild's process group, as a command run by hand would be: a shell
-	 * in the sandbox reads the terminal. */
-	pid = ib_proc_clone(flags, IB_PROC_SAME_GROUP, err);
-	if (pid < 0) {
-		int e = errno;
-		if (e == EPERM || e == EINVAL || e == ENOSPC) {
-			ib_error_free(err);
-			ib_error_errno(err, e, "create the sandbox namespaces%s", userns ? " (are user namespaces allowed? "
-										     "see /proc/sys/kernel/unprivileged_userns_clone "
-										     "and user.max_user_namespaces)"
-										   : "");
-		}
+	struct child c = {
+		.spec = spec,
+		.prog = spec->seccomp ? &prog : NULL,
+		.envp = envp,
+		.mount_point = mount_point,
+		.userns = spec->user_namespace,
+	};
+	pid = start_child(&c, sync_pipe, err_pipe, err);
+	if (pid < 0)
 		goto out;
-	}
-	if (pid == 0) {
-		close(sync_pipe[1]);
-		close(err_pipe[0]);
-		struct child c = {
-			.spec = spec,
-			.prog = spec->seccomp ? &prog : NULL,
-			.envp = envp,
-			.mount_point = mount_point,
-			.sync_fd = sync_pipe[0],
-			.err_fd = err_pipe[1],
-			.userns = userns,
-		};
-		child_main(&c);
-	}
-	close(sync_pipe[0]);
-	sync_pipe[0] = -1;
-	close(err_pipe[1]);
-	err_pipe[1] = -1;
-
-	if (userns && write_id_maps(pid, spec->keep_uid, err) < 0) {
-		ib_proc_kill(pid);
-		pid = -1;
-		goto out;
-	}
-	if (write(sync_pipe[1], "g", 1) != 1) {
-		ib_error_errno(err, errno, "start the sandbox");
-		ib_proc_kill(pid);
-		pid = -1;
-		goto out;
-	}
-	close(sync_pipe[1]);
-	sync_pipe[1] = -1;
 
 	/* The one wait (proc.h): on SIGINT/SIGTERM, SIGTERM to PID 1 (which hands it
 	 * to the command), SIGKILL after the grace period; when PID 1 dies the
@@ -971,16 +1000,8 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 	if (wrc < 0)
 		goto out;
 
-	char msg[4096];
-	ssize_t n = 0, r;
-	while (n < (ssize_t)sizeof(msg) - 1 && (r = read(err_pipe[0], msg + n, sizeof(msg) - 1 - (size_t)n)) > 0)
-		n += r;
-	msg[n] = '\0';
-	if (n > 0) {
-		ib_error_set(err, 0, "sandbox: %s", msg);
-		(*err)->exit_code = (code == 126 || code == 127) ? code : IB_EXIT_FAIL;
+	if (setup_failure(err_pipe[0], code, err) < 0)
 		goto out;
-	}
 	*status = code;
 	rc = 0;
 out:
