@@ -1,5 +1,6 @@
 /* The shared compile cache's proxy (ccremote.h says why it exists). */
 #include "ccremote.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -351,20 +351,6 @@ int ib_ccremote_filter_feed(struct ib_ccremote_filter *f, const char *in, size_t
 
 /* --- connections --- */
 
-static int write_full(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int connect_target(const struct ib_ccremote_target *t, ib_error_t *err)
 {
 	if (t->path) {
@@ -416,7 +402,7 @@ static int upstream_cmd(int fd, const char *what, const char *const *argv, ib_er
 		ib_buf_adds(&b, argv[i]);
 		ib_buf_adds(&b, "\r\n");
 	}
-	int rc = write_full(fd, b.s, b.len);
+	int rc = ib_write_all(fd, b.s, b.len) ? 0 : -1;
 	explicit_bzero(b.s, b.len);
 	ib_buf_free(&b);
 	if (rc < 0)
@@ -471,7 +457,7 @@ static void log_refusal(int log_fd, const char *why)
 	if (log_fd < 0)
 		return;
 	cleanup_free char *line = xasprintf("refused %s\n", why);
-	(void)write_full(log_fd, line, strlen(line));
+	(void)ib_write_all(log_fd, line, strlen(line));
 }
 
 /* One client: its requests through the filter, the replies straight back. */
@@ -503,12 +489,12 @@ static void serve(int client, const struct ib_ccremote_target *t, bool writable,
 				log_refusal(log_fd, f.refused);
 				break;
 			}
-			if (out.len && write_full(up, out.s, out.len) < 0)
+			if (out.len && !ib_write_all(up, out.s, out.len))
 				break;
 		}
 		if (p[1].revents) {
 			ssize_t r = read(up, buf, sizeof(buf));
-			if (r <= 0 || write_full(client, buf, (size_t)r) < 0)
+			if (r <= 0 || !ib_write_all(client, buf, (size_t)r))
 				break;
 		}
 	}
@@ -538,23 +524,16 @@ const char *ib_ccremote_shown(const struct ib_ccremote *r)
 	return r->t.shown;
 }
 
-static void proxy_main(int lfd, int log_fd, struct ib_ccremote *r, bool writable, pid_t parent)
+/* In the proxy process (ib_proc_fork: it dies with imgbuild, signals at their
+ * defaults, none blocked). */
+static void proxy_main(int lfd, int log_fd, struct ib_ccremote *r, bool writable)
 {
-	/* The proxy must not outlive the build, nor hold its lock or files. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(1);
+	/* The proxy must not hold the build's lock or files. */
 	for (int fd = 3; fd < 1024; fd++)
 		if (fd != lfd && fd != log_fd)
 			close(fd);
-	sigset_t none;
-	sigemptyset(&none);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	pid_t self = getpid();
 	/* One process per connection, and a stage opens as many connections as
 	 * it likes: past MAX_CONNECTIONS the stage waits for one to end, so a
 	 * hostile stage cannot fill the host with processes (one ccache makes
@@ -569,11 +548,10 @@ static void proxy_main(int lfd, int log_fd, struct ib_ccremote *r, bool writable
 				continue;
 			_exit(1);
 		}
-		pid_t pid = fork();
+		/* Reaped by the loop above: the proxy is the connections' only waiter. */
+		pid_t pid = ib_proc_clone(0, IB_PROC_SAME_GROUP | IB_PROC_FROM_CHILD, NULL);
 		if (pid == 0) {
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != self)
-				_exit(1);
+			signal(SIGPIPE, SIG_IGN);	/* a stage that hangs up is an error, not a death */
 			close(lfd);
 			serve(c, &r->t, writable, log_fd);
 			_exit(0);
@@ -628,14 +606,11 @@ struct ib_ccremote *ib_ccremote_start(const char *url, bool writable, const char
 		ib_error_errno(err, errno, "open '%s'", log_path);
 		goto fail;
 	}
-	pid_t parent = getpid();
-	r->pid = fork();
-	if (r->pid < 0) {
-		ib_error_errno(err, errno, "fork");
+	r->pid = ib_proc_fork(err);
+	if (r->pid < 0)
 		goto fail;
-	}
 	if (r->pid == 0)
-		proxy_main(lfd, log_fd, r, writable, parent);
+		proxy_main(lfd, log_fd, r, writable);
 	close(lfd);
 	close(log_fd);
 	return r;
@@ -655,9 +630,7 @@ int ib_ccremote_stop(struct ib_ccremote *r)
 		return 0;
 	int refused = 0;
 	if (r->pid > 0) {
-		kill(r->pid, SIGKILL);
-		while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
-			;
+		ib_proc_kill(r->pid);
 		ib_error_t err = NULL;
 		size_t len = 0;
 		cleanup_free char *text = ib_read_file_max(r->log_path, 1 << 20, &len, &err);
