@@ -11,6 +11,7 @@
 #include "advise.h"
 #include "gpus.h"
 #include "manifest.h"
+#include "overlay.h"
 #include "paths.h"
 #include "util.h"
 
@@ -172,7 +173,7 @@ static int cmp_seed(const void *a, const void *b)
 	const struct seed *x = a, *y = b;
 	if (x->exact != y->exact)
 		return x->exact ? -1 : 1;
-	return -ib_version_cmp(x->m->stack.cuda, y->m->stack.cuda);
+	return -ib_version_cmp(ib_compat_seed_rank(x->m), ib_compat_seed_rank(y->m));
 }
 
 /* The compute capabilities in T that have a stack, once each. */
@@ -217,10 +218,9 @@ static int load_seeds(const struct ib_compat *c, const char *dir, const struct i
 			continue;
 		char *path = xasprintf("%s/%s", dir, e->d_name);
 		ib_error_t lerr = NULL;
-		struct ib_manifest *m = ib_manifest_load(path, &lerr);
+		struct ib_manifest *m = ib_overlay_load(path, NULL, &lerr);
 		ib_error_free(&lerr);
-		/* A seed builds torch against CUDA for listed archs. */
-		if (m == NULL || !m->stack.cuda || !m->stack.torch || m->stack.archs.n == 0) {
+		if (m == NULL || ib_compat_seed_rank(m) == NULL) {
 			ib_manifest_free(m);
 			free(path);
 			continue;
@@ -229,7 +229,8 @@ static int load_seeds(const struct ib_compat *c, const char *dir, const struct i
 		for (size_t k = 0; k < ccs->n; k++) {
 			/* the image's driver must still drive the GPU (plan's arch-driver) */
 			const char *branch = ib_compat_last_branch(c, ccs->v[k], NULL, NULL);
-			if (branch && m->stack.min_driver && ib_version_cmp_n(m->stack.min_driver, branch, 1) > 0)
+			const char *min_driver = ib_manifest_pin_value(m, "min_driver");
+			if (branch && min_driver && ib_version_cmp_n(min_driver, branch, 1) > 0)
 				usable = false;
 			exact = exact && ib_compat_arch_covered(ccs->v[k], &m->stack.archs);
 		}
@@ -299,7 +300,7 @@ static int try_seed(const struct ib_compat *c, const struct seed *seed, const ch
 	if (ib_write_file_atomic(tmp, text, strlen(text), 0644, err) < 0)
 		return -1;
 	ib_error_t perr = NULL;
-	struct ib_manifest *w = ib_manifest_load(tmp, &perr);
+	struct ib_manifest *w = ib_overlay_load(tmp, NULL, &perr);
 	struct ib_verdicts v = { 0 };
 	const char *fail = NULL;
 	int rc = 0;

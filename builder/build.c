@@ -805,12 +805,8 @@ static int make_facts(struct ib_build *b, const char *root, struct ib_strv *keys
 	add_fact(keys, values, "distro", m->base.distro);
 	add_fact(keys, values, "suite", m->base.suite);
 	add_fact(keys, values, "gcc", m->toolchain.gcc);
-	add_fact(keys, values, "cuda", m->stack.cuda);
-	add_fact(keys, values, "cudnn", m->stack.cudnn);
-	add_fact(keys, values, "min_driver", m->stack.min_driver);
-	add_fact(keys, values, "torch", m->stack.torch);
-	add_fact(keys, values, "torchvision", m->stack.torchvision);
-	add_fact(keys, values, "python", m->stack.python);
+	for (size_t i = 0; i < m->stack.pins.n; i++)	/* every pin alike (manifest.h) */
+		add_fact(keys, values, m->stack.pins.v[i].key, m->stack.pins.v[i].value);
 	add_fact(keys, values, "base_key", b->base_key);
 	for (size_t i = 0; i < m->n_stages; i++) {
 		cleanup_free char *k = xasprintf("stage_key_%s", m->stages[i].name);

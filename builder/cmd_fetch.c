@@ -7,6 +7,7 @@
 #include "inputs.h"
 #include "log.h"
 #include "manifest.h"
+#include "overlay.h"
 #include "util.h"
 
 enum { OPT_OFFLINE = IB_OPT_LONG };
@@ -37,7 +38,7 @@ static int cmd_fetch(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t
 	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
 	if (r != 0)
 		return r < 0 ? -1 : 0;
-	cleanup_manifest struct ib_manifest *m = ib_manifest_load(a.manifest, err);
+	cleanup_manifest struct ib_manifest *m = ib_overlay_load(a.manifest, NULL, err);
 	if (m == NULL)
 		return -1;
 	cleanup_strv struct ib_strv trees = { 0 };
@@ -73,7 +74,7 @@ static int cmd_pin(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *
 	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
 	if (r != 0)
 		return r < 0 ? -1 : 0;
-	cleanup_manifest struct ib_manifest *m = ib_manifest_load(a.manifest, err);
+	cleanup_manifest struct ib_manifest *m = ib_overlay_load(a.manifest, NULL, err);
 	if (m == NULL)
 		return -1;
 	size_t n = 0;

@@ -14,6 +14,7 @@
 #include "imgmeta.h"
 #include "layers.h"
 #include "manifest.h"
+#include "overlay.h"
 #include "util.h"
 
 
@@ -70,27 +71,18 @@ static void print_stack(const struct ib_manifest *m)
 {
 	out("toolchain  gcc %s\n", m->toolchain.gcc ? m->toolchain.gcc : "(the distribution's default)");
 	out("stack     ");
-	const struct {
-		const char *name, *value;
-	} facts[] = {
-		{ "cuda", m->stack.cuda },	    { "cudnn", m->stack.cudnn },   { "cudnn_cuda", m->stack.cudnn_cuda },
-		{ "magma_cuda", m->stack.magma_cuda }, { "python", m->stack.python }, { "torch", m->stack.torch },
-		{ "torchvision", m->stack.torchvision },
-	};
 	bool any = false;
-	for (size_t i = 0; i < sizeof(facts) / sizeof(facts[0]); i++)
-		if (facts[i].value) {
-			out(" %s %s", facts[i].name, facts[i].value);
-			any = true;
-		}
+	for (size_t i = 0; i < m->stack.pins.n; i++) {
+		const struct ib_pin *p = &m->stack.pins.v[i];
+		out(" %s %s", p->key, p->value);
+		if (p->derived_from)
+			out(" (derived from %s)", p->derived_from);
+		any = true;
+	}
 	if (m->stack.archs.n) {
 		out(" archs");
 		for (size_t i = 0; i < m->stack.archs.n; i++)
 			out("%s%s", i ? ";" : " ", m->stack.archs.v[i]);
-		any = true;
-	}
-	if (m->stack.min_driver) {
-		out(" min_driver %s%s", m->stack.min_driver, m->stack.min_driver_derived ? " (derived from cuda)" : "");
 		any = true;
 	}
 	out("%s\n", any ? "" : " (nothing declared)");
@@ -135,7 +127,8 @@ static void print_driver(const struct ib_manifest *m)
 		out("driver     host driver %s: bound read-only into every stage and `imgbuild run --gpu`\n", d.version);
 		/* The image's facts as pack will write them, through run --gpu's own preflight. */
 		struct ib_facts f = { 0 };
-		f.min_driver = m->stack.min_driver ? xstrdup(m->stack.min_driver) : NULL;
+		const char *min_driver = ib_manifest_pin_value(m, "min_driver");
+		f.min_driver = min_driver ? xstrdup(min_driver) : NULL;
 		for (size_t i = 0; i < m->stack.archs.n; i++)
 			ib_strv_push(&f.archs, m->stack.archs.v[i]);
 		f.have_archs = m->stack.archs.n > 0;
@@ -184,7 +177,7 @@ static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 	if (host_driver && !ib_version_valid(host_driver))
 		return ib_error_usage(err, "--driver '%s' is not a driver version like 470.82.01", host_driver);
 
-	cleanup_manifest struct ib_manifest *m = ib_manifest_load(manifest, err);
+	cleanup_manifest struct ib_manifest *m = ib_overlay_load(manifest, NULL, err);
 	if (m == NULL)
 		return -1;
 	const struct ib_compat *compat = ib_compat_default(err);

@@ -58,7 +58,14 @@ struct env_needs_row {
 	char *env, *conda_package, *why, *source;
 };
 
+/* A [stack] key a manifest may set: declaring it here is all a new pin needs. */
+struct pin_row {
+	char *key, *what;
+};
+
 struct ib_compat {
+	struct pin_row *pin;
+	size_t n_pin;
 	struct gcc_row *gcc;
 	size_t n_gcc;
 	struct driver_row *driver;
@@ -181,9 +188,13 @@ static const struct field env_needs_fields[] = {
 	FLD(struct env_needs_row, why, F_STR, true), FLD(struct env_needs_row, source, F_STR, true),
 	{ NULL, 0, 0, false },
 };
+static const struct field pin_fields[] = {
+	FLD(struct pin_row, key, F_STR, true), FLD(struct pin_row, what, F_STR, true), { NULL, 0, 0, false },
+};
 #define SEC(name, fields, type, member) \
 	{ name, fields, sizeof(type), offsetof(struct ib_compat, member), offsetof(struct ib_compat, n_##member) }
 static const struct section sections[] = {
+	SEC("pin", pin_fields, struct pin_row, pin),
 	SEC("cuda_gcc", gcc_fields, struct gcc_row, gcc),
 	SEC("cuda_driver", driver_fields, struct driver_row, driver),
 	SEC("cuda_arch", arch_fields, struct arch_row, arch),
@@ -396,6 +407,18 @@ const struct ib_compat *ib_compat_default(ib_error_t *err)
 
 /* ---- lookups ------------------------------------------------------------- */
 
+/* Rules name the pins they read: the manifest holds them as a list. */
+static const char *pin(const struct ib_manifest *m, const char *key)
+{
+	return ib_manifest_pin_value(m, key);
+}
+
+static bool derived(const struct ib_manifest *m, const char *key)
+{
+	const struct ib_pin *p = ib_manifest_pin(m, key);
+	return p && p->derived_from;
+}
+
 const char *ib_compat_min_driver(const struct ib_compat *c, const char *cuda)
 {
 	const char *best = NULL;
@@ -408,6 +431,53 @@ const char *ib_compat_min_driver(const struct ib_compat *c, const char *cuda)
 			best = r->min_driver;
 	}
 	return best;
+}
+
+int ib_compat_resolve(const struct ib_compat *c, struct ib_manifest *m, ib_error_t *err)
+{
+	for (size_t i = 0; i < m->stack.pins.n; i++) {
+		const struct ib_pin *p = &m->stack.pins.v[i];
+		bool known = false;
+		for (size_t k = 0; k < c->n_pin && !known; k++)
+			known = strcmp(c->pin[k].key, p->key) == 0;
+		if (known)
+			continue;
+		const char **keys = xcalloc(c->n_pin + 1, sizeof(*keys));
+		for (size_t k = 0; k < c->n_pin; k++)
+			keys[k] = c->pin[k].key;
+		const char *near = ib_nearest(p->key, keys, c->n_pin);
+		cleanup_free char *hint = NULL;
+		if (near)
+			hint = xasprintf("did you mean '%s'?", near);
+		else {
+			cleanup_free char *list = xstrdup("archs");
+			for (size_t k = 0; k < c->n_pin; k++) {
+				char *next = xasprintf("%s, %s", list, keys[k]);
+				free(list);
+				list = next;
+			}
+			hint = xasprintf("[stack] takes %s; a new pin is a [[pin]] row in builder/compat.toml", list);
+		}
+		free(keys);
+		return ib_error_usage(err, "%s:%d:%d: unknown key '%s' in [stack] (hint: %s)", m->file, p->pos.line,
+				      p->pos.col, p->key, hint);
+	}
+	/* min_driver, when absent, is what the data says the CUDA release needs. */
+	const char *cuda = pin(m, "cuda");
+	if (cuda && !pin(m, "min_driver")) {
+		const char *d = ib_compat_min_driver(c, cuda);
+		if (d)	/* else plan warns: no data for this CUDA */
+			ib_manifest_pin_derive(m, "min_driver", d, "cuda");
+	}
+	return 0;
+}
+
+const char *ib_compat_seed_rank(const struct ib_manifest *m)
+{
+	/* A seed builds torch against CUDA for listed archs; newer CUDA first. */
+	if (!pin(m, "cuda") || !pin(m, "torch") || m->stack.archs.n == 0)
+		return NULL;
+	return pin(m, "cuda");
 }
 
 static const struct driver_row *driver_row_for(const struct ib_compat *c, const char *cuda, const char *driver)
@@ -506,9 +576,9 @@ static char *major_minor(const char *v)
 
 static bool torch_fits(const struct torch_row *r, const struct ib_manifest *m)
 {
-	if (m->stack.python && !ib_version_in(m->stack.python, r->python_min, r->python_max))
+	if (pin(m, "python") && !ib_version_in(pin(m, "python"), r->python_min, r->python_max))
 		return false;
-	if (m->stack.cuda && !ib_version_in(m->stack.cuda, r->cuda_min, r->cuda_max))
+	if (pin(m, "cuda") && !ib_version_in(pin(m, "cuda"), r->cuda_min, r->cuda_max))
 		return false;
 	if (m->toolchain.gcc && !ib_version_in(m->toolchain.gcc, r->gcc_min, r->gcc_max))
 		return false;
@@ -521,7 +591,7 @@ static bool torch_fits(const struct torch_row *r, const struct ib_manifest *m)
 static const struct torch_row *nearest_torch(const struct ib_compat *c, const struct ib_manifest *m)
 {
 	size_t at = 0;
-	while (at < c->n_torch && ib_version_cmp(c->torch[at].torch, m->stack.torch) < 0)
+	while (at < c->n_torch && ib_version_cmp(c->torch[at].torch, pin(m, "torch")) < 0)
 		at++;
 	const struct torch_row *best = NULL;
 	size_t best_d = (size_t)-1;
@@ -562,41 +632,41 @@ static void range_text(char *buf, size_t len, const char *lo, const char *hi)
 static void check_driver(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
 	const char *rule = "cuda-driver";
-	if (!m->stack.cuda)
+	if (!pin(m, "cuda"))
 		{ na(out, rule, "compat-facts §1a", "stack.cuda"); return; }
-	const char *need = ib_compat_min_driver(c, m->stack.cuda);
+	const char *need = ib_compat_min_driver(c, pin(m, "cuda"));
 	if (need == NULL) {
 		add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
-		    xasprintf("add a [[cuda_driver]] row for CUDA %s to builder/compat.toml", m->stack.cuda),
-		    "no driver data for CUDA %s", m->stack.cuda);
+		    xasprintf("add a [[cuda_driver]] row for CUDA %s to builder/compat.toml", pin(m, "cuda")),
+		    "no driver data for CUDA %s", pin(m, "cuda"));
 		return;
 	}
-	const struct driver_row *r = driver_row_for(c, m->stack.cuda, need);
+	const struct driver_row *r = driver_row_for(c, pin(m, "cuda"), need);
 	const char *src = r ? r->source : "builder/compat.toml";
-	const char *have = m->stack.min_driver;
-	if (have && !m->stack.min_driver_derived && ib_version_cmp(have, need) < 0) {
+	const char *have = pin(m, "min_driver");
+	if (have && !derived(m, "min_driver") && ib_version_cmp(have, need) < 0) {
 		add(out, rule, IB_VERDICT_FAIL, src,
 		    xasprintf("set stack min_driver = \"%s\" (or remove it to derive it)", need),
-		    "min_driver %s is older than CUDA %s needs (>= %s)", have, m->stack.cuda, need);
+		    "min_driver %s is older than CUDA %s needs (>= %s)", have, pin(m, "cuda"), need);
 		return;
 	}
 	add(out, rule, IB_VERDICT_OK, src, NULL, "CUDA %s needs driver >= %s; the image asks for >= %s%s",
-	    m->stack.cuda, need, have ? have : need, m->stack.min_driver_derived ? " (derived)" : "");
+	    pin(m, "cuda"), need, have ? have : need, derived(m, "min_driver") ? " (derived)" : "");
 }
 
 static void check_gcc(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
 	const char *rule = "cuda-gcc";
-	if (!m->stack.cuda || !m->toolchain.gcc)
-		{ na(out, rule, "compat-facts §2", m->stack.cuda ? "toolchain.gcc" : "stack.cuda"); return; }
+	if (!pin(m, "cuda") || !m->toolchain.gcc)
+		{ na(out, rule, "compat-facts §2", pin(m, "cuda") ? "toolchain.gcc" : "stack.cuda"); return; }
 	const struct gcc_row *r = NULL;
 	for (size_t i = 0; i < c->n_gcc && !r; i++)
-		if (ib_version_in(m->stack.cuda, c->gcc[i].cuda_min, c->gcc[i].cuda_max))
+		if (ib_version_in(pin(m, "cuda"), c->gcc[i].cuda_min, c->gcc[i].cuda_max))
 			r = &c->gcc[i];
 	if (r == NULL) {
 		add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
-		    xasprintf("add a [[cuda_gcc]] row for CUDA %s to builder/compat.toml", m->stack.cuda),
-		    "no gcc data for CUDA %s", m->stack.cuda);
+		    xasprintf("add a [[cuda_gcc]] row for CUDA %s to builder/compat.toml", pin(m, "cuda")),
+		    "no gcc data for CUDA %s", pin(m, "cuda"));
 		return;
 	}
 	const char *gcc = m->toolchain.gcc;
@@ -607,24 +677,24 @@ static void check_gcc(const struct ib_compat *c, const struct ib_manifest *m, st
 		char *want = ib_version_ncomp(r->gcc_max) > 1 && major > 0 ? xasprintf("%llu", major - 1)
 									   : xstrdup(r->gcc_max);
 		add(out, rule, IB_VERDICT_FAIL, r->source, xasprintf("set toolchain gcc = \"%s\"", want),
-		    "gcc %s is newer than CUDA %s accepts (<= %s)", gcc, m->stack.cuda, r->gcc_max);
+		    "gcc %s is newer than CUDA %s accepts (<= %s)", gcc, pin(m, "cuda"), r->gcc_max);
 		free(want);
 		return;
 	}
 	if (!ib_version_in(gcc, r->gcc_min, NULL)) {
 		add(out, rule, IB_VERDICT_FAIL, r->source, xasprintf("set toolchain gcc = \"%s\"", r->gcc_min),
-		    "gcc %s is older than CUDA %s accepts (>= %s)", gcc, m->stack.cuda, r->gcc_min);
+		    "gcc %s is older than CUDA %s accepts (>= %s)", gcc, pin(m, "cuda"), r->gcc_min);
 		return;
 	}
-	add(out, rule, IB_VERDICT_OK, r->source, NULL, "gcc %s is accepted by CUDA %s (<= %s)", gcc, m->stack.cuda,
+	add(out, rule, IB_VERDICT_OK, r->source, NULL, "gcc %s is accepted by CUDA %s (<= %s)", gcc, pin(m, "cuda"),
 	    r->gcc_max);
 }
 
 static void check_arch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
 	const char *rule = "cuda-arch";
-	if (!m->stack.cuda || m->stack.archs.n == 0)
-		{ na(out, rule, "compat-facts §4a", m->stack.cuda ? "stack.archs" : "stack.cuda"); return; }
+	if (!pin(m, "cuda") || m->stack.archs.n == 0)
+		{ na(out, rule, "compat-facts §4a", pin(m, "cuda") ? "stack.archs" : "stack.cuda"); return; }
 	size_t before = out->n;
 	const char *src = "compat-facts §4a";
 	for (size_t i = 0; i < m->stack.archs.n; i++) {
@@ -640,14 +710,14 @@ static void check_arch(const struct ib_compat *c, const struct ib_manifest *m, s
 			continue;
 		}
 		src = r->source;
-		if (!ib_version_in(m->stack.cuda, r->cuda_min, r->cuda_max)) {
+		if (!ib_version_in(pin(m, "cuda"), r->cuda_min, r->cuda_max)) {
 			char range[64];
 			range_text(range, sizeof(range), r->cuda_min, r->cuda_max);
-			bool too_new = !ib_version_in(m->stack.cuda, NULL, r->cuda_max);
+			bool too_new = !ib_version_in(pin(m, "cuda"), NULL, r->cuda_max);
 			add(out, rule, IB_VERDICT_FAIL, r->source,
 			    xasprintf("remove \"%s\" from stack archs, or use CUDA %s %s", a, too_new ? "<=" : ">=",
 				      too_new ? r->cuda_max : r->cuda_min),
-			    "CUDA %s cannot target GPU architecture %s (CUDA %s can)", m->stack.cuda, a, range);
+			    "CUDA %s cannot target GPU architecture %s (CUDA %s can)", pin(m, "cuda"), a, range);
 		}
 	}
 	if (out->n == before) {
@@ -657,7 +727,7 @@ static void check_arch(const struct ib_compat *c, const struct ib_manifest *m, s
 			free(list);
 			list = next;
 		}
-		add(out, rule, IB_VERDICT_OK, src, NULL, "CUDA %s can target %s", m->stack.cuda, list);
+		add(out, rule, IB_VERDICT_OK, src, NULL, "CUDA %s can target %s", pin(m, "cuda"), list);
 	}
 }
 
@@ -681,14 +751,14 @@ static const char *ext_arch_patched(const struct ib_manifest *m, const char *arc
 static void check_ext_arch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
 	const char *rule = "torch-ext-arch";
-	if (!m->stack.torch || m->stack.archs.n == 0)
-		{ na(out, rule, "compat-facts §4b", m->stack.torch ? "stack.archs" : "stack.torch"); return; }
+	if (!pin(m, "torch") || m->stack.archs.n == 0)
+		{ na(out, rule, "compat-facts §4b", pin(m, "torch") ? "stack.archs" : "stack.torch"); return; }
 	size_t before = out->n;
 	for (size_t i = 0; i < m->stack.archs.n; i++) {
 		const char *a = m->stack.archs.v[i];
 		for (size_t k = 0; k < c->n_ext_arch; k++) {
 			const struct ext_arch_row *r = &c->ext_arch[k];
-			if (ib_version_cmp(r->arch, a) != 0 || !ib_version_in(m->stack.torch, r->torch_min, NULL))
+			if (ib_version_cmp(r->arch, a) != 0 || !ib_version_in(pin(m, "torch"), r->torch_min, NULL))
 				continue;
 			const char *stage = ext_arch_patched(m, a);
 			if (stage) {
@@ -699,12 +769,12 @@ static void check_ext_arch(const struct ib_compat *c, const struct ib_manifest *
 			add(out, rule, IB_VERDICT_WARN, r->source, xstrdup(r->fix),
 			    "torch %s's extension builder (torch.utils.cpp_extension) rejects arch %s from torch %s on: "
 			    "torchvision's CUDA ops will not build with it in TORCH_CUDA_ARCH_LIST",
-			    m->stack.torch, a, r->torch_min);
+			    pin(m, "torch"), a, r->torch_min);
 		}
 	}
 	if (out->n == before)
 		add(out, rule, IB_VERDICT_OK, "compat-facts §4b", NULL,
-		    "torch %s's extension builder accepts every arch listed", m->stack.torch);
+		    "torch %s's extension builder accepts every arch listed", pin(m, "torch"));
 }
 
 static void no_torch_data(struct ib_verdicts *out, const char *rule, const char *torch)
@@ -716,7 +786,7 @@ static void no_torch_data(struct ib_verdicts *out, const char *rule, const char 
 
 static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
-	const char *t = m->stack.torch;
+	const char *t = pin(m, "torch");
 	if (!t) {
 		na(out, "torch-cuda", "compat-facts §3c", "stack.torch");
 		na(out, "torch-gcc", "compat-facts §3d", "stack.torch");
@@ -728,19 +798,19 @@ static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, 
 	char range[64];
 
 	/* torch-cuda */
-	if (!m->stack.cuda)
+	if (!pin(m, "cuda"))
 		na(out, "torch-cuda", "compat-facts §3c", "stack.cuda");
 	else if (!r)
 		no_torch_data(out, "torch-cuda", t);
-	else if (!ib_version_in(m->stack.cuda, r->cuda_min, r->cuda_max)) {
+	else if (!ib_version_in(pin(m, "cuda"), r->cuda_min, r->cuda_max)) {
 		range_text(range, sizeof(range), r->cuda_min, r->cuda_max);
 		cleanup_free char *other = xasprintf("use a CUDA in %s", range);
 		add(out, "torch-cuda", IB_VERDICT_FAIL, r->source, torch_fix(c, m, other),
-		    "torch %s builds with CUDA %s, not %s", t, range, m->stack.cuda);
+		    "torch %s builds with CUDA %s, not %s", t, range, pin(m, "cuda"));
 	} else {
 		range_text(range, sizeof(range), r->cuda_min, r->cuda_max);
 		add(out, "torch-cuda", IB_VERDICT_OK, r->source, NULL, "torch %s builds with CUDA %s (%s)", t,
-		    m->stack.cuda, range);
+		    pin(m, "cuda"), range);
 	}
 
 	/* torch-gcc */
@@ -761,25 +831,25 @@ static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, 
 	}
 
 	/* torch-python */
-	if (!m->stack.python)
+	if (!pin(m, "python"))
 		na(out, "torch-python", "compat-facts §3a", "stack.python");
 	else if (!r)
 		no_torch_data(out, "torch-python", t);
-	else if (!ib_version_in(m->stack.python, r->python_min, r->python_max)) {
+	else if (!ib_version_in(pin(m, "python"), r->python_min, r->python_max)) {
 		range_text(range, sizeof(range), r->python_min, r->python_max);
-		bool too_new = !ib_version_in(m->stack.python, NULL, r->python_max);
+		bool too_new = !ib_version_in(pin(m, "python"), NULL, r->python_max);
 		cleanup_free char *other =
 			xasprintf("set stack python = \"%s\"", too_new ? r->python_max : r->python_min);
 		add(out, "torch-python", IB_VERDICT_FAIL, r->source, torch_fix(c, m, other),
-		    "python %s is outside torch %s's range (%s)", m->stack.python, t, range);
+		    "python %s is outside torch %s's range (%s)", pin(m, "python"), t, range);
 	} else {
 		range_text(range, sizeof(range), r->python_min, r->python_max);
 		add(out, "torch-python", IB_VERDICT_OK, r->source, NULL, "torch %s supports python %s (%s)", t,
-		    m->stack.python, range);
+		    pin(m, "python"), range);
 	}
 
 	/* torch-vision */
-	const char *tv = m->stack.torchvision;
+	const char *tv = pin(m, "torchvision");
 	if (!tv) {
 		na(out, "torch-vision", "compat-facts §3a", "stack.torchvision");
 		return;
@@ -816,9 +886,9 @@ static void check_torch_source(const struct ib_compat *c, const struct ib_manife
 			continue;
 		seen = true;
 		const char *tag = s->tag[0] == 'v' ? s->tag + 1 : s->tag;
-		if (m->stack.torch && ib_version_valid(tag) && ib_version_cmp(tag, m->stack.torch) != 0)
-			add(out, rule, IB_VERDICT_FAIL, src, xasprintf("set the source's tag = \"v%s\" and its commit", m->stack.torch),
-			    "source '%s' is tag %s but stack.torch is %s", s->name, s->tag, m->stack.torch);
+		if (pin(m, "torch") && ib_version_valid(tag) && ib_version_cmp(tag, pin(m, "torch")) != 0)
+			add(out, rule, IB_VERDICT_FAIL, src, xasprintf("set the source's tag = \"v%s\" and its commit", pin(m, "torch")),
+			    "source '%s' is tag %s but stack.torch is %s", s->name, s->tag, pin(m, "torch"));
 		const struct torch_row *r = ib_version_valid(tag) ? torch_row_for(c, tag) : NULL;
 		if (r && r->commit && strcmp(r->commit, s->commit) != 0)
 			add(out, rule, IB_VERDICT_FAIL, r->source, xasprintf("set commit = \"%s\"", r->commit),
@@ -834,17 +904,17 @@ static void check_cudnn(const struct ib_compat *c, const struct ib_manifest *m, 
 {
 	const char *rule = "cudnn-cuda";
 	const char *src = rule_source(c, rule);
-	if (!m->stack.cuda)
+	if (!pin(m, "cuda"))
 		{ na(out, rule, src, "stack.cuda"); return; }
 	size_t before = out->n;
-	cleanup_free char *cuda_mm = major_minor(m->stack.cuda);
-	const char *ver = m->stack.cudnn ? m->stack.cudnn : "X.Y.Z";
-	if (m->stack.cudnn_cuda && ib_version_cmp_n(m->stack.cudnn_cuda, m->stack.cuda, 2) != 0)
+	cleanup_free char *cuda_mm = major_minor(pin(m, "cuda"));
+	const char *ver = pin(m, "cudnn") ? pin(m, "cudnn") : "X.Y.Z";
+	if (pin(m, "cudnn_cuda") && ib_version_cmp_n(pin(m, "cudnn_cuda"), pin(m, "cuda"), 2) != 0)
 		add(out, rule, IB_VERDICT_FAIL, src,
 		    xasprintf("download the cuDNN %s tarball built for CUDA %s (cudnn-%s-linux-x64-v%s*.tgz) and set "
 			      "stack cudnn_cuda = \"%s\"",
 			      ver, cuda_mm, cuda_mm, ver, cuda_mm),
-		    "the cuDNN tarball is built for CUDA %s, the image has CUDA %s", m->stack.cudnn_cuda, m->stack.cuda);
+		    "the cuDNN tarball is built for CUDA %s, the image has CUDA %s", pin(m, "cudnn_cuda"), pin(m, "cuda"));
 	/* The tarball's name says which CUDA it is for; catch a mismatch even when
 	 * stack.cudnn_cuda was copied from the wrong place. */
 	for (size_t i = 0; i < m->n_downloads; i++) {
@@ -860,44 +930,44 @@ static void check_cudnn(const struct ib_compat *c, const struct ib_manifest *m, 
 		built[n] = '\0';
 		if (strncmp(at + 6 + n, "-linux", 6) != 0 || !ib_version_valid(built))
 			continue;
-		if (ib_version_cmp_n(built, m->stack.cuda, 2) != 0)
+		if (ib_version_cmp_n(built, pin(m, "cuda"), 2) != 0)
 			add(out, rule, IB_VERDICT_FAIL, src,
 			    xasprintf("download cudnn-%s-linux-x64-v%s*.tgz instead", cuda_mm, ver),
 			    "download '%s' (%s) is built for CUDA %s, the image has CUDA %s", m->downloads[i].name, base,
-			    built, m->stack.cuda);
+			    built, pin(m, "cuda"));
 	}
-	if (m->stack.cudnn) {
+	if (pin(m, "cudnn")) {
 		const struct cudnn_row *r = NULL;
 		for (size_t i = 0; i < c->n_cudnn && !r; i++)
-			if (ib_version_in(m->stack.cudnn, c->cudnn[i].cudnn_min, c->cudnn[i].cudnn_max))
+			if (ib_version_in(pin(m, "cudnn"), c->cudnn[i].cudnn_min, c->cudnn[i].cudnn_max))
 				r = &c->cudnn[i];
 		if (r == NULL)
 			add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
-			    xasprintf("add a [[cudnn]] row for %s to builder/compat.toml", m->stack.cudnn),
-			    "no support-matrix data for cuDNN %s", m->stack.cudnn);
+			    xasprintf("add a [[cudnn]] row for %s to builder/compat.toml", pin(m, "cudnn")),
+			    "no support-matrix data for cuDNN %s", pin(m, "cudnn"));
 		else {
 			bool ok = false;
 			cleanup_free char *list = NULL;
 			for (size_t i = 0; i < r->cuda.n; i++) {
-				ok = ok || ib_version_cmp_n(r->cuda.v[i], m->stack.cuda, 2) == 0;
+				ok = ok || ib_version_cmp_n(r->cuda.v[i], pin(m, "cuda"), 2) == 0;
 				char *next = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", r->cuda.v[i]);
 				free(list);
 				list = next;
 			}
 			if (!ok)
 				add(out, rule, IB_VERDICT_FAIL, r->source,
-				    xasprintf("use a CUDA cuDNN %s was built for (%s), or another cuDNN", m->stack.cudnn, list),
-				    "cuDNN %s has no build for CUDA %s (it has %s)", m->stack.cudnn, m->stack.cuda, list);
+				    xasprintf("use a CUDA cuDNN %s was built for (%s), or another cuDNN", pin(m, "cudnn"), list),
+				    "cuDNN %s has no build for CUDA %s (it has %s)", pin(m, "cudnn"), pin(m, "cuda"), list);
 			src = r->source;
 		}
-		if (!m->stack.cudnn_cuda)
+		if (!pin(m, "cudnn_cuda"))
 			add(out, rule, IB_VERDICT_WARN, rule_source(c, rule),
 			    xasprintf("set stack cudnn_cuda = \"%s\" (the CUDA in the tarball's name)", cuda_mm),
 			    "stack.cudnn_cuda is not set: the cuDNN tarball's CUDA cannot be checked");
 	}
 	if (out->n == before) {
-		if (m->stack.cudnn)
-			add(out, rule, IB_VERDICT_OK, src, NULL, "cuDNN %s is built for CUDA %s", m->stack.cudnn, cuda_mm);
+		if (pin(m, "cudnn"))
+			add(out, rule, IB_VERDICT_OK, src, NULL, "cuDNN %s is built for CUDA %s", pin(m, "cudnn"), cuda_mm);
 		else
 			na(out, rule, src, "stack.cudnn");
 	}
@@ -953,7 +1023,7 @@ static void scan_magma(const struct ib_compat *c, const struct ib_kv_list *env, 
 			add(out, "magma-cuda", IB_VERDICT_FAIL, rule_source(c, "magma-cuda"),
 			    xasprintf("install %s instead of %s", want, found), "%s %s installs %s%s%s%s, the image has CUDA %s",
 			    where, env->v[i].key, found, for_cuda ? " (built for CUDA " : "", for_cuda ? for_cuda : "",
-			    for_cuda ? ")" : "", m->stack.cuda);
+			    for_cuda ? ")" : "", pin(m, "cuda"));
 		}
 	}
 }
@@ -962,26 +1032,26 @@ static void check_magma(const struct ib_compat *c, const struct ib_manifest *m, 
 {
 	const char *rule = "magma-cuda";
 	const char *src = rule_source(c, rule);
-	if (!m->stack.cuda)
+	if (!pin(m, "cuda"))
 		{ na(out, rule, src, "stack.cuda"); return; }
 	size_t before = out->n;
-	cleanup_free char *want = magma_name(m->stack.cuda);
-	cleanup_free char *cuda_mm = major_minor(m->stack.cuda);
-	if (m->stack.magma_cuda && ib_version_cmp_n(m->stack.magma_cuda, m->stack.cuda, 2) != 0) {
-		cleanup_free char *have = magma_name(m->stack.magma_cuda);
+	cleanup_free char *want = magma_name(pin(m, "cuda"));
+	cleanup_free char *cuda_mm = major_minor(pin(m, "cuda"));
+	if (pin(m, "magma_cuda") && ib_version_cmp_n(pin(m, "magma_cuda"), pin(m, "cuda"), 2) != 0) {
+		cleanup_free char *have = magma_name(pin(m, "magma_cuda"));
 		add(out, rule, IB_VERDICT_FAIL, src,
 		    xasprintf("install %s and set stack magma_cuda = \"%s\"", want, cuda_mm),
-		    "%s is built for CUDA %s, the image has CUDA %s", have, m->stack.magma_cuda, m->stack.cuda);
+		    "%s is built for CUDA %s, the image has CUDA %s", have, pin(m, "magma_cuda"), pin(m, "cuda"));
 	}
 	scan_magma(c, &m->env, "[env]", want, m, out);
 	for (size_t i = 0; i < m->n_stages; i++) {
 		cleanup_free char *where = xasprintf("stage '%s' env", m->stages[i].name);
 		scan_magma(c, &m->stages[i].env, where, want, m, out);
 	}
-	if (m->stack.magma_cuda) {
+	if (pin(m, "magma_cuda")) {
 		bool exists = false;
 		for (size_t k = 0; k < c->n_magma; k++)
-			if (ib_version_cmp_n(c->magma[k].cuda, m->stack.cuda, 2) == 0) {
+			if (ib_version_cmp_n(c->magma[k].cuda, pin(m, "cuda"), 2) == 0) {
 				exists = true;
 				src = c->magma[k].source;
 			}
@@ -991,7 +1061,7 @@ static void check_magma(const struct ib_compat *c, const struct ib_manifest *m, 
 			    "the pytorch conda channel has no %s (compat data)", want);
 	}
 	if (out->n == before) {
-		if (m->stack.magma_cuda)
+		if (pin(m, "magma_cuda"))
 			add(out, rule, IB_VERDICT_OK, src, NULL, "%s is built for CUDA %s", want, cuda_mm);
 		else
 			na(out, rule, src, "stack.magma_cuda");
@@ -1075,7 +1145,7 @@ static void check_arch_driver(const struct ib_compat *c, const struct ib_manifes
 {
 	const char *rule = "arch-driver";
 	const char *src = rule_source(c, rule);
-	if (m->stack.archs.n == 0 || !m->stack.min_driver)
+	if (m->stack.archs.n == 0 || !pin(m, "min_driver"))
 		{ na(out, rule, src, m->stack.archs.n ? "stack.min_driver or stack.cuda" : "stack.archs"); return; }
 	size_t before = out->n;
 	cleanup_free char *branches = NULL;
@@ -1084,7 +1154,7 @@ static void check_arch_driver(const struct ib_compat *c, const struct ib_manifes
 		const struct arch_driver_row *r = arch_driver_for(c, a);
 		if (r == NULL)
 			continue;
-		if (driver_after_branch(m->stack.min_driver, r->last_branch)) {
+		if (driver_after_branch(pin(m, "min_driver"), r->last_branch)) {
 			char buf[32];
 			const char *top = newest_cuda_for_branch(c, r->last_branch, buf, sizeof(buf));
 			add(out, rule, IB_VERDICT_FAIL, r->source,
@@ -1092,8 +1162,8 @@ static void check_arch_driver(const struct ib_compat *c, const struct ib_manifes
 					    r->last_branch, a)
 				: xasprintf("remove \"%s\" from stack archs", a),
 			    "GPU architecture %s (%s) ends with driver branch R%s, but the image needs driver >= %s%s%s", a,
-			    r->family, r->last_branch, m->stack.min_driver, m->stack.cuda ? " for CUDA " : "",
-			    m->stack.cuda ? m->stack.cuda : "");
+			    r->family, r->last_branch, pin(m, "min_driver"), pin(m, "cuda") ? " for CUDA " : "",
+			    pin(m, "cuda") ? pin(m, "cuda") : "");
 			continue;
 		}
 		char *item = xasprintf("%s R%s (%s)", a, r->last_branch, r->family);
@@ -1104,7 +1174,7 @@ static void check_arch_driver(const struct ib_compat *c, const struct ib_manifes
 	}
 	if (out->n == before)
 		add(out, rule, IB_VERDICT_OK, src, NULL, "driver >= %s is within the last branch of every arch%s%s",
-		    m->stack.min_driver, branches ? ": " : "", branches ? branches : "");
+		    pin(m, "min_driver"), branches ? ": " : "", branches ? branches : "");
 }
 
 void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m, const char *driver,
@@ -1113,11 +1183,11 @@ void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m
 	const char *rule = "host-driver";
 	const char *src = rule_source(c, "arch-driver");
 	size_t before = out->n;
-	if (m->stack.min_driver && ib_version_cmp(driver, m->stack.min_driver) < 0) {
-		const struct driver_row *r = m->stack.cuda ? driver_row_for(c, m->stack.cuda, m->stack.min_driver) : NULL;
+	if (pin(m, "min_driver") && ib_version_cmp(driver, pin(m, "min_driver")) < 0) {
+		const struct driver_row *r = pin(m, "cuda") ? driver_row_for(c, pin(m, "cuda"), pin(m, "min_driver")) : NULL;
 		add(out, rule, IB_VERDICT_FAIL, r ? r->source : src,
-		    xasprintf("install a driver >= %s on that host", m->stack.min_driver),
-		    "host driver %s is older than the image needs (>= %s)", driver, m->stack.min_driver);
+		    xasprintf("install a driver >= %s on that host", pin(m, "min_driver")),
+		    "host driver %s is older than the image needs (>= %s)", driver, pin(m, "min_driver"));
 	}
 	size_t too_new = 0;
 	for (size_t i = 0; i < m->stack.archs.n; i++) {
@@ -1134,12 +1204,12 @@ void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m
 			continue;
 		add(out, rule, all ? IB_VERDICT_FAIL : IB_VERDICT_WARN, r->source,
 		    xasprintf("on a %s GPU install a driver from the R%s branch%s%s", r->family, r->last_branch,
-			      m->stack.min_driver ? " that is >= " : "", m->stack.min_driver ? m->stack.min_driver : ""),
+			      pin(m, "min_driver") ? " that is >= " : "", pin(m, "min_driver") ? pin(m, "min_driver") : ""),
 		    "host driver %s is newer than R%s, the last branch for %s GPUs (arch %s): it does not drive them",
 		    driver, r->last_branch, r->family, a);
 	}
 	if (out->n == before) {
-		cleanup_free char *need = m->stack.min_driver ? xasprintf(" (it needs >= %s)", m->stack.min_driver) : xstrdup("");
+		cleanup_free char *need = pin(m, "min_driver") ? xasprintf(" (it needs >= %s)", pin(m, "min_driver")) : xstrdup("");
 		add(out, rule, IB_VERDICT_OK, src, NULL, "host driver %s runs this image%s and drives every arch it lists",
 		    driver, need);
 	}
@@ -1161,30 +1231,30 @@ static void check_input_cuda(const struct ib_compat *c, const struct ib_manifest
 		if (strncmp(base, "cuda_", 5) != 0 || read_version(base + 5, rel, sizeof(rel)) == 0 || base[5 + strlen(rel)] != '_')
 			continue;
 		seen = true;
-		if (!m->stack.cuda) {
+		if (!pin(m, "cuda")) {
 			add(out, rule, IB_VERDICT_OK, src, NULL,
 			    "download '%s' is the CUDA %s runfile ([stack] sets no cuda to compare)", m->downloads[i].name, rel);
 			continue;
 		}
-		if (ib_version_cmp_short(rel, m->stack.cuda) != 0) {
+		if (ib_version_cmp_short(rel, pin(m, "cuda")) != 0) {
 			add(out, rule, IB_VERDICT_FAIL, src,
 			    xasprintf("download the CUDA %s runfile (cuda_%s*_linux) instead, or set stack cuda = \"%s\"",
-				      m->stack.cuda, m->stack.cuda, rel),
+				      pin(m, "cuda"), pin(m, "cuda"), rel),
 			    "download '%s' (%s) is CUDA %s, the image has CUDA %s", m->downloads[i].name, base, rel,
-			    m->stack.cuda);
+			    pin(m, "cuda"));
 			continue;
 		}
 		const char *need = ib_compat_min_driver(c, rel);
-		if (need && m->stack.min_driver && ib_version_cmp(m->stack.min_driver, need) < 0)
+		if (need && pin(m, "min_driver") && ib_version_cmp(pin(m, "min_driver"), need) < 0)
 			add(out, rule, IB_VERDICT_FAIL, src,
 			    xasprintf("set stack cuda = \"%s\" (or min_driver = \"%s\")", rel, need),
 			    "download '%s' is CUDA %s, which needs driver >= %s; the image asks only for >= %s",
-			    m->downloads[i].name, rel, need, m->stack.min_driver);
+			    m->downloads[i].name, rel, need, pin(m, "min_driver"));
 	}
 	if (!seen)
 		{ na(out, rule, src, "CUDA runfile download"); return; }
 	if (out->n == before)
-		add(out, rule, IB_VERDICT_OK, src, NULL, "the CUDA runfile is CUDA %s", m->stack.cuda);
+		add(out, rule, IB_VERDICT_OK, src, NULL, "the CUDA runfile is CUDA %s", pin(m, "cuda"));
 }
 
 /* cudnn-<CUDA>-linux-x64-v<release>.tgz: the release must be [stack] cudnn (the
@@ -1204,21 +1274,21 @@ static void check_input_cudnn(const struct ib_compat *c, const struct ib_manifes
 		if (read_version(v + 12, rel, sizeof(rel)) == 0)
 			continue;
 		seen = true;
-		if (!m->stack.cudnn)
+		if (!pin(m, "cudnn"))
 			add(out, rule, IB_VERDICT_OK, src, NULL, "download '%s' is cuDNN %s ([stack] sets no cudnn to compare)",
 			    m->downloads[i].name, rel);
 		/* "v7.1" names 7.1.x tarballs: compare at the shorter precision. */
-		else if (ib_version_cmp_short(rel, m->stack.cudnn) != 0)
+		else if (ib_version_cmp_short(rel, pin(m, "cudnn")) != 0)
 			add(out, rule, IB_VERDICT_FAIL, src,
 			    xasprintf("download cuDNN %s (cudnn-*-linux-x64-v%s*.tgz), or set stack cudnn = \"%s\"",
-				      m->stack.cudnn, m->stack.cudnn, rel),
+				      pin(m, "cudnn"), pin(m, "cudnn"), rel),
 			    "download '%s' (%s) is cuDNN %s, [stack] says cudnn %s", m->downloads[i].name, base, rel,
-			    m->stack.cudnn);
+			    pin(m, "cudnn"));
 	}
 	if (!seen)
 		{ na(out, rule, src, "cuDNN tarball download"); return; }
 	if (out->n == before)
-		add(out, rule, IB_VERDICT_OK, src, NULL, "the cuDNN tarball is cuDNN %s", m->stack.cudnn);
+		add(out, rule, IB_VERDICT_OK, src, NULL, "the cuDNN tarball is cuDNN %s", pin(m, "cudnn"));
 }
 
 static const struct installer_row *installer_for(const struct ib_compat *c, const char *base)
@@ -1253,25 +1323,25 @@ static void check_input_python(const struct ib_compat *c, const struct ib_manife
 			    "no data on the Python that %s ships", base);
 			continue;
 		}
-		if (!m->stack.python)
+		if (!pin(m, "python"))
 			add(out, rule, IB_VERDICT_OK, r->source, NULL,
 			    "download '%s' (%s) ships Python %s ([stack] sets no python to compare)", m->downloads[i].name,
 			    base, r->python);
-		else if (ib_version_cmp_short(r->python, m->stack.python) != 0) {
+		else if (ib_version_cmp_short(r->python, pin(m, "python")) != 0) {
 			const struct installer_row *want = NULL;
 			for (size_t k = 0; k < c->n_installer && !want; k++)
-				if (ib_version_cmp_short(c->installer[k].python, m->stack.python) == 0)
+				if (ib_version_cmp_short(c->installer[k].python, pin(m, "python")) == 0)
 					want = &c->installer[k];
 			add(out, rule, IB_VERDICT_FAIL, r->source,
 			    want ? xasprintf("download a %s* installer (Python %s), or set stack python = \"%s\"",
 					     want->prefix, want->python, r->python)
 				 : xasprintf("set stack python = \"%s\"", r->python),
 			    "download '%s' (%s) ships Python %s, [stack] says python %s", m->downloads[i].name, base,
-			    r->python, m->stack.python);
+			    r->python, pin(m, "python"));
 		}
 	}
 	/* python=X.Y among the conda packages */
-	for (size_t s = 0; m->stack.python && s <= m->n_stages; s++) {
+	for (size_t s = 0; pin(m, "python") && s <= m->n_stages; s++) {
 		const struct ib_kv_list *env = s < m->n_stages ? &m->stages[s].env : &m->env;
 		for (size_t i = 0; i < env->n; i++) {
 			if (strcmp(env->v[i].key, "CONDA_PACKAGES") != 0)
@@ -1283,19 +1353,19 @@ static void check_input_python(const struct ib_compat *c, const struct ib_manife
 				if (read_version(p + 7, v, sizeof(v)) == 0)
 					continue;
 				seen = true;
-				if (ib_version_cmp_short(v, m->stack.python) != 0)
+				if (ib_version_cmp_short(v, pin(m, "python")) != 0)
 					add(out, rule, IB_VERDICT_FAIL, src,
-					    xasprintf("install python=%s in CONDA_PACKAGES", m->stack.python),
+					    xasprintf("install python=%s in CONDA_PACKAGES", pin(m, "python")),
 					    "%s%s%s CONDA_PACKAGES installs python %s, [stack] says python %s",
 					    s < m->n_stages ? "stage '" : "[env]", s < m->n_stages ? m->stages[s].name : "",
-					    s < m->n_stages ? "'" : "", v, m->stack.python);
+					    s < m->n_stages ? "'" : "", v, pin(m, "python"));
 			}
 		}
 	}
 	if (!seen)
 		{ na(out, rule, src, "conda installer download"); return; }
 	if (out->n == before)
-		add(out, rule, IB_VERDICT_OK, src, NULL, "the conda installer and packages give Python %s", m->stack.python);
+		add(out, rule, IB_VERDICT_OK, src, NULL, "the conda installer and packages give Python %s", pin(m, "python"));
 }
 
 /* The torchvision archive (.../vision/archive/vX.tar.gz, vision-X.tar.gz) or a vision
@@ -1327,18 +1397,18 @@ static void check_input_vision(const struct ib_compat *c, const struct ib_manife
 		if (ver_at == NULL || read_version(ver_at, v, sizeof(v)) == 0)
 			continue;
 		seen = true;
-		if (!m->stack.torchvision)
+		if (!pin(m, "torchvision"))
 			add(out, rule, IB_VERDICT_OK, src, NULL, "input '%s' is torchvision %s ([stack] sets no torchvision to compare)",
 			    name, v);
-		else if (ib_version_cmp(v, m->stack.torchvision) != 0)
+		else if (ib_version_cmp(v, pin(m, "torchvision")) != 0)
 			add(out, rule, IB_VERDICT_FAIL, src,
-			    xasprintf("use the v%s archive (or tag), or set stack torchvision = \"%s\"", m->stack.torchvision, v),
-			    "input '%s' is torchvision %s, [stack] says torchvision %s", name, v, m->stack.torchvision);
+			    xasprintf("use the v%s archive (or tag), or set stack torchvision = \"%s\"", pin(m, "torchvision"), v),
+			    "input '%s' is torchvision %s, [stack] says torchvision %s", name, v, pin(m, "torchvision"));
 	}
 	if (!seen)
 		{ na(out, rule, src, "torchvision archive or source"); return; }
 	if (out->n == before)
-		add(out, rule, IB_VERDICT_OK, src, NULL, "the torchvision input is %s", m->stack.torchvision);
+		add(out, rule, IB_VERDICT_OK, src, NULL, "the torchvision input is %s", pin(m, "torchvision"));
 }
 
 /* Every CONDA_PACKAGES spec names an exact version (name=X.Y.Z), so that a rebuild

@@ -34,6 +34,11 @@ struct ib_compat *ib_compat_load(const char *path, ib_error_t *err);
 const struct ib_compat *ib_compat_default(ib_error_t *err);
 void ib_compat_free(struct ib_compat *c);
 
+/* Completes M from the rules: every [stack] pin must be one a [[pin]] row
+ * declares (else an error naming the manifest's line), and pins the data can
+ * derive are filled in (min_driver). Everything that builds or plans from a
+ * manifest calls it after ib_manifest_load (ib_overlay_load does). */
+int ib_compat_resolve(const struct ib_compat *c, struct ib_manifest *m, ib_error_t *err);
 /* Evaluates every rule on M and appends one or more verdicts per rule to OUT. */
 int ib_compat_check(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out, ib_error_t *err);
 void ib_verdicts_free(struct ib_verdicts *v);
@@ -90,6 +95,9 @@ struct ib_advice {
 	struct ib_advice_item driver, cuda, cudnn, gcc, torch, torchvision, python, magma;
 };
 void ib_compat_advise(const struct ib_compat *c, const char *cc, struct ib_advice *a);
+/* advise --manifest: the version a seed manifest ranks by (highest first), or
+ * NULL when M cannot seed an image for a GPU (it builds no GPU stack). */
+const char *ib_compat_seed_rank(const struct ib_manifest *m);
 /* The fix for torch TORCH's extension builder rejecting ARCH, or NULL when it accepts it. */
 const char *ib_compat_ext_arch_fix(const struct ib_compat *c, const char *arch, const char *torch, const char **source);
 /* A GPU of compute capability CC runs code built for ARCHS ("3.5", "6.1+PTX"): SASS

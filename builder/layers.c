@@ -1,6 +1,7 @@
 /* Stage cache keys and layer folders. See layers.h. */
 #include "layers.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -112,14 +113,14 @@ void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, 
 	env_set(out, "CCACHE_DIR", "/imgbuild/ccache");
 
 	fact(out, "IMGBUILD_GCC", m->toolchain.gcc);
-	fact(out, "IMGBUILD_CUDA", m->stack.cuda);
-	fact(out, "IMGBUILD_CUDNN", m->stack.cudnn);
-	fact(out, "IMGBUILD_CUDNN_CUDA", m->stack.cudnn_cuda);
-	fact(out, "IMGBUILD_MAGMA_CUDA", m->stack.magma_cuda);
-	fact(out, "IMGBUILD_MIN_DRIVER", m->stack.min_driver);
-	fact(out, "IMGBUILD_PYTHON", m->stack.python);
-	fact(out, "IMGBUILD_TORCH", m->stack.torch);
-	fact(out, "IMGBUILD_TORCHVISION", m->stack.torchvision);
+	/* Every pin alike (manifest.h): a new one reaches the stages and the
+	 * layer keys without a change here. */
+	for (size_t i = 0; i < m->stack.pins.n; i++) {
+		cleanup_free char *name = xasprintf("IMGBUILD_%s", m->stack.pins.v[i].key);
+		for (char *p = name; *p; p++)
+			*p = (char)toupper((unsigned char)*p);
+		fact(out, name, m->stack.pins.v[i].value);
+	}
 	if (m->stack.archs.n > 0) {
 		size_t len = 1;
 		for (size_t i = 0; i < m->stack.archs.n; i++)

@@ -3,10 +3,10 @@
  * line, "FILE:LINE:COL: problem (hint: fix)", and means exit code 2: the
  * person at the keyboard can fix it, so it must say where and how. */
 #include "manifest.h"
-#include "compat.h"
 #include "crypto.h"
 #include "toml.h"
 #include "util.h"
+#include "version.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -39,8 +39,8 @@ static const char *const image_keys[] = { "name", "source_date_epoch", "output",
 static const char *const base_keys[] = { "distro", "suite", "extra_suites", "mirrors", "components",
 					 "keyring", "variant", "packages", NULL };
 static const char *const toolchain_keys[] = { "gcc", NULL };
-static const char *const stack_keys[] = { "cuda", "cudnn", "cudnn_cuda", "magma_cuda", "archs",
-					  "min_driver", "python", "torch", "torchvision", NULL };
+/* [stack] takes archs and any pin (key = "version"): compat.toml names the pins. */
+static const char *const stack_keys[] = { "archs", NULL };
 static const char *const download_keys[] = { "name", "url", "mirrors", "sha256", "path", NULL };
 static const char *const source_keys[] = { "name", "url", "mirrors", "rewrites", "tag", "commit", "submodules", NULL };
 static const char *const stage_keys[] = { "name", "script", "inputs", "env", "network", "retries", "clean", NULL };
@@ -98,49 +98,6 @@ static int fail_v(struct ctx *c, const struct ib_toml_value *v, const char *hint
 	return fail_at(c, v->line, v->col, hint, "%s", msg);
 }
 
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	if (la > 64 || lb > 64)
-		return SIZE_MAX;
-	size_t row[65];
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		size_t diag = row[0];
-		row[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t up = row[j];
-			size_t best = diag + (a[i - 1] != b[j - 1]);
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[lb];
-}
-
-/* The closest of CANDIDATES to WORD, when close enough to be a typo. */
-static const char *nearest(const char *word, const char *const *candidates, size_t n)
-{
-	const char *best = NULL;
-	size_t best_d = SIZE_MAX;
-	for (size_t i = 0; i < n && candidates[i]; i++) {
-		size_t d = edit_distance(word, candidates[i]);
-		if (d < best_d) {
-			best_d = d;
-			best = candidates[i];
-		}
-	}
-	size_t len = strlen(word);
-	if (best && (best_d <= 2 || best_d * 3 <= len) && best_d < len)
-		return best;
-	return NULL;
-}
-
 static char *list_keys(const char *const *keys)
 {
 	char *out = xstrdup("");
@@ -167,7 +124,7 @@ static int check_keys(struct ctx *c, const struct sec *s, const char *const *all
 		size_t n = 0;
 		while (allowed[n])
 			n++;
-		const char *near = nearest(key, allowed, n);
+		const char *near = ib_nearest(key, allowed, n);
 		if (near)
 			hint = xasprintf("did you mean '%s'?", near);
 		for (size_t k = 0; !hint && k < sizeof(all_tables) / sizeof(all_tables[0]); k++)
@@ -178,6 +135,9 @@ static int check_keys(struct ctx *c, const struct sec *s, const char *const *all
 							       strcmp(all_tables[k].table, "stage") == 0
 						       ? xasprintf("'%s' belongs in [[%s]]", shown, all_tables[k].table)
 						       : xasprintf("'%s' belongs in [%s]", shown, all_tables[k].table);
+		/* key = "version" anywhere else is a pin written in the wrong table. */
+		if (!hint && t->items[i]->type == IB_TOML_STRING && ib_version_valid(t->items[i]->u.str))
+			hint = xasprintf("'%s' belongs in [stack]", shown);
 		if (!hint) {
 			cleanup_free char *keys = list_keys(allowed);
 			hint = xasprintf("%s takes %s", s->label, keys);
@@ -737,7 +697,7 @@ static int parse_base(struct ctx *c, const struct ib_toml_value *root)
 		return -1;
 	if (strcmp(m->base.distro, "debian") != 0 && strcmp(m->base.distro, "ubuntu") != 0) {
 		static const char *const distros[] = { "debian", "ubuntu", NULL };
-		const char *near = nearest(m->base.distro, distros, 2);
+		const char *near = ib_nearest(m->base.distro, distros, 2);
 		cleanup_free char *hint = near ? xasprintf("did you mean '%s'?", near)
 					       : xstrdup("write distro = \"debian\" or \"ubuntu\"");
 		return fail_v(c, ib_toml_get(s.t, "distro"), hint, "unknown distro '%s'", m->base.distro);
@@ -805,38 +765,62 @@ static int parse_toolchain(struct ctx *c, const struct ib_toml_value *root)
 	return 0;
 }
 
-static int stack_version(struct ctx *c, const struct sec *s, const char *key, char **out, struct ib_pos *pos)
+/* A pin's name becomes IMGBUILD_<KEY> in the stages and a key of facts.toml. */
+static bool pin_key_ok(const char *k)
 {
-	struct ib_pos local;
-	int rc = get_str(c, s, key, false, out, pos ? pos : &local);
-	if (rc <= 0)
-		return rc;
-	if (!ib_version_valid(*out)) {
-		cleanup_free char *hint = xasprintf("write digits and dots, e.g. %s = \"%s\"", key,
-						    strcmp(key, "min_driver") == 0 ? "410.48" : "10.0");
-		return fail_v(c, ib_toml_get(s->t, key), hint, "'%s' is not a version", *out);
-	}
-	return 1;
+	if (!(*k >= 'a' && *k <= 'z') || strlen(k) > 64)
+		return false;
+	for (const char *p = k; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
 }
 
+static int pin_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ib_pin *)a)->key, ((const struct ib_pin *)b)->key);
+}
+
+static void pin_add(struct ib_pins *p, const char *key, const char *value, struct ib_pos pos, const char *from)
+{
+	p->v = xrealloc(p->v, (p->n + 1) * sizeof(*p->v));
+	p->v[p->n++] = (struct ib_pin){ xstrdup(key), xstrdup(value), pos, from ? xstrdup(from) : NULL };
+	qsort(p->v, p->n, sizeof(*p->v), pin_cmp);
+}
+
+/* Every key but archs is a pin; which names exist is the compat data's to
+ * say (ib_compat_resolve), so that adding one is a data change. */
 static int parse_stack(struct ctx *c, const struct ib_toml_value *root)
 {
 	struct ib_manifest *m = c->m;
 	struct sec s;
-	if (sec_open(c, root, "stack", &s, stack_keys) < 0)
-		return -1;
+	s.name = "stack";
+	snprintf(s.label, sizeof(s.label), "[stack]");
+	s.t = ib_toml_get(root, "stack");
 	if (s.t == NULL)
 		return 0;
+	if (s.t->type != IB_TOML_TABLE)
+		return fail_at(c, s.t->line, s.t->col, "write a [stack] table", "'stack' must be a table, found %s",
+			       type_words(s.t->type));
 	m->stack.pos = (struct ib_pos){ s.t->line, s.t->col };
-	if (stack_version(c, &s, "cuda", &m->stack.cuda, &m->stack.cuda_pos) < 0 ||
-	    stack_version(c, &s, "cudnn", &m->stack.cudnn, &m->stack.cudnn_pos) < 0 ||
-	    stack_version(c, &s, "cudnn_cuda", &m->stack.cudnn_cuda, NULL) < 0 ||
-	    stack_version(c, &s, "magma_cuda", &m->stack.magma_cuda, &m->stack.magma_pos) < 0 ||
-	    stack_version(c, &s, "min_driver", &m->stack.min_driver, &m->stack.min_driver_pos) < 0 ||
-	    stack_version(c, &s, "python", &m->stack.python, &m->stack.python_pos) < 0 ||
-	    stack_version(c, &s, "torch", &m->stack.torch, &m->stack.torch_pos) < 0 ||
-	    stack_version(c, &s, "torchvision", &m->stack.torchvision, &m->stack.torchvision_pos) < 0)
-		return -1;
+	for (size_t i = 0; i < s.t->len; i++) {
+		const char *key = s.t->keys[i];
+		const struct ib_toml_value *v = s.t->items[i];
+		if (strcmp(key, "archs") == 0)
+			continue;
+		if (!pin_key_ok(key))
+			return fail_v(c, v, "name a pin with lowercase letters, digits and '_': it becomes IMGBUILD_<KEY>",
+				      "'%s' cannot be a [stack] pin", key);
+		cleanup_free char *value = NULL;
+		struct ib_pos pos;
+		if (get_str(c, &s, key, false, &value, &pos) < 0)
+			return -1;
+		if (!ib_version_valid(value)) {
+			cleanup_free char *hint = xasprintf("write digits and dots, e.g. %s = \"10.0\"", key);
+			return fail_v(c, v, hint, "'%s' is not a version", value);
+		}
+		pin_add(&m->stack.pins, key, value, pos, NULL);
+	}
 	const struct ib_toml_value *arr = NULL;
 	if (get_strv(c, &s, "archs", false, &m->stack.archs, &m->stack.archs_pos, &arr) < 0)
 		return -1;
@@ -845,6 +829,25 @@ static int parse_stack(struct ctx *c, const struct ib_toml_value *root)
 			return fail_v(c, arr->items[i], "write compute capabilities such as \"3.5\" or \"6.1+PTX\"",
 				      "'%s' is not a GPU architecture", m->stack.archs.v[i]);
 	return 0;
+}
+
+const struct ib_pin *ib_manifest_pin(const struct ib_manifest *m, const char *key)
+{
+	for (size_t i = 0; i < m->stack.pins.n; i++)
+		if (strcmp(m->stack.pins.v[i].key, key) == 0)
+			return &m->stack.pins.v[i];
+	return NULL;
+}
+
+const char *ib_manifest_pin_value(const struct ib_manifest *m, const char *key)
+{
+	const struct ib_pin *p = ib_manifest_pin(m, key);
+	return p ? p->value : NULL;
+}
+
+void ib_manifest_pin_derive(struct ib_manifest *m, const char *key, const char *value, const char *from)
+{
+	pin_add(&m->stack.pins, key, value, (struct ib_pos){ 0, 0 }, from);
 }
 
 /* An array of tables: [[download]] and friends. */
@@ -1096,7 +1099,7 @@ static int parse_stages(struct ctx *c, const struct ib_toml_value *root)
 						      "input '%s' is listed twice", in);
 			if (ib_manifest_download(m, in) || ib_manifest_source(m, in))
 				continue;
-			const char *near = nearest(in, inputs, n_inputs);
+			const char *near = ib_nearest(in, inputs, n_inputs);
 			cleanup_free char *hint = near ? xasprintf("did you mean '%s'?", near)
 						       : xstrdup("add a [[download]] or [[source]] with that name");
 			return fail_v(c, iarr->items[k], hint, "input '%s' names no download or source", in);
@@ -1170,27 +1173,11 @@ static int parse_root(struct ctx *c, const struct ib_toml_value *root)
 	return 0;
 }
 
-/* min_driver, when absent, is what the compat data says the CUDA release needs. */
-static int derive_min_driver(struct ctx *c)
-{
-	struct ib_manifest *m = c->m;
-	if (m->stack.cuda == NULL || m->stack.min_driver != NULL)
-		return 0;
-	const struct ib_compat *compat = ib_compat_default(c->err);
-	if (compat == NULL)
-		return ib_error_wrap(c->err, "derive stack.min_driver for CUDA %s", m->stack.cuda);
-	const char *d = ib_compat_min_driver(compat, m->stack.cuda);
-	if (d == NULL)
-		return 0;	/* plan warns: no data for this CUDA */
-	m->stack.min_driver = xstrdup(d);
-	m->stack.min_driver_derived = true;
-	return 0;
-}
-
 struct ib_manifest *ib_manifest_parse(const char *path, const char *text, size_t len, ib_error_t *err)
 {
 	cleanup_manifest struct ib_manifest *m = xcalloc(1, sizeof(*m));
 	set_paths(m, path);
+	m->file = xstrdup(path);
 	m->text = xmalloc(len + 1);
 	memcpy(m->text, text, len);
 	m->text[len] = '\0';
@@ -1203,7 +1190,7 @@ struct ib_manifest *ib_manifest_parse(const char *path, const char *text, size_t
 		return NULL;
 	}
 	struct ctx c = { .file = path, .m = m, .err = err };
-	if (parse_root(&c, root) < 0 || derive_min_driver(&c) < 0)
+	if (parse_root(&c, root) < 0)
 		return NULL;
 	return steal_pointer(&m);
 }
@@ -1251,14 +1238,13 @@ void ib_manifest_free(struct ib_manifest *m)
 	free(m->base.variant);
 	ib_strv_free(&m->base.packages);
 	free(m->toolchain.gcc);
-	free(m->stack.cuda);
-	free(m->stack.cudnn);
-	free(m->stack.cudnn_cuda);
-	free(m->stack.magma_cuda);
-	free(m->stack.min_driver);
-	free(m->stack.torch);
-	free(m->stack.torchvision);
-	free(m->stack.python);
+	free(m->file);
+	for (size_t i = 0; i < m->stack.pins.n; i++) {
+		free(m->stack.pins.v[i].key);
+		free(m->stack.pins.v[i].value);
+		free(m->stack.pins.v[i].derived_from);
+	}
+	free(m->stack.pins.v);
 	ib_strv_free(&m->stack.archs);
 	kv_free(&m->env);
 	for (size_t i = 0; i < m->n_downloads; i++) {

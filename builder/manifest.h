@@ -26,6 +26,19 @@ struct ib_kv_list {
 	size_t n;
 };
 
+/* One [stack] pin. */
+struct ib_pin {
+	char *key;	/* lowercase: [a-z][a-z0-9_]* */
+	char *value;	/* a version: digits and dots */
+	struct ib_pos pos;	/* 0 when derived */
+	char *derived_from;	/* the pin the compat data derived it from, or NULL when written */
+};
+
+struct ib_pins {
+	struct ib_pin *v;
+	size_t n;
+};
+
 struct ib_download {
 	char *name;
 	char *url;		/* may be mirror://debian/... or mirror://ubuntu/... */
@@ -59,6 +72,7 @@ struct ib_stage {
 
 struct ib_manifest {
 	char *path;		/* absolute path of the manifest file */
+	char *file;		/* as the user named it: later checks' messages point there */
 	char *dir;		/* its folder */
 	char *project_root;	/* nearest ancestor holding stages/, else dir */
 	char *text;		/* the manifest's bytes as read (recorded in the image) */
@@ -90,14 +104,15 @@ struct ib_manifest {
 		struct ib_pos pos;
 	} toolchain;
 
-	/* What the image carries; compatibility rules read these. All optional. */
+	/* What the image carries: [stack]. Every key but archs is a pin, key =
+	 * "version", and one rule applies to all of them alike: the stage sees
+	 * IMGBUILD_<KEY>, the image's facts get KEY, the layer keys cover it. Which
+	 * keys exist and what they mean is data (builder/compat.toml [[pin]] rows,
+	 * checked by ib_compat_resolve), so a new pin needs no change here. */
 	struct {
-		char *cuda, *cudnn, *cudnn_cuda, *magma_cuda, *min_driver;
-		char *torch, *torchvision, *python;
-		struct ib_strv archs;	/* "3.5", "6.1", "6.1+PTX" */
-		bool min_driver_derived;	/* min_driver filled from the CUDA version */
-		struct ib_pos pos, cuda_pos, cudnn_pos, magma_pos, archs_pos, min_driver_pos;
-		struct ib_pos torch_pos, torchvision_pos, python_pos;
+		struct ib_pins pins;	/* sorted by key: the manifest's line order changes nothing */
+		struct ib_strv archs;	/* "3.5", "6.1+PTX": what run --gpu checks GPUs against */
+		struct ib_pos pos, archs_pos;
 	} stack;
 
 	struct ib_kv_list env;	/* exported into every stage and /etc/profile.d */
@@ -123,5 +138,12 @@ static inline void ib_manifest_freep(struct ib_manifest **m)
 
 const struct ib_download *ib_manifest_download(const struct ib_manifest *m, const char *name);
 const struct ib_source *ib_manifest_source(const struct ib_manifest *m, const char *name);
+/* The [stack] pin KEY, or NULL when the manifest has none. */
+const struct ib_pin *ib_manifest_pin(const struct ib_manifest *m, const char *key);
+/* Its value, or NULL. */
+const char *ib_manifest_pin_value(const struct ib_manifest *m, const char *key);
+/* Adds pin KEY = VALUE, derived from pin FROM (compat data fills in what a
+ * manifest may leave out); keeps the list sorted. KEY must not be set yet. */
+void ib_manifest_pin_derive(struct ib_manifest *m, const char *key, const char *value, const char *from);
 /* Value of KEY in a kv list, or NULL. */
 const char *ib_kv_get(const struct ib_kv_list *list, const char *key);

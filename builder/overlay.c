@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "compat.h"
 #include "manifest.h"
 #include "toml.h"
 #include "util.h"
@@ -239,7 +240,8 @@ static char *merge_text(const struct ib_toml_value *base, const struct ib_toml_v
 }
 
 
-struct ib_manifest *ib_overlay_load(const char *path, const char *override, ib_error_t *err)
+/* The manifest at PATH merged with OVERRIDE (NULL: none). */
+static struct ib_manifest *load_merged(const char *path, const char *override, ib_error_t *err)
 {
 	if (override == NULL)
 		return ib_manifest_load(path, err);
@@ -262,4 +264,16 @@ struct ib_manifest *ib_overlay_load(const char *path, const char *override, ib_e
 	if (m == NULL)
 		ib_error_wrap(err, "manifest merged with --override '%s'", override);
 	return m;
+}
+
+struct ib_manifest *ib_overlay_load(const char *path, const char *override, ib_error_t *err)
+{
+	cleanup_manifest struct ib_manifest *m = load_merged(path, override, err);
+	if (m == NULL)
+		return NULL;
+	/* The pins' names and the ones the data derives: see compat.h. */
+	const struct ib_compat *compat = ib_compat_default(err);
+	if (compat == NULL || ib_compat_resolve(compat, m, err) < 0)
+		return NULL;
+	return steal_pointer(&m);
 }

@@ -9,5 +9,7 @@
 
 struct ib_manifest;
 
-/* Loads PATH, merged with OVERRIDE when it is not NULL. */
+/* Loads PATH, merged with OVERRIDE when it is not NULL, and completes it from
+ * the compat data (ib_compat_resolve: the pins' names, min_driver): the one way
+ * commands load a manifest. */
 struct ib_manifest *ib_overlay_load(const char *path, const char *override, ib_error_t *err);

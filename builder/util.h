@@ -99,3 +99,7 @@ char *ib_path_join(const char *a, const char *b);
 char *ib_escape(const char *s, bool keep_newlines);
 /* Lowercase hex of len bytes into out (2*len+1 bytes). */
 void ib_hex(const uint8_t *bytes, size_t len, char *out);
+
+/* The closest of the first N CANDIDATES to WORD when close enough to be a typo
+ * (for "did you mean"), else NULL. */
+const char *ib_nearest(const char *word, const char *const *candidates, size_t n);

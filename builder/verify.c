@@ -491,10 +491,17 @@ static void read_facts(struct state *st)
 	}
 	st->rep->name = toml_str(t, "name");
 	st->rep->builder = toml_str(t, "builder");
-	st->rep->cuda = toml_str(t, "cuda");
 	st->rep->archs = toml_str(t, "archs");
 	st->rep->min_driver = toml_str(t, "min_driver");
-	st->rep->torch = toml_str(t, "torch");
+	/* The pins are data (compat.toml): every fact but the ones printed apart
+	 * and the layer keys, whatever its name. */
+	for (size_t i = 0; i < t->len; i++) {
+		const char *k = t->keys[i];
+		if (t->items[i]->type != IB_TOML_STRING || ib_facts_key_reserved(k) || strcmp(k, "min_driver") == 0 ||
+		    strcmp(k, "base_key") == 0 || strncmp(k, "stage_key_", 10) == 0)
+			continue;
+		ib_strv_push_owned(&st->rep->plain, xasprintf("%s = %s", k, t->items[i]->u.str));
+	}
 	ib_toml_free(t);
 	/* What run --gpu and --host check, read the one way imgmeta.c reads it. */
 	if (ib_facts_parse(st->facts.s ? st->facts.s : "", st->facts.len, "facts.toml", &st->rep->facts, &err) < 0)
@@ -505,7 +512,8 @@ void ib_verify_report_free(struct ib_verify_report *r)
 {
 	if (r == NULL)
 		return;
-	free(r->name), free(r->builder), free(r->cuda), free(r->archs), free(r->min_driver), free(r->torch);
+	free(r->name), free(r->builder), free(r->archs), free(r->min_driver);
+	ib_strv_free(&r->plain);
 	free(r->signer);
 	ib_facts_free(&r->facts);
 	ib_strv_free(&r->failures);
@@ -599,11 +607,10 @@ static void print_report(const char *image, const struct ib_verify_report *rep, 
 	printf("sha256:    %s\n", rep->sha256);
 	print_field("name:      ", rep->name ? rep->name : "?");
 	print_field("builder:   ", rep->builder ? rep->builder : "?");
-	print_field("cuda:      ", rep->cuda ? rep->cuda : "-");
 	print_field("archs:     ", rep->archs ? rep->archs : "-");
 	print_field("min driver: ", rep->min_driver ? rep->min_driver : "-");
-	if (rep->torch)
-		print_field("torch:     ", rep->torch);
+	for (size_t i = 0; i < rep->plain.n; i++)
+		print_field("fact:      ", rep->plain.v[i]);
 	print_field("signer:    ", sig_note);
 	printf("entries:   %llu (%llu files, %.1f MiB)\n", (unsigned long long)rep->entries, (unsigned long long)rep->files,
 	       (double)rep->bytes / (1024.0 * 1024.0));

@@ -38,7 +38,8 @@ struct ib_verify_opts {
 
 struct ib_verify_report {
 	char sha256[IB_SHA256_HEX_LEN + 1];	/* of the image file as read */
-	char *name, *builder, *cuda, *archs, *min_driver, *torch;	/* from facts.toml; NULL when absent */
+	char *name, *builder, *archs, *min_driver;	/* from facts.toml; NULL when absent */
+	struct ib_strv plain;	/* its other string facts as "key = value" (the [stack] pins, gcc, ...) */
 	struct ib_facts facts;	/* min_driver, archs, ptx_jit: what --host and run --gpu check */
 	char *signer;		/* public key path, NULL when unsigned */
 	char signer_keynum[2 * 8 + 1];	/* signify keynum in hex, "" when unsigned */

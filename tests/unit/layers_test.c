@@ -425,7 +425,7 @@ static void test_abort_and_sweep(void **state)
 
 int main(void)
 {
-	/* compat.toml (the manifest derives min_driver from it) comes from the
+	/* compat.toml (ib_compat_default reads it) comes from the
 	 * source tree: build/unit/layers_test -> ../.. */
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);

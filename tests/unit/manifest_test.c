@@ -143,8 +143,12 @@ static void test_parse_full(void **state)
 	struct ib_manifest *m = parse_ok(text);
 	assert_string_equal(m->toolchain.gcc, "7");
 	assert_int_equal(m->stack.archs.n, 2);
-	assert_string_equal(m->stack.min_driver, "410.48");
-	assert_true(m->stack.min_driver_derived);
+	assert_null(ib_manifest_pin(m, "min_driver"));	/* the compat data's to derive */
+	ib_error_t err = NULL;
+	assert_int_equal(ib_compat_resolve(ib_compat_default(&err), m, &err), 0);
+	assert_string_equal(ib_manifest_pin_value(m, "min_driver"), "410.48");
+	assert_string_equal(ib_manifest_pin(m, "min_driver")->derived_from, "cuda");
+	assert_int_equal(ib_manifest_pin(m, "min_driver")->pos.line, 0);
 	assert_non_null(strstr(m->base.keyring, "/keys/ubuntu-archive-keyring.gpg"));
 	assert_string_equal(ib_kv_get(&m->env, "CUDA_HOME"), "/usr/local/cuda");
 	const struct ib_download *d = ib_manifest_download(m, "cudnn");
@@ -167,12 +171,55 @@ static void test_parse_full(void **state)
 	ib_manifest_free(m);
 }
 
+static void write_text(const char *path, const char *text);
+
+/* TEXT parses, and ib_compat_resolve with C refuses it; returns the message. */
+static char *resolve_err(const struct ib_compat *c, const char *text)
+{
+	ib_error_t err = NULL;
+	struct ib_manifest *m = ib_manifest_parse("t.toml", text, strlen(text), &err);
+	if (m == NULL)
+		fail_msg("unexpected error: %s", err->msg);
+	assert_int_equal(ib_compat_resolve(c, m, &err), -1);
+	assert_int_equal(err->exit_code, IB_EXIT_USAGE);
+	char *msg = xstrdup(err->msg);
+	ib_error_free(&err);
+	ib_manifest_free(m);
+	return msg;
+}
+
 static void test_unknown_key(void **state)
 {
 	(void)state;
+	ib_error_t err = NULL;
+	const struct ib_compat *c = ib_compat_default(&err);
+	assert_non_null(c);
 	cleanup_free char *text = xasprintf("%s[stack]\ncdua = \"10.0\"\n", base_text);
-	cleanup_free char *msg = parse_err(text);
+	cleanup_free char *msg = resolve_err(c, text);
 	assert_string_equal(msg, "t.toml:9:8: unknown key 'cdua' in [stack] (hint: did you mean 'cuda'?)");
+	cleanup_free char *t2 = xasprintf("%s[stack]\nnccl = \"2.4.8\"\n", base_text);
+	cleanup_free char *m2 = resolve_err(c, t2);
+	assert_contains(m2, "t.toml:9:8: unknown key 'nccl' in [stack] (hint: [stack] takes archs, cuda, ");
+	assert_contains(m2, "a new pin is a [[pin]] row in builder/compat.toml)");
+	/* Declaring it in the data is all it takes. */
+	char dir[] = "/tmp/manifest_test.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	cleanup_free char *path = xasprintf("%s/compat.toml", dir);
+	write_text(path, "[[pin]]\nkey = \"nccl\"\nwhat = \"NCCL release\"\n");
+	struct ib_compat *mine = ib_compat_load(path, &err);
+	assert_non_null(mine);
+	struct ib_manifest *m = ib_manifest_parse("t.toml", t2, strlen(t2), &err);
+	assert_non_null(m);
+	assert_int_equal(ib_compat_resolve(mine, m, &err), 0);
+	assert_string_equal(ib_manifest_pin_value(m, "nccl"), "2.4.8");
+	ib_manifest_free(m);
+	ib_compat_free(mine);
+	unlink(path);
+	rmdir(dir);
+	/* A pin's name becomes an environment variable: only [a-z][a-z0-9_]*. */
+	cleanup_free char *t3 = xasprintf("%s[stack]\n\"NCCL-x\" = \"2.4.8\"\n", base_text);
+	cleanup_free char *m3 = parse_err(t3);
+	assert_contains(m3, "t.toml:9:12: 'NCCL-x' cannot be a [stack] pin");
 }
 
 static void test_unknown_table(void **state)
