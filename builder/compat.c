@@ -63,9 +63,18 @@ struct pin_row {
 	char *key, *what;
 };
 
+/* A rule between two pins that is nothing but ranges: while pin WHEN is within
+ * [when_min, when_max], pin KEY must be within [min, max]. It lets a new pin
+ * be checked without code (nccl against cuda, openmpi against torch). */
+struct pin_range_row {
+	char *rule, *when, *when_min, *when_max, *key, *min, *max, *source;
+};
+
 struct ib_compat {
 	struct pin_row *pin;
 	size_t n_pin;
+	struct pin_range_row *pin_range;
+	size_t n_pin_range;
 	struct gcc_row *gcc;
 	size_t n_gcc;
 	struct driver_row *driver;
@@ -191,10 +200,18 @@ static const struct field env_needs_fields[] = {
 static const struct field pin_fields[] = {
 	FLD(struct pin_row, key, F_STR, true), FLD(struct pin_row, what, F_STR, true), { NULL, 0, 0, false },
 };
+static const struct field pin_range_fields[] = {
+	FLD(struct pin_range_row, rule, F_STR, true),	      FLD(struct pin_range_row, when, F_STR, true),
+	FLD(struct pin_range_row, when_min, F_VERSION, false), FLD(struct pin_range_row, when_max, F_VERSION, false),
+	FLD(struct pin_range_row, key, F_STR, true),	      FLD(struct pin_range_row, min, F_VERSION, false),
+	FLD(struct pin_range_row, max, F_VERSION, false),     FLD(struct pin_range_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
+};
 #define SEC(name, fields, type, member) \
 	{ name, fields, sizeof(type), offsetof(struct ib_compat, member), offsetof(struct ib_compat, n_##member) }
 static const struct section sections[] = {
 	SEC("pin", pin_fields, struct pin_row, pin),
+	SEC("pin_range", pin_range_fields, struct pin_range_row, pin_range),
 	SEC("cuda_gcc", gcc_fields, struct gcc_row, gcc),
 	SEC("cuda_driver", driver_fields, struct driver_row, driver),
 	SEC("cuda_arch", arch_fields, struct arch_row, arch),
@@ -1082,6 +1099,46 @@ static void check_pins(const struct ib_compat *c, const struct ib_manifest *m, s
 		add(out, rule, IB_VERDICT_OK, src, NULL, "every download has a sha256 (%zu)", m->n_downloads);
 }
 
+/* [[pin_range]] rows, one verdict (or one per matching row) for each rule id. */
+static void check_pin_ranges(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
+{
+	for (size_t i = 0; i < c->n_pin_range; i++) {
+		const struct pin_range_row *r = &c->pin_range[i];
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = strcmp(c->pin_range[k].rule, r->rule) == 0;
+		if (seen)
+			continue;
+		const char *when = pin(m, r->when), *have = pin(m, r->key);
+		if (!have || !when) {
+			cleanup_free char *what = xasprintf("stack.%s", have ? r->when : r->key);
+			na(out, r->rule, r->source, what);
+			continue;
+		}
+		size_t before = out->n;
+		for (size_t k = i; k < c->n_pin_range; k++) {
+			const struct pin_range_row *q = &c->pin_range[k];
+			if (strcmp(q->rule, r->rule) != 0 || strcmp(q->when, r->when) != 0 || strcmp(q->key, r->key) != 0 ||
+			    !ib_version_in(when, q->when_min, q->when_max))
+				continue;
+			char range[160];
+			range_text(range, sizeof(range), q->min, q->max);
+			if (ib_version_in(have, q->min, q->max))
+				add(out, q->rule, IB_VERDICT_OK, q->source, NULL, "%s %s is within %s %s's range (%s)", q->key,
+				    have, q->when, when, range);
+			else
+				add(out, q->rule, IB_VERDICT_FAIL, q->source,
+				    xasprintf("set stack %s = \"%s\"", q->key, q->max ? q->max : q->min),
+				    "%s %s is outside %s %s's range (%s)", q->key, have, q->when, when, range);
+		}
+		if (out->n == before)
+			add(out, r->rule, IB_VERDICT_WARN, "builder/compat.toml",
+			    xasprintf("add a [[pin_range]] row of rule '%s' for %s %s to builder/compat.toml", r->rule,
+				      r->when, when),
+			    "no [[pin_range]] row of rule '%s' covers %s %s", r->rule, r->when, when);
+	}
+}
+
 /* ---- GPU architectures and driver branches -------------------------------- */
 
 static const struct arch_driver_row *arch_driver_for(const struct ib_compat *c, const char *arch)
@@ -1517,6 +1574,7 @@ int ib_compat_check(const struct ib_compat *c, const struct ib_manifest *m, stru
 	check_conda_pins(c, m, out);
 	check_env_needs(c, m, out);
 	check_pins(c, m, out);
+	check_pin_ranges(c, m, out);
 	return 0;
 }
 
