@@ -213,6 +213,115 @@ static void state_free(struct state *st)
 	ib_buf_free(&st->facts);
 }
 
+/* The listing's view of a safe entry (its content digest comes later). */
+static void seen_from(struct seen_entry *se, const struct ib_tar_entry *e, const char *norm)
+{
+	se->path = xstrdup(norm);
+	se->type = e->type == IB_ENTRY_FILE ? 'f' : e->type == IB_ENTRY_DIR ? 'd' : e->type == IB_ENTRY_SYMLINK ? 'l' : 'h';
+	se->mode = (unsigned)e->mode;
+	se->uid = e->uid;
+	se->gid = e->gid;
+	se->size = e->type == IB_ENTRY_FILE ? e->size : 0;
+	if (e->type == IB_ENTRY_HARDLINK) {
+		const char *why;
+		se->target = normalise(e->link, &why);
+	} else if (e->type == IB_ENTRY_SYMLINK) {
+		se->target = xstrdup(e->link);
+	}
+}
+
+/* Unpacking: nothing unsafe reaches the disk, and nothing after it. Returns -1
+ * to stop reading, else 0 with *WRITING saying whether the entry goes to disk. */
+static int unpack_begin(struct state *st, struct ib_archive_reader *r, const struct ib_tar_entry *e, const char *norm,
+			bool safe, bool *writing)
+{
+	ib_error_t err = NULL;
+	*writing = false;
+	if (!safe)
+		return -1;
+	if (strcmp(norm, ".") == 0 && st->opts->root) {
+		*st->opts->root = *e;
+		st->opts->root->path = st->opts->root->link = NULL;
+		st->opts->root->xattrs = NULL;
+		st->opts->root->n_xattrs = 0;
+	}
+	int b = ib_archive_disk_begin(st->opts->disk, r, &err);
+	if (b < 0) {
+		fail(st->rep, "unpack: %s", err->msg);
+		ib_error_free(&err);
+		return -1;
+	}
+	*writing = b > 0;
+	return 0;
+}
+
+/* A file's content: hashed into SE, handed to the caller's take(), kept when
+ * it is the listing or the facts, written to disk when WRITING. Returns -1
+ * to stop reading (the image is cut short, or the disk failed). */
+static int read_content(struct state *st, struct ib_archive_reader *r, const struct ib_tar_entry *e, const char *norm,
+			bool safe, bool is_listing, bool is_facts, bool writing, struct seen_entry *se)
+{
+	ib_error_t err = NULL;
+	st->rep->files++;
+	struct ib_sha256 *sha = ib_sha256_new();
+	int64_t got = 0;
+	bool too_big = false;
+	size_t give = safe && st->opts && st->opts->want ? st->opts->want(st->opts->ctx, norm, e->size) : 0;
+	for (;;) {
+		const void *buf;
+		size_t len;
+		int d = ib_archive_reader_data(r, &buf, &len, &err);
+		if (d < 0) {
+			fail(st->rep, "image is truncated or corrupt at '%s': %s", e->path, err->msg);
+			ib_error_free(&err);
+			ib_sha256_free(sha);
+			return -1;
+		}
+		if (d == 0)
+			break;
+		ib_sha256_update(sha, buf, len);
+		if (writing && ib_archive_disk_data(st->opts->disk, r, buf, len, &err) < 0) {
+			fail(st->rep, "unpack: %s", err->msg);
+			ib_error_free(&err);
+			ib_sha256_free(sha);
+			return -1;
+		}
+		if (give > 0) {
+			size_t n = len < give ? len : give;
+			st->opts->take(st->opts->ctx, norm, buf, n);
+			give -= n;
+		}
+		got += (int64_t)len;
+		struct ib_buf *keep = is_listing ? &st->listing : is_facts ? &st->facts : NULL;
+		size_t max = is_listing ? LISTING_MAX : FACTS_MAX;
+		if (keep && !too_big) {
+			if (keep->len + len > max)
+				too_big = true;
+			else
+				ib_buf_add(keep, buf, len);
+		}
+	}
+	st->rep->bytes += (uint64_t)got;
+	uint8_t d[IB_SHA256_LEN];
+	ib_sha256_final(sha, d);
+	ib_sha256_free(sha);
+	ib_hex(d, sizeof(d), se->sha256);
+	if (too_big)
+		entry_fail(st, is_listing ? "the listing is too large" : "facts.toml is too large");
+	if (got != e->size)
+		entry_fail(st, "an entry's content is shorter than its header says");
+	return 0;
+}
+
+static void seen_add(struct state *st, const struct seen_entry *se)
+{
+	if (st->n == st->cap) {
+		st->cap = st->cap ? st->cap * 2 : 1024;
+		st->v = xrealloc(st->v, st->cap * sizeof(*st->v));
+	}
+	st->v[st->n++] = *se;
+}
+
 /* Parses the archive from SOURCE: every entry checked for safety and hashed.
  * Failures go to st->rep; returns after the end (or the first read error). */
 static void read_entries(struct state *st, ib_archive_source_fn source, void *ctx)
@@ -225,7 +334,7 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 		ib_error_free(&err);
 		return;
 	}
-	struct ib_sha256 *sha = NULL;
+	struct ib_archive_disk *disk = st->opts ? st->opts->disk : NULL;
 	for (;;) {
 		struct ib_tar_entry e;
 		int rc = ib_archive_reader_next(r, &e, &err);
@@ -246,121 +355,30 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 		bool is_listing = safe && strcmp(norm, "./" IB_META_LISTING) == 0 && e.type == IB_ENTRY_FILE;
 		bool is_facts = safe && strcmp(norm, "./" IB_META_FACTS) == 0 && e.type == IB_ENTRY_FILE;
 		struct seen_entry se = { 0 };
-		if (safe && !is_listing) {
-			se.path = xstrdup(norm);
-			se.type = e.type == IB_ENTRY_FILE ? 'f' : e.type == IB_ENTRY_DIR ? 'd' : e.type == IB_ENTRY_SYMLINK ? 'l' : 'h';
-			se.mode = (unsigned)e.mode;
-			se.uid = e.uid;
-			se.gid = e.gid;
-			se.size = e.type == IB_ENTRY_FILE ? e.size : 0;
-			if (e.type == IB_ENTRY_HARDLINK) {
-				const char *why;
-				se.target = normalise(e.link, &why);
-			} else if (e.type == IB_ENTRY_SYMLINK) {
-				se.target = xstrdup(e.link);
-			}
-		}
-		/* Unpacking: nothing unsafe reaches the disk, and nothing after it. */
-		struct ib_archive_disk *disk = st->opts ? st->opts->disk : NULL;
+		if (safe && !is_listing)
+			seen_from(&se, &e, norm);
 		bool writing = false;
-		if (disk) {
-			if (!safe)
-				goto out;
-			if (strcmp(norm, ".") == 0 && st->opts->root) {
-				*st->opts->root = e;
-				st->opts->root->path = st->opts->root->link = NULL;
-				st->opts->root->xattrs = NULL;
-				st->opts->root->n_xattrs = 0;
-			}
-			int b = ib_archive_disk_begin(disk, r, &err);
-			if (b < 0) {
-				fail(st->rep, "unpack: %s", err->msg);
-				ib_error_free(&err);
-				free(se.path);
-				free(se.target);
-				goto out;
-			}
-			writing = b > 0;
-		}
+		if (disk && unpack_begin(st, r, &e, norm, safe, &writing) < 0)
+			goto stop;
 		if (is_listing)
 			st->have_listing = true;
 		if (is_facts)
 			st->have_facts = true;
-		if (e.type == IB_ENTRY_FILE) {
-			st->rep->files++;
-			sha = ib_sha256_new();
-			int64_t got = 0;
-			bool too_big = false;
-			size_t give = safe && st->opts && st->opts->want ? st->opts->want(st->opts->ctx, norm, e.size) : 0;
-			for (;;) {
-				const void *buf;
-				size_t len;
-				int d = ib_archive_reader_data(r, &buf, &len, &err);
-				if (d < 0) {
-					fail(st->rep, "image is truncated or corrupt at '%s': %s", e.path, err->msg);
-					ib_error_free(&err);
-					ib_sha256_free(sha);
-					free(se.path);
-					free(se.target);
-					goto out;
-				}
-				if (d == 0)
-					break;
-				ib_sha256_update(sha, buf, len);
-				if (writing && ib_archive_disk_data(disk, r, buf, len, &err) < 0) {
-					fail(st->rep, "unpack: %s", err->msg);
-					ib_error_free(&err);
-					ib_sha256_free(sha);
-					free(se.path);
-					free(se.target);
-					goto out;
-				}
-				if (give > 0) {
-					size_t n = len < give ? len : give;
-					st->opts->take(st->opts->ctx, norm, buf, n);
-					give -= n;
-				}
-				got += (int64_t)len;
-				if (is_listing && !too_big) {
-					if (st->listing.len + len > LISTING_MAX)
-						too_big = true;
-					else
-						ib_buf_add(&st->listing, buf, len);
-				}
-				if (is_facts && !too_big) {
-					if (st->facts.len + len > FACTS_MAX)
-						too_big = true;
-					else
-						ib_buf_add(&st->facts, buf, len);
-				}
-			}
-			st->rep->bytes += (uint64_t)got;
-			uint8_t d[IB_SHA256_LEN];
-			ib_sha256_final(sha, d);
-			ib_sha256_free(sha);
-			sha = NULL;
-			ib_hex(d, sizeof(d), se.sha256);
-			if (too_big)
-				entry_fail(st, is_listing ? "the listing is too large" : "facts.toml is too large");
-			if (got != e.size)
-				entry_fail(st, "an entry's content is shorter than its header says");
-		}
+		if (e.type == IB_ENTRY_FILE && read_content(st, r, &e, norm, safe, is_listing, is_facts, writing, &se) < 0)
+			goto stop;
 		if (writing && ib_archive_disk_end(disk, r, &err) < 0) {
 			fail(st->rep, "unpack: %s", err->msg);
 			ib_error_free(&err);
-			free(se.path);
-			free(se.target);
-			goto out;
+			goto stop;
 		}
-		if (se.path) {
-			if (st->n == st->cap) {
-				st->cap = st->cap ? st->cap * 2 : 1024;
-				st->v = xrealloc(st->v, st->cap * sizeof(*st->v));
-			}
-			st->v[st->n++] = se;
-		}
+		if (se.path)
+			seen_add(st, &se);
+		continue;
+stop:
+		free(se.path);
+		free(se.target);
+		break;
 	}
-out:
 	/* Linear for any names, crafted ones included; tests/e2e/attacks-input.sh
 	 * reads this line to show it. */
 	ib_log_debug("verify: %zu names in the name set, %zu probes past the first slot", chk->seen.n, chk->seen.probes);
