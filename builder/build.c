@@ -939,7 +939,7 @@ int ib_build_pack(struct ib_build *b, ib_error_t *err)
 		/* A failed pack is a failed build (exit 1) whatever the cause; an
 		 * interruption keeps its 130/143. */
 		if ((*err)->exit_code == IB_EXIT_USAGE)
-			(*err)->exit_code = IB_EXIT_FAIL;
+			ib_error_exit_code(err, IB_EXIT_FAIL);
 		return ib_error_wrap(err, "pack");
 	}
 	if (digest.len != IB_SHA256_HEX_LEN)

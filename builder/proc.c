@@ -34,8 +34,7 @@ static double now_s(void)
 int ib_proc_interrupted(int sig, ib_error_t *err)
 {
 	ib_error_set(err, EINTR, "interrupted by %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	(*err)->exit_code = 128 + sig;
-	return -1;
+	return ib_error_exit_code(err, 128 + sig);
 }
 
 int ib_proc_check_interrupt(ib_error_t *err)
@@ -482,8 +481,7 @@ int ib_proc_call(const char *what, ib_proc_fn fn, void *arg, struct ib_buf *resu
 				    status);
 	if (a.failed) {
 		ib_error_set(err, a.status, "%s", data);
-		(*err)->exit_code = a.exit_code;
-		return -1;
+		return ib_error_exit_code(err, a.exit_code);
 	}
 	ib_buf_add(result, data, a.len);
 	return 0;

@@ -917,8 +917,7 @@ static int setup_failure(int fd, int code, ib_error_t *err)
 	if (n == 0)
 		return 0;
 	ib_error_set(err, 0, "sandbox: %s", msg);
-	(*err)->exit_code = (code == 126 || code == 127) ? code : IB_EXIT_FAIL;
-	return -1;
+	return ib_error_exit_code(err, (code == 126 || code == 127) ? code : IB_EXIT_FAIL);
 }
 
 int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *err)
