@@ -105,6 +105,7 @@ deps:
 
 # `make test` runs everything CI runs. T=path limits the run to some test files.
 test: deps
+	$(MAKE) check-format
 	$(MAKE) WERROR=1 all $(UNIT_BIN)
 	./tests/run.sh $(T)
 test-long: deps
@@ -144,10 +145,12 @@ install: build/imgbuild
 	install -m 0644 docs/imgbuild.1 $(DESTDIR)$(MANDIR)/man1/imgbuild.1
 	install -m 0644 docs/imgbuild.bash-completion $(DESTDIR)$(BASHCOMPDIR)/imgbuild
 
+# .clang-format holds the style; `make test` (and so CI) fails on unformatted code.
+FORMAT_SRC = $(wildcard builder/*.c builder/*.h builder/portable/*.c)
 format:
-	clang-format -i builder/*.c builder/*.h
+	clang-format -i $(FORMAT_SRC)
 check-format:
-	clang-format --dry-run --Werror builder/*.c builder/*.h
+	@clang-format --dry-run --Werror $(FORMAT_SRC) || { echo "run 'make format' (clang-format, .clang-format)" >&2; exit 1; }
 
 clean:
 	rm -rf build

@@ -29,7 +29,7 @@ void ib_advise_targets_free(struct ib_advise_target *t, size_t n)
 
 static void push(struct ib_advise_target **t, size_t *n, struct ib_chip_match m, const char *found)
 {
-	for (size_t i = 0; i < *n; i++)	/* the same device seen twice (auto: sysfs and /proc) */
+	for (size_t i = 0; i < *n; i++) /* the same device seen twice (auto: sysfs and /proc) */
 		if ((*t)[i].m.pci && m.pci && strcmp((*t)[i].m.pci, m.pci) == 0 && m.chip && (*t)[i].m.chip &&
 		    strcmp((*t)[i].m.chip, m.chip) == 0)
 			return;
@@ -47,8 +47,8 @@ static int host_targets(const struct ib_compat *c, struct ib_advise_target **t, 
 		return -1;
 	for (size_t i = 0; i < g.n; i++) {
 		const struct ib_host_gpu *h = &g.v[i];
-		cleanup_free char *found = xasprintf("host GPU %s%s%s", h->bus, h->model ? ", model " : "",
-						     h->model ? h->model : "");
+		cleanup_free char *found =
+			xasprintf("host GPU %s%s%s", h->bus, h->model ? ", model " : "", h->model ? h->model : "");
 		size_t before = *n;
 		struct ib_chip_match *ms = NULL;
 		size_t k = h->pci ? ib_compat_find_chips(c, h->pci, &ms) : 0;
@@ -76,8 +76,8 @@ static int host_targets(const struct ib_compat *c, struct ib_advise_target **t, 
 			free(ms);
 		}
 		if (*n == before)
-			printf("%s: %s%s not in builder/chips.toml and no pci.ids names it\n", found,
-			       h->model ? "model " : "", h->model ? h->model : "");
+			printf("%s: %s%s not in builder/chips.toml and no pci.ids names it\n", found, h->model ? "model " : "",
+			       h->model ? h->model : "");
 	}
 	if (g.n == 0)
 		printf("no NVIDIA GPU found (looked at %s/sys/bus/pci/devices and %s/proc/driver/nvidia/gpus)\n",
@@ -86,8 +86,7 @@ static int host_targets(const struct ib_compat *c, struct ib_advise_target **t, 
 	return 0;
 }
 
-int ib_advise_targets(const struct ib_compat *c, const char *gpu, struct ib_advise_target **t, size_t *n,
-		      ib_error_t *err)
+int ib_advise_targets(const struct ib_compat *c, const char *gpu, struct ib_advise_target **t, size_t *n, ib_error_t *err)
 {
 	*t = NULL;
 	*n = 0;
@@ -126,8 +125,7 @@ static char *relpath(const char *from, const char *to)
 
 /* The seed's text with paths re-pointed from SEED_DIR to OUT_DIR and ARCHS (when
  * not NULL) as its archs line, under a header saying where it came from. */
-static char *rewrite(const char *text, const char *seed_dir, const char *out_dir, const char *archs,
-		     const char *header)
+static char *rewrite(const char *text, const char *seed_dir, const char *out_dir, const char *archs, const char *header)
 {
 	char *out = xstrdup(header);
 	const char *p = text;
@@ -165,7 +163,7 @@ static char *rewrite(const char *text, const char *seed_dir, const char *out_dir
 struct seed {
 	char *path;
 	struct ib_manifest *m;
-	bool exact;	/* its archs already cover every chip */
+	bool exact; /* its archs already cover every chip */
 };
 
 static int cmp_seed(const void *a, const void *b)
@@ -203,8 +201,8 @@ static void seeds_free(struct seed *seeds, size_t ns)
 
 /* The seed manifests in DIR whose driver still drives every chip of CCS,
  * those whose archs already cover them first, then the newest CUDA first. */
-static int load_seeds(const struct ib_compat *c, const char *dir, const struct ib_strv *ccs, struct seed **out,
-		      size_t *n_out, ib_error_t *err)
+static int load_seeds(const struct ib_compat *c, const char *dir, const struct ib_strv *ccs, struct seed **out, size_t *n_out,
+		      ib_error_t *err)
 {
 	DIR *d = opendir(dir);
 	if (d == NULL)
@@ -325,8 +323,7 @@ static int try_seed(const struct ib_compat *c, const struct seed *seed, const ch
 	return rc;
 }
 
-int ib_advise_write_manifest(const struct ib_compat *c, const struct ib_advise_target *t, size_t n, const char *out,
-			     ib_error_t *err)
+int ib_advise_write_manifest(const struct ib_compat *c, const struct ib_advise_target *t, size_t n, const char *out, ib_error_t *err)
 {
 	cleanup_strv struct ib_strv ccs = { 0 };
 	stack_ccs(c, t, n, &ccs);

@@ -11,21 +11,21 @@
 /* Code names, oldest first; plus the archive's aliases. A suite is the code name
  * with an optional pocket ("-updates", "-security", "/updates"). */
 static const char *const debian_suites[] = {
-	"buzz", "rex", "bo", "hamm", "slink", "potato", "woody", "sarge", "etch", "lenny", "squeeze", "wheezy",
-	"jessie", "stretch", "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "experimental",
-	"stable", "testing", "unstable", "oldstable", "oldoldstable", "rc-buggy", NULL,
+	"buzz",	   "rex",	   "bo",     "hamm",	"slink",    "potato",	 "woody",	 "sarge",    "etch",  "lenny",
+	"squeeze", "wheezy",	   "jessie", "stretch", "buster",   "bullseye",	 "bookworm",	 "trixie",   "forky", "duke",
+	"sid",	   "experimental", "stable", "testing", "unstable", "oldstable", "oldoldstable", "rc-buggy", NULL,
 };
 static const char *const ubuntu_suites[] = {
-	"warty", "hoary", "breezy", "dapper", "edgy", "feisty", "gutsy", "hardy", "intrepid", "jaunty", "karmic",
-	"lucid", "maverick", "natty", "oneiric", "precise", "quantal", "raring", "saucy", "trusty", "utopic", "vivid",
-	"wily", "xenial", "yakkety", "zesty", "artful", "bionic", "cosmic", "disco", "eoan", "focal", "groovy",
-	"hirsute", "impish", "jammy", "kinetic", "lunar", "mantic", "noble", "oracular", "plucky", "questing",
-	"resolute", NULL,
+	"warty",   "hoary",  "breezy", "dapper",   "edgy",     "feisty",  "gutsy",    "hardy",	  "intrepid",
+	"jaunty",  "karmic", "lucid",  "maverick", "natty",    "oneiric", "precise",  "quantal",  "raring",
+	"saucy",   "trusty", "utopic", "vivid",	   "wily",     "xenial",  "yakkety",  "zesty",	  "artful",
+	"bionic",  "cosmic", "disco",  "eoan",	   "focal",    "groovy",  "hirsute",  "impish",	  "jammy",
+	"kinetic", "lunar",  "mantic", "noble",	   "oracular", "plucky",  "questing", "resolute", NULL,
 };
 
 bool ib_apt_suite_is(const char *distro, const char *suite)
 {
-	const char *const *names = strcmp(distro, "debian") == 0 ? debian_suites
+	const char *const *names = strcmp(distro, "debian") == 0   ? debian_suites
 				   : strcmp(distro, "ubuntu") == 0 ? ubuntu_suites
 								   : NULL;
 	if (names == NULL || suite == NULL)
@@ -46,7 +46,7 @@ static bool is_security(const char *uri, const char *suite)
 	size_t n = strlen(suite);
 	if (n > 9 && strcmp(suite + n - 9, "-security") == 0)
 		return true;
-	if (n > 8 && strcmp(suite + n - 8, "/updates") == 0)	/* Debian <= 10 security pocket */
+	if (n > 8 && strcmp(suite + n - 8, "/updates") == 0) /* Debian <= 10 security pocket */
 		return true;
 	return strstr(uri, "security") != NULL;
 }
@@ -57,8 +57,7 @@ static bool uri_usable(const char *uri)
 }
 
 /* The entry's first suite decides; a line lists one suite, a stanza may list several. */
-static char *pick(const char *distro, const struct ib_strv *types, const struct ib_strv *uris,
-		  const struct ib_strv *suites)
+static char *pick(const char *distro, const struct ib_strv *types, const struct ib_strv *uris, const struct ib_strv *suites)
 {
 	bool deb = false;
 	for (size_t i = 0; i < types->n; i++)
@@ -227,7 +226,7 @@ char *ib_host_apt_mirror(const char *distro, ib_error_t *err)
 	free(names);
 	if (found)
 		return found;
-	ib_error_set(err, 0, "no %s mirror in %s/sources.list or %s (hint: add a `deb` line for a %s suite)", distro,
-		     dir, d, distro);
+	ib_error_set(err, 0, "no %s mirror in %s/sources.list or %s (hint: add a `deb` line for a %s suite)", distro, dir, d,
+		     distro);
 	return NULL;
 }

@@ -56,10 +56,10 @@ struct ib_archive_writer {
 	struct archive_entry *e;
 	ib_archive_sink_fn sink;
 	void *ctx;
-	ib_error_t sink_err;	/* the sink's own error, kept over libarchive's "write failed" */
+	ib_error_t sink_err; /* the sink's own error, kept over libarchive's "write failed" */
 	bool opened;
 	bool compressed;
-	bool skipping;		/* inside _skip: the bytes are placeholders, not content */
+	bool skipping; /* inside _skip: the bytes are placeholders, not content */
 };
 
 static la_ssize_t writer_cb(struct archive *a, void *ctx, const void *buf, size_t len)
@@ -143,8 +143,8 @@ fail_archive:
 	return NULL;
 }
 
-struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression, int threads, int level,
-						ib_archive_sink_fn sink, void *ctx, ib_error_t *err)
+struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression, int threads, int level, ib_archive_sink_fn sink,
+						void *ctx, ib_error_t *err)
 {
 	return writer_new(compression, threads, level, false, sink, ctx, err);
 }
@@ -180,8 +180,7 @@ int ib_archive_writer_add(struct ib_archive_writer *w, const struct ib_tar_entry
 		archive_entry_copy_hardlink(e, in->link);
 		archive_entry_set_size(e, 0);
 		break;
-	case IB_ENTRY_OTHER:
-		return ib_error_set(err, 0, "'%s': only files, folders and links are packed", in->path);
+	case IB_ENTRY_OTHER: return ib_error_set(err, 0, "'%s': only files, folders and links are packed", in->path);
 	}
 	archive_entry_set_perm(e, in->mode & 07777);
 	archive_entry_set_uid(e, in->uid);
@@ -250,7 +249,7 @@ void ib_archive_writer_free(struct ib_archive_writer *w)
 		return;
 	if (w->a) {
 		if (w->opened)
-			archive_write_fail(w->a);	/* no trailer: the output is being thrown away */
+			archive_write_fail(w->a); /* no trailer: the output is being thrown away */
 		archive_write_free(w->a);
 	}
 	if (w->e)
@@ -270,7 +269,7 @@ void ib_archive_writer_cleanup(struct ib_archive_writer **w)
 
 struct ib_archive_reader {
 	struct archive *a;
-	struct archive_entry *cur;	/* owned by a */
+	struct archive_entry *cur; /* owned by a */
 	ib_archive_source_fn source;
 	void *ctx;
 	int64_t expect_offset;
@@ -334,8 +333,7 @@ struct ib_archive_reader *ib_archive_decompressor_new(ib_archive_source_fn sourc
 		return NULL;
 	}
 	struct archive_entry *e = NULL;
-	if (archive_read_open(r->a, r, NULL, reader_cb, NULL) != ARCHIVE_OK ||
-	    archive_read_next_header(r->a, &e) != ARCHIVE_OK) {
+	if (archive_read_open(r->a, r, NULL, reader_cb, NULL) != ARCHIVE_OK || archive_read_next_header(r->a, &e) != ARCHIVE_OK) {
 		archive_fail(err, r->a, "open compressed stream");
 		ib_archive_reader_free(r);
 		return NULL;
@@ -353,9 +351,9 @@ int ib_archive_reader_next(struct ib_archive_reader *r, struct ib_tar_entry *out
 		return 0;
 	if (rc != ARCHIVE_OK)
 		return archive_fail(err, r->a, "read entry header");
-	if (archive_format(r->a) != ARCHIVE_FORMAT_TAR_PAX_RESTRICTED && archive_format(r->a) != ARCHIVE_FORMAT_TAR_PAX_INTERCHANGE &&
-	    archive_format(r->a) != ARCHIVE_FORMAT_TAR_USTAR && archive_format(r->a) != ARCHIVE_FORMAT_TAR &&
-	    archive_format(r->a) != ARCHIVE_FORMAT_TAR_GNUTAR)
+	if (archive_format(r->a) != ARCHIVE_FORMAT_TAR_PAX_RESTRICTED &&
+	    archive_format(r->a) != ARCHIVE_FORMAT_TAR_PAX_INTERCHANGE && archive_format(r->a) != ARCHIVE_FORMAT_TAR_USTAR &&
+	    archive_format(r->a) != ARCHIVE_FORMAT_TAR && archive_format(r->a) != ARCHIVE_FORMAT_TAR_GNUTAR)
 		return ib_error_set(err, 0, "not a tar archive (%s)", archive_format_name(r->a));
 	r->cur = e;
 	r->expect_offset = 0;
@@ -503,8 +501,7 @@ int ib_archive_disk_begin(struct ib_archive_disk *d, struct ib_archive_reader *r
 	return 1;
 }
 
-int ib_archive_disk_data(struct ib_archive_disk *d, struct ib_archive_reader *r, const void *buf, size_t len,
-			 ib_error_t *err)
+int ib_archive_disk_data(struct ib_archive_disk *d, struct ib_archive_reader *r, const void *buf, size_t len, ib_error_t *err)
 {
 	IN_UTF8_LOCALE;
 	/* ib_archive_reader_data has advanced expect_offset past BUF. */

@@ -432,13 +432,13 @@ static int check_keyring_trusted(const struct ib_manifest *m, const char *bytes,
 struct boot {
 	const struct ib_manifest *m;
 	const char *root_dir;
-	char *dir;	/* the new root's parent */
+	char *dir; /* the new root's parent */
 	struct ib_strv mirrors;
 	char *debs_in, *debs_out, *lists_in, *lists_out;
-	char *keyring;	/* a copy in DIR, or the system's, or NULL */
+	char *keyring; /* a copy in DIR, or the system's, or NULL */
 	char *components, *packages;
 	const char *variant;
-	unsigned staged, lists_staged;	/* packages and lists offered from the cache */
+	unsigned staged, lists_staged; /* packages and lists offered from the cache */
 };
 
 static void boot_free(struct boot *b)
@@ -563,8 +563,7 @@ static void mmdebstrap_hooks(const struct boot *b, struct ib_strv *argv)
 static int run_mmdebstrap(const struct boot *b, char *const *env, int log_fd, ib_error_t *err)
 {
 	const struct ib_manifest *m = b->m;
-	ib_log_info("bootstrap: %s %s with mmdebstrap (%u cached packages offered)", m->base.distro, m->base.suite,
-		    b->staged);
+	ib_log_info("bootstrap: %s %s with mmdebstrap (%u cached packages offered)", m->base.distro, m->base.suite, b->staged);
 	cleanup_strv struct ib_strv argv = { 0 };
 	ib_strv_push(&argv, "mmdebstrap");
 	ib_strv_push(&argv, "--mode=root");
@@ -591,8 +590,8 @@ static int run_mmdebstrap(const struct boot *b, char *const *env, int log_fd, ib
 	for (size_t i = 0; i < b->mirrors.n; i++) {
 		ib_strv_push_owned(&argv, xasprintf("deb %s %s %s", b->mirrors.v[i], m->base.suite, b->components));
 		for (size_t j = 0; j < m->base.extra_suites.n; j++)
-			ib_strv_push_owned(&argv, xasprintf("deb %s %s %s", b->mirrors.v[i], m->base.extra_suites.v[j],
-							    b->components));
+			ib_strv_push_owned(&argv,
+					   xasprintf("deb %s %s %s", b->mirrors.v[i], m->base.extra_suites.v[j], b->components));
 	}
 	/* --components wants commas, a deb line wants spaces. */
 	for (size_t i = 0; i < argv.n; i++)
@@ -612,8 +611,7 @@ static int debootstrap_finish(const struct boot *b, ib_error_t *err)
 	for (size_t i = 0; i < b->mirrors.n; i++) {
 		ib_buf_printf(&sources, "deb %s %s %s\n", b->mirrors.v[i], m->base.suite, b->components);
 		for (size_t j = 0; j < m->base.extra_suites.n; j++)
-			ib_buf_printf(&sources, "deb %s %s %s\n", b->mirrors.v[i], m->base.extra_suites.v[j],
-				      b->components);
+			ib_buf_printf(&sources, "deb %s %s %s\n", b->mirrors.v[i], m->base.extra_suites.v[j], b->components);
 	}
 	for (size_t k = 0; k < sources.len; k++)
 		if (sources.s[k] == ',')
@@ -624,8 +622,7 @@ static int debootstrap_finish(const struct boot *b, ib_error_t *err)
 	cleanup_free char *resolv = ib_path_join(b->root_dir, "etc/resolv.conf");
 	cleanup_free char *hostname = ib_path_join(b->root_dir, "etc/hostname");
 	unlink(resolv);
-	if (ib_write_file_atomic(resolv, "", 0, 0644, err) < 0 ||
-	    ib_write_file_atomic(hostname, "imgbuild\n", 9, 0644, err) < 0)
+	if (ib_write_file_atomic(resolv, "", 0, 0644, err) < 0 || ib_write_file_atomic(hostname, "imgbuild\n", 9, 0644, err) < 0)
 		return -1;
 	return 0;
 }
@@ -633,9 +630,8 @@ static int debootstrap_finish(const struct boot *b, ib_error_t *err)
 static int run_debootstrap(struct boot *b, char *const *env, int log_fd, ib_error_t *err)
 {
 	const struct ib_manifest *m = b->m;
-	ib_log_info("bootstrap: %s %s with debootstrap (%s; %u cached packages offered)", m->base.distro,
-		    m->base.suite, in_path("mmdebstrap") ? "IMGBUILD_BOOTSTRAP=debootstrap" : "mmdebstrap not found",
-		    b->staged);
+	ib_log_info("bootstrap: %s %s with debootstrap (%s; %u cached packages offered)", m->base.distro, m->base.suite,
+		    in_path("mmdebstrap") ? "IMGBUILD_BOOTSTRAP=debootstrap" : "mmdebstrap not found", b->staged);
 	cleanup_strv struct ib_strv argv = { 0 };
 	ib_strv_push(&argv, "debootstrap");
 	ib_strv_push_owned(&argv, xasprintf("--variant=%s", b->variant));
@@ -681,8 +677,7 @@ int ib_bootstrap_run(const struct ib_manifest *m, const char *root_dir, int log_
 		goto out;
 	boot_env(m, &env);
 	enum ib_bootstrap_tool tool = ib_bootstrap_pick_tool();
-	if ((tool == IB_BOOTSTRAP_MMDEBSTRAP ? run_mmdebstrap(&b, env.v, log_fd, err)
-					     : run_debootstrap(&b, env.v, log_fd, err)) < 0)
+	if ((tool == IB_BOOTSTRAP_MMDEBSTRAP ? run_mmdebstrap(&b, env.v, log_fd, err) : run_debootstrap(&b, env.v, log_fd, err)) < 0)
 		goto out;
 	if (collect_debs(&index, b.debs_out, stats, err) < 0 || deb_index_save(&index, index_path, err) < 0)
 		goto out;

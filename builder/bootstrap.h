@@ -24,8 +24,8 @@ char *ib_bootstrap_keyring(const struct ib_manifest *m);
 enum ib_bootstrap_tool ib_bootstrap_pick_tool(void);
 
 struct ib_bootstrap_stats {
-	unsigned packages;	/* .deb files the tool used */
-	unsigned downloaded;	/* of which were not in the cache */
+	unsigned packages;   /* .deb files the tool used */
+	unsigned downloaded; /* of which were not in the cache */
 };
 
 /* Builds the base root of M into ROOT_DIR (which must not exist), writing the

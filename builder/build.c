@@ -75,18 +75,18 @@ void ib_build_show_tail(const char *path, int n)
 /* --- the build state --- */
 
 struct ib_build {
-	const struct ib_manifest *m;	/* not owned */
-	struct ib_build_opts opts;	/* strings not owned */
+	const struct ib_manifest *m; /* not owned */
+	struct ib_build_opts opts;   /* strings not owned */
 	char *cache_dir, *build_dir, *logs_dir, *mnt, *ccache_dir;
 	char *ccremote_url, *ccremote_source;
-	struct ib_ccremote *ccremote;	/* started by the first stage that runs */
+	struct ib_ccremote *ccremote; /* started by the first stage that runs */
 	bool ccremote_tried;
 	int lock_fd;
 	sigset_t old_mask;
 	char base_key[IB_KEY_LEN + 1];
 	char (*keys)[IB_KEY_LEN + 1];
 	char *base_root;
-	char **uppers;	/* per stage, once its layer exists */
+	char **uppers; /* per stage, once its layer exists */
 	bool base_ran;
 	bool *ran;
 	bool driver_probed;
@@ -206,8 +206,7 @@ struct ib_build *ib_build_new(const struct ib_manifest *m, const struct ib_build
 	ib_sha256_buf(m->path, strlen(m->path), id);
 	ib_hex(id, sizeof(id), id_hex);
 	b->ccache_dir = xasprintf("%s/ccache/%s-%.16s", b->cache_dir, m->image.name, id_hex);
-	if (ib_mkdir_p(b->logs_dir, 0755, err) < 0 || ib_mkdir_p(b->mnt, 0755, err) < 0 ||
-	    ib_mkdir_p(b->ccache_dir, 0755, err) < 0)
+	if (ib_mkdir_p(b->logs_dir, 0755, err) < 0 || ib_mkdir_p(b->mnt, 0755, err) < 0 || ib_mkdir_p(b->ccache_dir, 0755, err) < 0)
 		goto fail;
 	/* A wrong URL is the user's to fix now, before any stage ran. */
 	b->ccremote_url = ib_ccremote_configured(opts->ccache_remote, &b->ccremote_source);
@@ -292,7 +291,7 @@ static int ensure_base(struct ib_build *b, ib_error_t *err)
 struct stage_env {
 	struct ib_bind *binds;
 	size_t n_binds;
-	struct ib_strv owned;	/* strings the binds point into */
+	struct ib_strv owned; /* strings the binds point into */
 	struct ib_strv env;
 	const char **lowers;
 	char *work;
@@ -335,8 +334,7 @@ static void ccremote_ensure(struct ib_build *b)
 	ib_error_t err = NULL;
 	b->ccremote = ib_ccremote_start(b->ccremote_url, b->opts.ccache_remote_write, dir, log, &err);
 	if (b->ccremote == NULL) {
-		ib_log_warn("%s (from %s); stages compile with the local ccache only", err ? err->msg : "?",
-			    b->ccremote_source);
+		ib_log_warn("%s (from %s); stages compile with the local ccache only", err ? err->msg : "?", b->ccremote_source);
 		ib_error_free(&err);
 		return;
 	}
@@ -391,8 +389,7 @@ static int stage_env_make(struct ib_build *b, size_t i, bool fresh_work, struct 
 	/* The sandbox binds the host's resolv.conf itself for network stages. */
 	ccremote_ensure(b);
 	if (b->ccremote)
-		e->binds[e->n_binds++] =
-			(struct ib_bind){ ib_ccremote_dir(b->ccremote), IB_CCREMOTE_STAGE_DIR, IB_BIND_RO };
+		e->binds[e->n_binds++] = (struct ib_bind){ ib_ccremote_dir(b->ccremote), IB_CCREMOTE_STAGE_DIR, IB_BIND_RO };
 
 	ib_layers_stage_env(m, s, b->ccremote ? ib_ccremote_stage_url(b->ccremote) : NULL, &e->env);
 	return 0;
@@ -417,8 +414,8 @@ static void spec_fill(struct ib_build *b, size_t i, struct stage_env *e, struct 
 }
 
 /* Runs ARGV in SPEC with its output going to LOG_FD (and the status line). */
-static int sandbox_logged(struct ib_sandbox_spec *spec, char *const *argv, const char *label, int log_fd,
-			  int *status, ib_error_t *err)
+static int sandbox_logged(struct ib_sandbox_spec *spec, char *const *argv, const char *label, int log_fd, int *status,
+			  ib_error_t *err)
 {
 	int write_fd = -1;
 	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -462,8 +459,7 @@ static int scrub_upper(const char *upper, ib_error_t *err)
 }
 
 static char *const stage_argv[] = {
-	"/bin/sh", "-c",
-	"if [ -x /bin/bash ]; then exec /bin/bash /imgbuild/stage.sh; fi; exec /bin/sh /imgbuild/stage.sh", NULL
+	"/bin/sh", "-c", "if [ -x /bin/bash ]; then exec /bin/bash /imgbuild/stage.sh; fi; exec /bin/sh /imgbuild/stage.sh", NULL
 };
 
 static int run_stage(struct ib_build *b, size_t i, ib_error_t *err)
@@ -491,8 +487,7 @@ static int run_stage(struct ib_build *b, size_t i, ib_error_t *err)
 		spec.upper_dir = t.upper;
 		spec.work_dir = t.work;
 		if (attempt > 0) {
-			ib_log_info("stage %s: failed with exit status %d, retry %d of %d", s->name, status, attempt,
-				    s->retries);
+			ib_log_info("stage %s: failed with exit status %d, retry %d of %d", s->name, status, attempt, s->retries);
 			log_line(log_fd, "\n=== imgbuild: retry %d of %d ===\n", attempt, s->retries);
 			if (s->clean) {
 				log_line(log_fd, "=== imgbuild: clean: %s ===\n", s->clean);
@@ -501,8 +496,7 @@ static int run_stage(struct ib_build *b, size_t i, ib_error_t *err)
 				if (sandbox_logged(&spec, clean_argv, s->name, log_fd, &clean_status, err) < 0)
 					goto out;
 				if (clean_status != 0)
-					ib_log_warn("stage %s: clean command exited with status %d", s->name,
-						    clean_status);
+					ib_log_warn("stage %s: clean command exited with status %d", s->name, clean_status);
 				spec_fill(b, i, &e, &spec);
 				spec.upper_dir = t.upper;
 				spec.work_dir = t.work;
@@ -517,8 +511,9 @@ static int run_stage(struct ib_build *b, size_t i, ib_error_t *err)
 	}
 	if (status != 0) {
 		ib_build_show_tail(log_path, TAIL_LINES);
-		ib_error_set(err, 0, "stage '%s' failed with exit status %d (log: %s; earlier stages are cached, "
-				     "`imgbuild shell %s --stage %s` opens a shell where it ran)",
+		ib_error_set(err, 0,
+			     "stage '%s' failed with exit status %d (log: %s; earlier stages are cached, "
+			     "`imgbuild shell %s --stage %s` opens a shell where it ran)",
 			     s->name, status, log_path, b->m->path, s->name);
 		goto out;
 	}
@@ -632,7 +627,7 @@ static int open_beneath(int root_fd, const char *rel, int last_flags, char **at)
 	cleanup_free char *copy = xstrdup(rel);
 	int fd = dup(root_fd);
 	char *save = NULL;
-	for (char *c = strtok_r(copy, "/", &save); c; ) {
+	for (char *c = strtok_r(copy, "/", &save); c;) {
 		char *next = strtok_r(NULL, "/", &save);
 		int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | (next ? O_DIRECTORY : last_flags);
 		int nfd = strcmp(c, "..") == 0 ? (errno = EPERM, -1) : openat(fd, c, flags);
@@ -705,8 +700,7 @@ static int stage_file_error(int e, const char *at, ib_error_t *err)
 
 /* Files in ROOT/DIR: "NAME" and its contents (trailing newlines trimmed).
  * A missing DIR is empty; anything else unexpected is an error. */
-static int read_dir_files(const char *root, const char *dir, struct ib_strv *names, struct ib_strv *values,
-			  ib_error_t *err)
+static int read_dir_files(const char *root, const char *dir, struct ib_strv *names, struct ib_strv *values, ib_error_t *err)
 {
 	cleanup_fd int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd < 0)
@@ -727,8 +721,10 @@ static int read_dir_files(const char *root, const char *dir, struct ib_strv *nam
 			ib_strv_push(&found, e->d_name);
 	int rc = 0;
 	if (found.n > STAGE_FILES_MAX)
-		rc = ib_error_set(err, 0, "the image's /%s holds %zu files, more than the %d imgbuild reads (fix the stage "
-				  "that wrote them)", dir, found.n, STAGE_FILES_MAX);
+		rc = ib_error_set(err, 0,
+				  "the image's /%s holds %zu files, more than the %d imgbuild reads (fix the stage "
+				  "that wrote them)",
+				  dir, found.n, STAGE_FILES_MAX);
 	if (found.n)
 		qsort(found.v, found.n, sizeof(char *), cmp_strp);
 	for (size_t i = 0; i < found.n && rc == 0; i++) {
@@ -758,7 +754,7 @@ static char *make_lock(const struct ib_manifest *m, const char *root, ib_error_t
 	struct ib_buf lock = { 0 };
 	for (size_t i = 0; i < m->n_downloads; i++)
 		ib_buf_printf(&lock, "download %s sha256:%s\n", m->downloads[i].name,
-		       m->downloads[i].sha256 ? m->downloads[i].sha256 : "unknown");
+			      m->downloads[i].sha256 ? m->downloads[i].sha256 : "unknown");
 	for (size_t i = 0; i < m->n_sources; i++)
 		ib_buf_printf(&lock, "source %s %s\n", m->sources[i].name, m->sources[i].commit);
 	struct ib_strv pkgs = { 0 };
@@ -798,14 +794,13 @@ static void add_fact(struct ib_strv *keys, struct ib_strv *values, const char *k
 }
 
 /* Facts for facts.toml besides name and archs (pack writes those). */
-static int make_facts(struct ib_build *b, const char *root, struct ib_strv *keys, struct ib_strv *values,
-		      ib_error_t *err)
+static int make_facts(struct ib_build *b, const char *root, struct ib_strv *keys, struct ib_strv *values, ib_error_t *err)
 {
 	const struct ib_manifest *m = b->m;
 	add_fact(keys, values, "distro", m->base.distro);
 	add_fact(keys, values, "suite", m->base.suite);
 	add_fact(keys, values, "gcc", m->toolchain.gcc);
-	for (size_t i = 0; i < m->stack.pins.n; i++)	/* every pin alike (manifest.h) */
+	for (size_t i = 0; i < m->stack.pins.n; i++) /* every pin alike (manifest.h) */
 		add_fact(keys, values, m->stack.pins.v[i].key, m->stack.pins.v[i].value);
 	add_fact(keys, values, "base_key", b->base_key);
 	for (size_t i = 0; i < m->n_stages; i++) {
@@ -891,8 +886,7 @@ static int pack_in_helper(void *arg, struct ib_buf *result, ib_error_t *err)
 	po.root = root;
 	po.output = b->output;
 	po.epoch = m->image.source_date_epoch;
-	po.compression = (b->opts.zstd || m->image.compression == IB_COMPRESS_ZSTD) ? IB_COMPRESS_ZSTD
-										       : IB_COMPRESS_NONE;
+	po.compression = (b->opts.zstd || m->image.compression == IB_COMPRESS_ZSTD) ? IB_COMPRESS_ZSTD : IB_COMPRESS_NONE;
 	po.sign_key = b->opts.sign_key ? b->opts.sign_key : m->image.sign_key;
 	po.name = m->image.name;
 	po.meta = meta;
@@ -969,9 +963,8 @@ int ib_build_shell(struct ib_build *b, size_t index, char *const *argv, int *sta
 		stage_env_free(&e);
 		return -1;
 	}
-	static char *const shell_argv[] = {
-		"/bin/sh", "-c", "if [ -x /bin/bash ]; then exec /bin/bash -i; fi; exec /bin/sh -i", NULL
-	};
+	static char *const shell_argv[] = { "/bin/sh", "-c", "if [ -x /bin/bash ]; then exec /bin/bash -i; fi; exec /bin/sh -i",
+					    NULL };
 	struct ib_sandbox_spec spec;
 	spec_fill(b, index, &e, &spec);
 	/* No upper: the sandbox puts a throw-away tmpfs over the layers. */

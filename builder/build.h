@@ -19,16 +19,16 @@
 struct ib_manifest;
 
 struct ib_build_opts {
-	const char *output;	/* -o; NULL: the manifest's image.output */
-	const char *sign_key;	/* --sign; NULL: the manifest's image.sign */
-	bool zstd;		/* --zstd: force zstd compression */
-	bool offline;		/* --offline: no network for fetching (stages keep theirs) */
-	const char *build_dir;	/* --build-dir; NULL: $cache/builds/<image name> */
-	const char *ccache_remote;	/* --ccache-remote; NULL: the user's config (ccremote.h) */
-	bool ccache_remote_write;	/* --ccache-remote-write: stages may fill the shared cache */
+	const char *output;	   /* -o; NULL: the manifest's image.output */
+	const char *sign_key;	   /* --sign; NULL: the manifest's image.sign */
+	bool zstd;		   /* --zstd: force zstd compression */
+	bool offline;		   /* --offline: no network for fetching (stages keep theirs) */
+	const char *build_dir;	   /* --build-dir; NULL: $cache/builds/<image name> */
+	const char *ccache_remote; /* --ccache-remote; NULL: the user's config (ccremote.h) */
+	bool ccache_remote_write;  /* --ccache-remote-write: stages may fill the shared cache */
 };
 
-struct ib_build;	/* opaque build state */
+struct ib_build; /* opaque build state */
 
 /* Computes every key, takes the build dir's lock and blocks SIGINT/SIGTERM.
  * M must outlive the build. */

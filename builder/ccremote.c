@@ -16,7 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-
 /* Longest command name and key the filter reads before deciding: ccache's
  * keys are "ccache:" and 32 base32 digits. */
 #define NAME_MAX_LEN 15
@@ -51,9 +50,8 @@ static bool all_digits(const char *s)
 	return true;
 }
 
-static const char url_forms[] =
-	"redis://[[USER:]PASSWORD@]HOST[:PORT][/DB] or redis+unix:/PATH[?db=DB] (an http or file backend "
-	"would need the stage's network or a writable host folder)";
+static const char url_forms[] = "redis://[[USER:]PASSWORD@]HOST[:PORT][/DB] or redis+unix:/PATH[?db=DB] (an http or file backend "
+				"would need the stage's network or a writable host folder)";
 
 int ib_ccremote_parse(const char *url, struct ib_ccremote_target *t, ib_error_t *err)
 {
@@ -147,8 +145,8 @@ int ib_ccremote_parse(const char *url, struct ib_ccremote_target *t, ib_error_t 
 bad:
 	ib_ccremote_target_free(t);
 	/* The URL may hold a password: show only its scheme. */
-	return ib_error_usage(err, "ccache remote: cannot read the URL (scheme '%.*s'); use %s",
-			      (int)strcspn(url, ":"), url, url_forms);
+	return ib_error_usage(err, "ccache remote: cannot read the URL (scheme '%.*s'); use %s", (int)strcspn(url, ":"), url,
+			      url_forms);
 }
 
 char *ib_ccremote_configured(const char *cli, char **source)
@@ -551,7 +549,7 @@ static void proxy_main(int lfd, int log_fd, struct ib_ccremote *r, bool writable
 		/* Reaped by the loop above: the proxy is the connections' only waiter. */
 		pid_t pid = ib_proc_clone(0, IB_PROC_SAME_GROUP | IB_PROC_FROM_CHILD, NULL);
 		if (pid == 0) {
-			signal(SIGPIPE, SIG_IGN);	/* a stage that hangs up is an error, not a death */
+			signal(SIGPIPE, SIG_IGN); /* a stage that hangs up is an error, not a death */
 			close(lfd);
 			serve(c, &r->t, writable, log_fd);
 			_exit(0);
@@ -562,8 +560,7 @@ static void proxy_main(int lfd, int log_fd, struct ib_ccremote *r, bool writable
 	}
 }
 
-struct ib_ccremote *ib_ccremote_start(const char *url, bool writable, const char *dir, const char *log_path,
-				      ib_error_t *err)
+struct ib_ccremote *ib_ccremote_start(const char *url, bool writable, const char *dir, const char *log_path, ib_error_t *err)
 {
 	struct ib_ccremote *r = xcalloc(1, sizeof(*r));
 	r->pid = -1;
@@ -584,12 +581,10 @@ struct ib_ccremote *ib_ccremote_start(const char *url, bool writable, const char
 	r->dir = xstrdup(dir);
 	r->sock = ib_path_join(dir, "sock");
 	r->log_path = xstrdup(log_path);
-	r->stage_url = xasprintf("redis+unix:" IB_CCREMOTE_STAGE_DIR "/sock%s%s", r->t.attrs,
-				 writable ? "" : "|read-only");
+	r->stage_url = xasprintf("redis+unix:" IB_CCREMOTE_STAGE_DIR "/sock%s%s", r->t.attrs, writable ? "" : "|read-only");
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(r->sock) >= sizeof(sa.sun_path)) {
-		ib_error_usage(err, "the socket path '%s' is too long for a unix socket; use a shorter --build-dir",
-			       r->sock);
+		ib_error_usage(err, "the socket path '%s' is too long for a unix socket; use a shorter --build-dir", r->sock);
 		goto fail;
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", r->sock);

@@ -28,7 +28,7 @@ struct ib_ccremote_target {
 	char *port;	/* "6379" unless given */
 	char *path;	/* the unix socket; NULL for TCP */
 	char *user;	/* NULL: AUTH with the password alone */
-	char *password;	/* NULL: no AUTH */
+	char *password; /* NULL: no AUTH */
 	char *db;	/* NULL: no SELECT */
 	char *attrs;	/* ccache attributes kept for the stage ("|connect-timeout=..."), or "" */
 	char *shown;	/* the URL with the password replaced by "***", for messages */
@@ -53,11 +53,11 @@ struct ib_ccremote_filter {
 	char line[32];
 	size_t line_len;
 	long long nargs, argi, data_left;
-	struct ib_buf cap;	/* the bytes of argument 0 or 1 being read */
+	struct ib_buf cap; /* the bytes of argument 0 or 1 being read */
 	char name[16];
 	bool decided;
-	struct ib_buf held;	/* this command's bytes, until it is allowed */
-	char *refused;		/* why, once a command was refused (escaped) */
+	struct ib_buf held; /* this command's bytes, until it is allowed */
+	char *refused;	    /* why, once a command was refused (escaped) */
 };
 void ib_ccremote_filter_init(struct ib_ccremote_filter *f, bool writable);
 void ib_ccremote_filter_free(struct ib_ccremote_filter *f);
@@ -66,13 +66,12 @@ void ib_ccremote_filter_free(struct ib_ccremote_filter *f);
  * connection must then be closed, and nothing of that command was output. */
 int ib_ccremote_filter_feed(struct ib_ccremote_filter *f, const char *in, size_t n, struct ib_buf *out);
 
-struct ib_ccremote;	/* a running proxy */
+struct ib_ccremote; /* a running proxy */
 
 /* Checks that the server answers (connect, AUTH, SELECT, PING), then starts
  * the proxy listening on DIR/sock (DIR is made, 0700). Refusals are logged to
  * LOG_PATH. */
-struct ib_ccremote *ib_ccremote_start(const char *url, bool writable, const char *dir, const char *log_path,
-				      ib_error_t *err);
+struct ib_ccremote *ib_ccremote_start(const char *url, bool writable, const char *dir, const char *log_path, ib_error_t *err);
 /* The host folder to bind at IB_CCREMOTE_STAGE_DIR. */
 const char *ib_ccremote_dir(const struct ib_ccremote *r);
 /* CCACHE_REMOTE_STORAGE for the stage: the socket, "|read-only" unless writable. */

@@ -22,8 +22,7 @@ static void line(const char *what, const struct ib_advice_item *it)
 
 static void print_target(const struct ib_compat *c, const struct ib_advise_target *t)
 {
-	printf("%s%s%s%s: chip %s", t->m.name, t->m.pci ? " (" : "", t->m.pci ? t->m.pci : "", t->m.pci ? ")" : "",
-	       t->m.chip);
+	printf("%s%s%s%s: chip %s", t->m.name, t->m.pci ? " (" : "", t->m.pci ? t->m.pci : "", t->m.pci ? ")" : "", t->m.chip);
 	if (t->found)
 		printf(", found as %s", t->found);
 	printf("\n  %-13s   source: %s\n", "", t->m.source ? t->m.source : "-");
@@ -73,7 +72,8 @@ static void print_table(const struct ib_compat *c)
 {
 	struct ib_chip_match *d = NULL;
 	size_t n = ib_compat_devices(c, &d);
-	printf("| GPU | PCI id | chip | compute capability | last driver branch | CUDA (nvcc) | newest stack: CUDA, cuDNN, gcc, torch, torchvision, python |\n");
+	printf("| GPU | PCI id | chip | compute capability | last driver branch | CUDA (nvcc) | newest stack: CUDA, cuDNN, gcc, "
+	       "torch, torchvision, python |\n");
 	printf("|---|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < n; i++) {
 		if (d[i].cc == NULL) {
@@ -106,8 +106,9 @@ static void print_table(const struct ib_compat *c)
 enum { OPT_MANIFEST = IB_OPT_LONG, OPT_TABLE };
 
 static const struct ib_opt options[] = {
-	{ OPT_MANIFEST, "manifest", "OUT", "also write OUT from the nearest seed manifest that plan accepts\n"
-					   "(OUT must be inside a project: a folder with stages/ above it)" },
+	{ OPT_MANIFEST, "manifest", "OUT",
+	  "also write OUT from the nearest seed manifest that plan accepts\n"
+	  "(OUT must be inside a project: a folder with stages/ above it)" },
 	{ OPT_TABLE, "table", NULL, "print the table of every known GPU (docs/compat.md's)" },
 	{ 0 },
 };

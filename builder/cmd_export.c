@@ -11,11 +11,13 @@
 enum { OPT_COMPRESSION = IB_OPT_LONG, OPT_REF, OPT_KEY, OPT_ALLOW_UNSIGNED };
 
 static const struct ib_opt options[] = {
-	{ 'o', "output", "OUT", "OUT.tar: an OCI archive (must not exist); DIR/ or an empty folder:\n"
-				"the OCI image layout" },
+	{ 'o', "output", "OUT",
+	  "OUT.tar: an OCI archive (must not exist); DIR/ or an empty folder:\n"
+	  "the OCI image layout" },
 	{ OPT_COMPRESSION, "compression", "C", "the layer: gzip (default; parallel, deterministic), none or zstd" },
-	{ OPT_REF, "ref", "NAME[:TAG]", "index.json's org.opencontainers.image.ref.name\n"
-					"(default: the image's name and the first 12 digits of its sha256)" },
+	{ OPT_REF, "ref", "NAME[:TAG]",
+	  "index.json's org.opencontainers.image.ref.name\n"
+	  "(default: the image's name and the first 12 digits of its sha256)" },
 	{ OPT_KEY, "key", "PUB", "trust only this public key" },
 	{ OPT_ALLOW_UNSIGNED, "allow-unsigned", NULL, "export an image that has no signature (every other check runs)" },
 	{ 0 },

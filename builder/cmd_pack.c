@@ -8,8 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_SIGN = IB_OPT_LONG, OPT_ZSTD, OPT_LEVEL, OPT_EPOCH, OPT_NAME, OPT_FACT, OPT_ARCH, OPT_META, OPT_META_DIR,
-       OPT_THREADS };
+enum {
+	OPT_SIGN = IB_OPT_LONG,
+	OPT_ZSTD,
+	OPT_LEVEL,
+	OPT_EPOCH,
+	OPT_NAME,
+	OPT_FACT,
+	OPT_ARCH,
+	OPT_META,
+	OPT_META_DIR,
+	OPT_THREADS
+};
 
 static const struct ib_opt options[] = {
 	{ 'o', "output", "IMAGE", "the image (.tar or .tar.zst); IMAGE.sha256 and IMAGE.sig go beside it" },
@@ -28,7 +38,7 @@ static const struct ib_opt options[] = {
 
 struct args {
 	struct ib_pack_opts o;
-	struct ib_kv *facts;	/* argc entries: at most one per word */
+	struct ib_kv *facts; /* argc entries: at most one per word */
 	struct ib_pack_meta *meta;
 	const char **archs;
 	size_t narchs;
@@ -119,11 +129,12 @@ static int cmd_pack(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 	if (ib_pack(&o, hex, err) < 0)
 		goto out;
 	double secs = stats.seconds_walk + stats.seconds_hash + stats.seconds_write;
-	ib_log_info("packed %llu entries (%llu files, %.1f MiB) in %.2fs (%.0f MB/s): walk %.2fs, hash %.2fs, write %.2fs; left out %llu "
+	ib_log_info("packed %llu entries (%llu files, %.1f MiB) in %.2fs (%.0f MB/s): walk %.2fs, hash %.2fs, write %.2fs; left "
+		    "out %llu "
 		    "devices, %llu fifos/sockets, %llu run-time files",
 		    (unsigned long long)stats.entries, (unsigned long long)stats.files, (double)stats.bytes_in / 1048576.0, secs,
-		    secs > 0 ? (double)stats.bytes_in / 1e6 / secs : 0.0, stats.seconds_walk, stats.seconds_hash, stats.seconds_write,
-		    (unsigned long long)stats.skipped_devices, (unsigned long long)stats.skipped_special,
+		    secs > 0 ? (double)stats.bytes_in / 1e6 / secs : 0.0, stats.seconds_walk, stats.seconds_hash,
+		    stats.seconds_write, (unsigned long long)stats.skipped_devices, (unsigned long long)stats.skipped_special,
 		    (unsigned long long)stats.skipped_excluded);
 	printf("%s  %s\n", hex, o.output);
 	rc = 0;

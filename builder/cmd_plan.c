@@ -17,7 +17,6 @@
 #include "overlay.h"
 #include "util.h"
 
-
 /* The manifest is untrusted: what plan prints of it passes through ib_escape,
  * so that an env value or URL cannot draw lines or move the cursor. */
 __attribute__((format(printf, 1, 2))) static void out(const char *fmt, ...)
@@ -107,7 +106,7 @@ static void print_input(const struct ib_manifest *m, const char *name)
 		out("     %-16s tag %s = commit %s%s\n", "", s->tag, s->commit, s->submodules ? ", with submodules" : "");
 		if (s->mirrors.n)
 			out("     %-16s %zu fallback mirror%s%s\n", "", s->mirrors.n, s->mirrors.n > 1 ? "s" : "",
-			       s->rewrites.n ? " (submodule URLs rewritten)" : "");
+			    s->rewrites.n ? " (submodule URLs rewritten)" : "");
 	}
 }
 
@@ -136,7 +135,8 @@ static void print_driver(const struct ib_manifest *m)
 			out("           run --gpu on this host would refuse the image: %s\n", err->msg);
 			ib_error_free(&err);
 		} else {
-			out("           run --gpu on this host: ok%s\n", f.min_driver || f.have_archs ? " (driver version and GPU architectures checked)" : "");
+			out("           run --gpu on this host: ok%s\n",
+			    f.min_driver || f.have_archs ? " (driver version and GPU architectures checked)" : "");
 		}
 		ib_facts_free(&f);
 	}
@@ -147,9 +147,10 @@ static void print_driver(const struct ib_manifest *m)
 enum { OPT_DRIVER = IB_OPT_LONG };
 
 static const struct ib_opt options[] = {
-	{ OPT_DRIVER, "driver", "VERSION", "also check a host running NVIDIA driver VERSION (e.g. 470.82.01):\n"
-					   "new enough for the image, and not past the last driver branch\n"
-					   "of the image's GPU architectures" },
+	{ OPT_DRIVER, "driver", "VERSION",
+	  "also check a host running NVIDIA driver VERSION (e.g. 470.82.01):\n"
+	  "new enough for the image, and not past the last driver branch\n"
+	  "of the image's GPU architectures" },
 	{ 0 },
 };
 
@@ -187,7 +188,7 @@ static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 	out("manifest   %s\n", m->path);
 	out("project    %s\n", m->project_root);
 	out("image      %s -> %s (compression %s, SOURCE_DATE_EPOCH %lld)\n", m->image.name, m->image.output,
-	       m->image.compression == IB_COMPRESS_ZSTD ? "zstd" : "none", (long long)m->image.source_date_epoch);
+	    m->image.compression == IB_COMPRESS_ZSTD ? "zstd" : "none", (long long)m->image.source_date_epoch);
 	if (m->image.sign_key)
 		out("sign       %s\n", m->image.sign_key);
 	out("\n");
@@ -242,7 +243,7 @@ static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 		for (size_t i = 0; i < net.n; i++)
 			out("%s%s", i ? ", " : " ", net.v[i]);
 		out(" use%s the network; the other%s run%s in an empty network namespace", net.n > 1 ? "" : "s",
-		       m->n_stages - net.n == 1 ? "" : "s", m->n_stages - net.n == 1 ? "s" : "");
+		    m->n_stages - net.n == 1 ? "" : "s", m->n_stages - net.n == 1 ? "s" : "");
 	}
 	out("\n           the base and every input are fetched before any stage runs\n");
 	ib_strv_free(&net);
@@ -274,8 +275,7 @@ static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 	out("\n");
 
 	if (fails) {
-		out("plan: %zu check%s failed%s", fails, fails > 1 ? "s" : "",
-		       warns ? "," : "\n");
+		out("plan: %zu check%s failed%s", fails, fails > 1 ? "s" : "", warns ? "," : "\n");
 		if (warns)
 			out(" %zu warning%s\n", warns, warns > 1 ? "s" : "");
 		/* The summary on stdout stays whole when both go to one file. */

@@ -6,10 +6,12 @@
 enum { OPT_MIRROR = IB_OPT_LONG, OPT_KEY, OPT_ALLOW_UNSIGNED };
 
 static const struct ib_opt options[] = {
-	{ 'o', "output", "FILE", "where to put the image (default: the URL's file name here; a folder:\n"
-				 "that name in it)" },
-	{ OPT_MIRROR, "mirror", "URL", "another URL of the same image, tried in order when one fails (a URL\n"
-				       "ending in '/' is a folder holding it); repeatable" },
+	{ 'o', "output", "FILE",
+	  "where to put the image (default: the URL's file name here; a folder:\n"
+	  "that name in it)" },
+	{ OPT_MIRROR, "mirror", "URL",
+	  "another URL of the same image, tried in order when one fails (a URL\n"
+	  "ending in '/' is a folder holding it); repeatable" },
 	{ OPT_KEY, "key", "PUB", "trust this public key only (default: the trusted keys, see imgbuild trust)" },
 	{ OPT_ALLOW_UNSIGNED, "allow-unsigned", NULL, "accept an image without URL.sig (every other check still runs)" },
 	{ 0 },

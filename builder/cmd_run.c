@@ -12,17 +12,20 @@
 enum { OPT_GPU = IB_OPT_LONG, OPT_BIND, OPT_CWD_RW, OPT_USER_NS, OPT_NO_NET, OPT_KEY, OPT_ALLOW_UNSIGNED, OPT_MPI, OPT_NO_MPI };
 
 static const struct ib_opt options[] = {
-	{ OPT_GPU, "gpu", NULL, "check the host NVIDIA driver against the image (driver version,\n"
-				"/dev/nvidia-uvm, GPU architectures), then bind it read-only under\n"
-				"/imgbuild/driver (see imgbuild driver)" },
-	{ OPT_BIND, "bind", "SRC:DST", "bind a host path into the sandbox (add :ro for read-only); DST is\n"
-				       "looked up inside the image, its links never lead out of it" },
+	{ OPT_GPU, "gpu", NULL,
+	  "check the host NVIDIA driver against the image (driver version,\n"
+	  "/dev/nvidia-uvm, GPU architectures), then bind it read-only under\n"
+	  "/imgbuild/driver (see imgbuild driver)" },
+	{ OPT_BIND, "bind", "SRC:DST",
+	  "bind a host path into the sandbox (add :ro for read-only); DST is\n"
+	  "looked up inside the image, its links never lead out of it" },
 	{ OPT_CWD_RW, "cwd-rw", NULL, "let the command write to the current directory" },
 	{ OPT_USER_NS, "user-ns", NULL, "use a user namespace even as root" },
 	{ OPT_NO_NET, "no-net", NULL, "a new network namespace with only lo (default: the host's network)" },
 	{ OPT_MPI, "mpi", NULL, "the hybrid model (docs/cluster.md) even when no launcher started the run" },
-	{ OPT_NO_MPI, "no-mpi", NULL, "never the hybrid model, even under mpirun or srun (default: on when\n"
-				     "OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_RANK, PMI_SIZE or SLURM_STEP_ID is set)" },
+	{ OPT_NO_MPI, "no-mpi", NULL,
+	  "never the hybrid model, even under mpirun or srun (default: on when\n"
+	  "OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_RANK, PMI_SIZE or SLURM_STEP_ID is set)" },
 	{ OPT_KEY, "key", "PUB", "trust only this public key for an image file" },
 	{ OPT_ALLOW_UNSIGNED, "allow-unsigned", NULL, "run an image file that has no signature" },
 	{ 0 },
@@ -32,7 +35,7 @@ struct args {
 	struct ib_run_opts run;
 	struct ib_bind *binds;
 	size_t n_binds;
-	struct ib_strv bind_strings;	/* owns the src/dst strings */
+	struct ib_strv bind_strings; /* owns the src/dst strings */
 };
 
 static bool has_dotdot(const char *p)

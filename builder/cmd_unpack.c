@@ -8,8 +8,9 @@
 enum { OPT_NO_VERIFY = IB_OPT_LONG, OPT_KEY, OPT_ALLOW_UNSIGNED };
 
 static const struct ib_opt options[] = {
-	{ OPT_NO_VERIFY, "no-verify", NULL, "extract without checking digest, signature or listing (path safety\n"
-					    "is still enforced)" },
+	{ OPT_NO_VERIFY, "no-verify", NULL,
+	  "extract without checking digest, signature or listing (path safety\n"
+	  "is still enforced)" },
 	{ OPT_KEY, "key", "PUB", "trust this public key only" },
 	{ OPT_ALLOW_UNSIGNED, "allow-unsigned", NULL, "accept an image without IMAGE.sig" },
 	{ 0 },

@@ -6,8 +6,9 @@
 enum { OPT_KEY = IB_OPT_LONG, OPT_ALLOW_UNSIGNED, OPT_HOST };
 
 static const struct ib_opt options[] = {
-	{ OPT_KEY, "key", "PUB", "trust this public key only (default: the project's keys/ and\n"
-				 "~/.config/imgbuild/trusted/)" },
+	{ OPT_KEY, "key", "PUB",
+	  "trust this public key only (default: the project's keys/ and\n"
+	  "~/.config/imgbuild/trusted/)" },
 	{ OPT_ALLOW_UNSIGNED, "allow-unsigned", NULL, "accept an image without IMAGE.sig (every other check still runs)" },
 	{ OPT_HOST, "host", NULL, "also check this host's driver against the image" },
 	{ 0 },

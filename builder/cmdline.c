@@ -73,15 +73,14 @@ int ib_cmd_usage_error(const struct ib_cmd *cmd, ib_error_t *err)
 	return ib_error_usage(err, "usage: %s (see imgbuild %s --help)", line, cmd->name);
 }
 
-int ib_cmd_parse_int(const struct ib_cmd *cmd, const char *name, const char *s, long long min, long long max,
-		     long long *out, ib_error_t *err)
+int ib_cmd_parse_int(const struct ib_cmd *cmd, const char *name, const char *s, long long min, long long max, long long *out,
+		     ib_error_t *err)
 {
 	char *end;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
 	if (errno || *s == '\0' || *end || v < min || v > max)
-		return ib_error_usage(err, "%s: %s wants a number from %lld to %lld, not '%s'", cmd->name, name, min,
-				      max, s);
+		return ib_error_usage(err, "%s: %s wants a number from %lld to %lld, not '%s'", cmd->name, name, min, max, s);
 	*out = v;
 	return 0;
 }
@@ -114,8 +113,7 @@ static bool wants_help(int argc, char **argv)
 }
 
 /* One option word at argv[*i]; its value may be the next word. */
-static int parse_option(const struct ib_cmd *cmd, int argc, char **argv, int *i, ib_opt_parse_fn parse, void *data,
-			ib_error_t *err)
+static int parse_option(const struct ib_cmd *cmd, int argc, char **argv, int *i, ib_opt_parse_fn parse, void *data, ib_error_t *err)
 {
 	const char *a = argv[*i];
 	const struct ib_opt *o;
@@ -148,8 +146,8 @@ static int parse_option(const struct ib_cmd *cmd, int argc, char **argv, int *i,
 	return parse(o->key, value, data, err);
 }
 
-int ib_cmd_parse(const struct ib_cmd *cmd, int argc, char **argv, ib_opt_parse_fn parse, void *data,
-		 struct ib_cmd_rest *rest, ib_error_t *err)
+int ib_cmd_parse(const struct ib_cmd *cmd, int argc, char **argv, ib_opt_parse_fn parse, void *data, struct ib_cmd_rest *rest,
+		 ib_error_t *err)
 {
 	struct ib_cmd_rest none = { 0 };
 	if (rest == NULL)
@@ -184,8 +182,7 @@ int ib_cmd_parse(const struct ib_cmd *cmd, int argc, char **argv, ib_opt_parse_f
 				break;
 			}
 			if (cmd->flags & IB_CMD_TRAILING)
-				return ib_error_usage(err, "%s: unexpected argument '%s' (put the command after --)",
-						      cmd->name, a);
+				return ib_error_usage(err, "%s: unexpected argument '%s' (put the command after --)", cmd->name, a);
 			return ib_error_usage(err, "%s: unexpected argument '%s' (see imgbuild %s --help)", cmd->name, a,
 					      cmd->name);
 		}

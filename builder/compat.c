@@ -99,7 +99,7 @@ struct ib_compat {
 	size_t n_device;
 	struct env_needs_row *env_needs;
 	size_t n_env_needs;
-	struct ib_kv_list rule_sources;	/* [rule.ID] source = "..." */
+	struct ib_kv_list rule_sources; /* [rule.ID] source = "..." */
 };
 
 static const char *basename_of(const char *url)
@@ -136,79 +136,113 @@ struct section {
 	size_t off_rows, off_n;
 };
 
-#define FLD(type, key, kind, req) { #key, offsetof(type, key), kind, req }
+#define FLD(type, key, kind, req)                    \
+	{                                            \
+#key, offsetof(type, key), kind, req \
+	}
 static const struct field gcc_fields[] = {
 	FLD(struct gcc_row, cuda_min, F_VERSION, true), FLD(struct gcc_row, cuda_max, F_VERSION, true),
 	FLD(struct gcc_row, gcc_min, F_VERSION, false), FLD(struct gcc_row, gcc_max, F_VERSION, true),
-	FLD(struct gcc_row, source, F_STR, true), { NULL, 0, 0, false },
+	FLD(struct gcc_row, source, F_STR, true),	{ NULL, 0, 0, false },
 };
 static const struct field driver_fields[] = {
-	FLD(struct driver_row, cuda, F_VERSION, true), FLD(struct driver_row, min_driver, F_VERSION, true),
-	FLD(struct driver_row, source, F_STR, true), { NULL, 0, 0, false },
+	FLD(struct driver_row, cuda, F_VERSION, true),
+	FLD(struct driver_row, min_driver, F_VERSION, true),
+	FLD(struct driver_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
 };
 static const struct field arch_fields[] = {
-	FLD(struct arch_row, arch, F_VERSION, true), FLD(struct arch_row, cuda_min, F_VERSION, true),
-	FLD(struct arch_row, cuda_max, F_VERSION, false), FLD(struct arch_row, source, F_STR, true),
+	FLD(struct arch_row, arch, F_VERSION, true),
+	FLD(struct arch_row, cuda_min, F_VERSION, true),
+	FLD(struct arch_row, cuda_max, F_VERSION, false),
+	FLD(struct arch_row, source, F_STR, true),
 	{ NULL, 0, 0, false },
 };
 static const struct field ext_arch_fields[] = {
-	FLD(struct ext_arch_row, arch, F_VERSION, true), FLD(struct ext_arch_row, torch_min, F_VERSION, true),
-	FLD(struct ext_arch_row, fix, F_STR, true), FLD(struct ext_arch_row, source, F_STR, true),
+	FLD(struct ext_arch_row, arch, F_VERSION, true),
+	FLD(struct ext_arch_row, torch_min, F_VERSION, true),
+	FLD(struct ext_arch_row, fix, F_STR, true),
+	FLD(struct ext_arch_row, source, F_STR, true),
 	{ NULL, 0, 0, false },
 };
 static const struct field torch_fields[] = {
-	FLD(struct torch_row, torch, F_VERSION, true), FLD(struct torch_row, commit, F_STR, false),
-	FLD(struct torch_row, torchvision, F_STRV_VERSION, true), FLD(struct torch_row, python_min, F_VERSION, false),
-	FLD(struct torch_row, python_max, F_VERSION, false), FLD(struct torch_row, cuda_min, F_VERSION, false),
-	FLD(struct torch_row, cuda_max, F_VERSION, false), FLD(struct torch_row, gcc_min, F_VERSION, false),
-	FLD(struct torch_row, gcc_max, F_VERSION, false), FLD(struct torch_row, source, F_STR, true),
+	FLD(struct torch_row, torch, F_VERSION, true),
+	FLD(struct torch_row, commit, F_STR, false),
+	FLD(struct torch_row, torchvision, F_STRV_VERSION, true),
+	FLD(struct torch_row, python_min, F_VERSION, false),
+	FLD(struct torch_row, python_max, F_VERSION, false),
+	FLD(struct torch_row, cuda_min, F_VERSION, false),
+	FLD(struct torch_row, cuda_max, F_VERSION, false),
+	FLD(struct torch_row, gcc_min, F_VERSION, false),
+	FLD(struct torch_row, gcc_max, F_VERSION, false),
+	FLD(struct torch_row, source, F_STR, true),
 	{ NULL, 0, 0, false },
 };
 static const struct field cudnn_fields[] = {
-	FLD(struct cudnn_row, cudnn_min, F_VERSION, true), FLD(struct cudnn_row, cudnn_max, F_VERSION, true),
-	FLD(struct cudnn_row, cuda, F_STRV_VERSION, true), FLD(struct cudnn_row, source, F_STR, true),
+	FLD(struct cudnn_row, cudnn_min, F_VERSION, true),
+	FLD(struct cudnn_row, cudnn_max, F_VERSION, true),
+	FLD(struct cudnn_row, cuda, F_STRV_VERSION, true),
+	FLD(struct cudnn_row, source, F_STR, true),
 	{ NULL, 0, 0, false },
 };
 static const struct field magma_fields[] = {
-	FLD(struct magma_row, cuda, F_VERSION, true), FLD(struct magma_row, package, F_STR, true),
-	FLD(struct magma_row, versions, F_STRV_VERSION, false), FLD(struct magma_row, source, F_STR, true),
+	FLD(struct magma_row, cuda, F_VERSION, true),
+	FLD(struct magma_row, package, F_STR, true),
+	FLD(struct magma_row, versions, F_STRV_VERSION, false),
+	FLD(struct magma_row, source, F_STR, true),
 	{ NULL, 0, 0, false },
 };
 static const struct field arch_driver_fields[] = {
 	FLD(struct arch_driver_row, arch_min, F_VERSION, true), FLD(struct arch_driver_row, arch_max, F_VERSION, true),
-	FLD(struct arch_driver_row, family, F_STR, true), FLD(struct arch_driver_row, last_branch, F_VERSION, true),
-	FLD(struct arch_driver_row, source, F_STR, true), { NULL, 0, 0, false },
+	FLD(struct arch_driver_row, family, F_STR, true),	FLD(struct arch_driver_row, last_branch, F_VERSION, true),
+	FLD(struct arch_driver_row, source, F_STR, true),	{ NULL, 0, 0, false },
 };
 static const struct field installer_fields[] = {
-	FLD(struct installer_row, prefix, F_STR, true), FLD(struct installer_row, python, F_VERSION, true),
-	FLD(struct installer_row, source, F_STR, true), { NULL, 0, 0, false },
+	FLD(struct installer_row, prefix, F_STR, true),
+	FLD(struct installer_row, python, F_VERSION, true),
+	FLD(struct installer_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
 };
 static const struct field chip_fields[] = {
-	FLD(struct chip_row, chip, F_STR, true), FLD(struct chip_row, cc, F_VERSION, true),
-	FLD(struct chip_row, source, F_STR, true), { NULL, 0, 0, false },
+	FLD(struct chip_row, chip, F_STR, true),
+	FLD(struct chip_row, cc, F_VERSION, true),
+	FLD(struct chip_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
 };
 static const struct field device_fields[] = {
-	FLD(struct device_row, pci, F_STR, true), FLD(struct device_row, chip, F_STR, true),
-	FLD(struct device_row, name, F_STR, true), FLD(struct device_row, source, F_STR, true),
+	FLD(struct device_row, pci, F_STR, true),
+	FLD(struct device_row, chip, F_STR, true),
+	FLD(struct device_row, name, F_STR, true),
+	FLD(struct device_row, source, F_STR, true),
 	{ NULL, 0, 0, false },
 };
 static const struct field env_needs_fields[] = {
-	FLD(struct env_needs_row, env, F_STR, true), FLD(struct env_needs_row, conda_package, F_STR, true),
-	FLD(struct env_needs_row, why, F_STR, true), FLD(struct env_needs_row, source, F_STR, true),
+	FLD(struct env_needs_row, env, F_STR, true),
+	FLD(struct env_needs_row, conda_package, F_STR, true),
+	FLD(struct env_needs_row, why, F_STR, true),
+	FLD(struct env_needs_row, source, F_STR, true),
 	{ NULL, 0, 0, false },
 };
 static const struct field pin_fields[] = {
-	FLD(struct pin_row, key, F_STR, true), FLD(struct pin_row, what, F_STR, true), { NULL, 0, 0, false },
-};
-static const struct field pin_range_fields[] = {
-	FLD(struct pin_range_row, rule, F_STR, true),	      FLD(struct pin_range_row, when, F_STR, true),
-	FLD(struct pin_range_row, when_min, F_VERSION, false), FLD(struct pin_range_row, when_max, F_VERSION, false),
-	FLD(struct pin_range_row, key, F_STR, true),	      FLD(struct pin_range_row, min, F_VERSION, false),
-	FLD(struct pin_range_row, max, F_VERSION, false),     FLD(struct pin_range_row, source, F_STR, true),
+	FLD(struct pin_row, key, F_STR, true),
+	FLD(struct pin_row, what, F_STR, true),
 	{ NULL, 0, 0, false },
 };
-#define SEC(name, fields, type, member) \
-	{ name, fields, sizeof(type), offsetof(struct ib_compat, member), offsetof(struct ib_compat, n_##member) }
+static const struct field pin_range_fields[] = {
+	FLD(struct pin_range_row, rule, F_STR, true),
+	FLD(struct pin_range_row, when, F_STR, true),
+	FLD(struct pin_range_row, when_min, F_VERSION, false),
+	FLD(struct pin_range_row, when_max, F_VERSION, false),
+	FLD(struct pin_range_row, key, F_STR, true),
+	FLD(struct pin_range_row, min, F_VERSION, false),
+	FLD(struct pin_range_row, max, F_VERSION, false),
+	FLD(struct pin_range_row, source, F_STR, true),
+	{ NULL, 0, 0, false },
+};
+#define SEC(name, fields, type, member)                                                                                \
+	{                                                                                                              \
+		name, fields, sizeof(type), offsetof(struct ib_compat, member), offsetof(struct ib_compat, n_##member) \
+	}
 static const struct section sections[] = {
 	SEC("pin", pin_fields, struct pin_row, pin),
 	SEC("pin_range", pin_range_fields, struct pin_range_row, pin_range),
@@ -267,8 +301,8 @@ static void compat_cleanup(struct ib_compat **c)
 static int load_row(const char *path, const struct section *s, const struct ib_toml_value *t, void *row, ib_error_t *err)
 {
 	if (t->type != IB_TOML_TABLE)
-		return ib_error_usage(err, "%s:%d:%d: '%s' must be an array of tables ([[%s]]), found %s", path, t->line,
-				      t->col, s->name, s->name, ib_toml_type_name(t->type));
+		return ib_error_usage(err, "%s:%d:%d: '%s' must be an array of tables ([[%s]]), found %s", path, t->line, t->col,
+				      s->name, s->name, ib_toml_type_name(t->type));
 	for (size_t i = 0; i < t->len; i++) {
 		const struct field *f = s->fields;
 		while (f->key && strcmp(f->key, t->keys[i]) != 0)
@@ -281,15 +315,15 @@ static int load_row(const char *path, const struct section *s, const struct ib_t
 		const struct ib_toml_value *v = ib_toml_get(t, f->key);
 		if (v == NULL) {
 			if (f->required)
-				return ib_error_usage(err, "%s:%d:%d: missing key '%s' in [[%s]]", path, t->line, t->col,
-						      f->key, s->name);
+				return ib_error_usage(err, "%s:%d:%d: missing key '%s' in [[%s]]", path, t->line, t->col, f->key,
+						      s->name);
 			continue;
 		}
 		void *dst = (char *)row + f->off;
 		if (f->kind == F_STRV_VERSION) {
 			if (v->type != IB_TOML_ARRAY)
-				return ib_error_usage(err, "%s:%d:%d: '%s' must be an array of strings, found %s", path,
-						      v->line, v->col, f->key, ib_toml_type_name(v->type));
+				return ib_error_usage(err, "%s:%d:%d: '%s' must be an array of strings, found %s", path, v->line,
+						      v->col, f->key, ib_toml_type_name(v->type));
 			for (size_t k = 0; k < v->len; k++) {
 				const struct ib_toml_value *it = v->items[k];
 				if (it->type != IB_TOML_STRING || !ib_version_valid(it->u.str))
@@ -373,8 +407,8 @@ static int load_into(struct ib_compat *c, const char *path, ib_error_t *err)
 			return ib_error_usage(err, "%s:%d:%d: unknown table '%s'", path, v->line, v->col, key);
 		}
 		if (v->type != IB_TOML_ARRAY) {
-			return ib_error_usage(err, "%s:%d:%d: '%s' must be an array of tables ([[%s]])", path, v->line,
-					      v->col, key, key);
+			return ib_error_usage(err, "%s:%d:%d: '%s' must be an array of tables ([[%s]])", path, v->line, v->col,
+					      key, key);
 		}
 		char **rows = (char **)((char *)c + s->off_rows);
 		size_t *n = (size_t *)((char *)c + s->off_n);
@@ -476,14 +510,14 @@ int ib_compat_resolve(const struct ib_compat *c, struct ib_manifest *m, ib_error
 			hint = xasprintf("[stack] takes %s; a new pin is a [[pin]] row in builder/compat.toml", list);
 		}
 		free(keys);
-		return ib_error_usage(err, "%s:%d:%d: unknown key '%s' in [stack] (hint: %s)", m->file, p->pos.line,
-				      p->pos.col, p->key, hint);
+		return ib_error_usage(err, "%s:%d:%d: unknown key '%s' in [stack] (hint: %s)", m->file, p->pos.line, p->pos.col,
+				      p->key, hint);
 	}
 	/* min_driver, when absent, is what the data says the CUDA release needs. */
 	const char *cuda = pin(m, "cuda");
 	if (cuda && !pin(m, "min_driver")) {
 		const char *d = ib_compat_min_driver(c, cuda);
-		if (d)	/* else plan warns: no data for this CUDA */
+		if (d) /* else plan warns: no data for this CUDA */
 			ib_manifest_pin_derive(m, "min_driver", d, "cuda");
 	}
 	return 0;
@@ -524,12 +558,9 @@ static const struct torch_row *torch_row_for(const struct ib_compat *c, const ch
 const char *ib_verdict_level_name(enum ib_verdict_level level)
 {
 	switch (level) {
-	case IB_VERDICT_OK:
-		return "ok";
-	case IB_VERDICT_WARN:
-		return "warn";
-	case IB_VERDICT_FAIL:
-		return "FAIL";
+	case IB_VERDICT_OK: return "ok";
+	case IB_VERDICT_WARN: return "warn";
+	case IB_VERDICT_FAIL: return "FAIL";
 	}
 	return "?";
 }
@@ -550,9 +581,8 @@ void ib_verdicts_free(struct ib_verdicts *v)
 }
 
 /* FIX is taken over (may be NULL). */
-__attribute__((format(printf, 6, 7))) static void add(struct ib_verdicts *out, const char *rule,
-						      enum ib_verdict_level level, const char *source, char *fix,
-						      const char *fmt, ...)
+__attribute__((format(printf, 6, 7))) static void add(struct ib_verdicts *out, const char *rule, enum ib_verdict_level level,
+						      const char *source, char *fix, const char *fmt, ...)
 {
 	va_list ap;
 	char *msg = NULL;
@@ -630,8 +660,8 @@ static char *torch_fix(const struct ib_compat *c, const struct ib_manifest *m, c
 	const struct torch_row *r = nearest_torch(c, m);
 	if (r == NULL)
 		return xasprintf("no torch release in builder/compat.toml fits; %s", otherwise);
-	return xasprintf("set stack torch = \"%s\" and torchvision = \"%s\" (the nearest release that fits), or %s",
-			 r->torch, r->torchvision.n ? r->torchvision.v[0] : "?", otherwise);
+	return xasprintf("set stack torch = \"%s\" and torchvision = \"%s\" (the nearest release that fits), or %s", r->torch,
+			 r->torchvision.n ? r->torchvision.v[0] : "?", otherwise);
 }
 
 static void range_text(char *buf, size_t len, const char *lo, const char *hi)
@@ -649,8 +679,10 @@ static void range_text(char *buf, size_t len, const char *lo, const char *hi)
 static void check_driver(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
 	const char *rule = "cuda-driver";
-	if (!pin(m, "cuda"))
-		{ na(out, rule, "compat-facts §1a", "stack.cuda"); return; }
+	if (!pin(m, "cuda")) {
+		na(out, rule, "compat-facts §1a", "stack.cuda");
+		return;
+	}
 	const char *need = ib_compat_min_driver(c, pin(m, "cuda"));
 	if (need == NULL) {
 		add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
@@ -662,20 +694,21 @@ static void check_driver(const struct ib_compat *c, const struct ib_manifest *m,
 	const char *src = r ? r->source : "builder/compat.toml";
 	const char *have = pin(m, "min_driver");
 	if (have && !derived(m, "min_driver") && ib_version_cmp(have, need) < 0) {
-		add(out, rule, IB_VERDICT_FAIL, src,
-		    xasprintf("set stack min_driver = \"%s\" (or remove it to derive it)", need),
+		add(out, rule, IB_VERDICT_FAIL, src, xasprintf("set stack min_driver = \"%s\" (or remove it to derive it)", need),
 		    "min_driver %s is older than CUDA %s needs (>= %s)", have, pin(m, "cuda"), need);
 		return;
 	}
-	add(out, rule, IB_VERDICT_OK, src, NULL, "CUDA %s needs driver >= %s; the image asks for >= %s%s",
-	    pin(m, "cuda"), need, have ? have : need, derived(m, "min_driver") ? " (derived)" : "");
+	add(out, rule, IB_VERDICT_OK, src, NULL, "CUDA %s needs driver >= %s; the image asks for >= %s%s", pin(m, "cuda"), need,
+	    have ? have : need, derived(m, "min_driver") ? " (derived)" : "");
 }
 
 static void check_gcc(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
 	const char *rule = "cuda-gcc";
-	if (!pin(m, "cuda") || !m->toolchain.gcc)
-		{ na(out, rule, "compat-facts §2", pin(m, "cuda") ? "toolchain.gcc" : "stack.cuda"); return; }
+	if (!pin(m, "cuda") || !m->toolchain.gcc) {
+		na(out, rule, "compat-facts §2", pin(m, "cuda") ? "toolchain.gcc" : "stack.cuda");
+		return;
+	}
 	const struct gcc_row *r = NULL;
 	for (size_t i = 0; i < c->n_gcc && !r; i++)
 		if (ib_version_in(pin(m, "cuda"), c->gcc[i].cuda_min, c->gcc[i].cuda_max))
@@ -691,8 +724,7 @@ static void check_gcc(const struct ib_compat *c, const struct ib_manifest *m, st
 		/* "11.1" means 11.1 but not 11.2: as a major to install, only 10 is safe. */
 		unsigned long long major = 0;
 		ib_version_part(r->gcc_max, 0, &major);
-		char *want = ib_version_ncomp(r->gcc_max) > 1 && major > 0 ? xasprintf("%llu", major - 1)
-									   : xstrdup(r->gcc_max);
+		char *want = ib_version_ncomp(r->gcc_max) > 1 && major > 0 ? xasprintf("%llu", major - 1) : xstrdup(r->gcc_max);
 		add(out, rule, IB_VERDICT_FAIL, r->source, xasprintf("set toolchain gcc = \"%s\"", want),
 		    "gcc %s is newer than CUDA %s accepts (<= %s)", gcc, pin(m, "cuda"), r->gcc_max);
 		free(want);
@@ -703,15 +735,16 @@ static void check_gcc(const struct ib_compat *c, const struct ib_manifest *m, st
 		    "gcc %s is older than CUDA %s accepts (>= %s)", gcc, pin(m, "cuda"), r->gcc_min);
 		return;
 	}
-	add(out, rule, IB_VERDICT_OK, r->source, NULL, "gcc %s is accepted by CUDA %s (<= %s)", gcc, pin(m, "cuda"),
-	    r->gcc_max);
+	add(out, rule, IB_VERDICT_OK, r->source, NULL, "gcc %s is accepted by CUDA %s (<= %s)", gcc, pin(m, "cuda"), r->gcc_max);
 }
 
 static void check_arch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
 	const char *rule = "cuda-arch";
-	if (!pin(m, "cuda") || m->stack.archs.n == 0)
-		{ na(out, rule, "compat-facts §4a", pin(m, "cuda") ? "stack.archs" : "stack.cuda"); return; }
+	if (!pin(m, "cuda") || m->stack.archs.n == 0) {
+		na(out, rule, "compat-facts §4a", pin(m, "cuda") ? "stack.archs" : "stack.cuda");
+		return;
+	}
 	size_t before = out->n;
 	const char *src = "compat-facts §4a";
 	for (size_t i = 0; i < m->stack.archs.n; i++) {
@@ -732,8 +765,8 @@ static void check_arch(const struct ib_compat *c, const struct ib_manifest *m, s
 			range_text(range, sizeof(range), r->cuda_min, r->cuda_max);
 			bool too_new = !ib_version_in(pin(m, "cuda"), NULL, r->cuda_max);
 			add(out, rule, IB_VERDICT_FAIL, r->source,
-			    xasprintf("remove \"%s\" from stack archs, or use CUDA %s %s", a, too_new ? "<=" : ">=",
-				      too_new ? r->cuda_max : r->cuda_min),
+			    xasprintf("remove \"%s\" from stack archs, or use CUDA %s %s", a,
+				      too_new ? "<=" : ">=", too_new ? r->cuda_max : r->cuda_min),
 			    "CUDA %s cannot target GPU architecture %s (CUDA %s can)", pin(m, "cuda"), a, range);
 		}
 	}
@@ -768,8 +801,10 @@ static const char *ext_arch_patched(const struct ib_manifest *m, const char *arc
 static void check_ext_arch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
 {
 	const char *rule = "torch-ext-arch";
-	if (!pin(m, "torch") || m->stack.archs.n == 0)
-		{ na(out, rule, "compat-facts §4b", pin(m, "torch") ? "stack.archs" : "stack.torch"); return; }
+	if (!pin(m, "torch") || m->stack.archs.n == 0) {
+		na(out, rule, "compat-facts §4b", pin(m, "torch") ? "stack.archs" : "stack.torch");
+		return;
+	}
 	size_t before = out->n;
 	for (size_t i = 0; i < m->stack.archs.n; i++) {
 		const char *a = m->stack.archs.v[i];
@@ -790,15 +825,14 @@ static void check_ext_arch(const struct ib_compat *c, const struct ib_manifest *
 		}
 	}
 	if (out->n == before)
-		add(out, rule, IB_VERDICT_OK, "compat-facts §4b", NULL,
-		    "torch %s's extension builder accepts every arch listed", pin(m, "torch"));
+		add(out, rule, IB_VERDICT_OK, "compat-facts §4b", NULL, "torch %s's extension builder accepts every arch listed",
+		    pin(m, "torch"));
 }
 
 static void no_torch_data(struct ib_verdicts *out, const char *rule, const char *torch)
 {
 	add(out, rule, IB_VERDICT_WARN, "builder/compat.toml",
-	    xasprintf("add a [[torch]] row for %s to builder/compat.toml", torch), "no compatibility data for torch %s",
-	    torch);
+	    xasprintf("add a [[torch]] row for %s to builder/compat.toml", torch), "no compatibility data for torch %s", torch);
 }
 
 static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out)
@@ -822,12 +856,12 @@ static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, 
 	else if (!ib_version_in(pin(m, "cuda"), r->cuda_min, r->cuda_max)) {
 		range_text(range, sizeof(range), r->cuda_min, r->cuda_max);
 		cleanup_free char *other = xasprintf("use a CUDA in %s", range);
-		add(out, "torch-cuda", IB_VERDICT_FAIL, r->source, torch_fix(c, m, other),
-		    "torch %s builds with CUDA %s, not %s", t, range, pin(m, "cuda"));
+		add(out, "torch-cuda", IB_VERDICT_FAIL, r->source, torch_fix(c, m, other), "torch %s builds with CUDA %s, not %s",
+		    t, range, pin(m, "cuda"));
 	} else {
 		range_text(range, sizeof(range), r->cuda_min, r->cuda_max);
-		add(out, "torch-cuda", IB_VERDICT_OK, r->source, NULL, "torch %s builds with CUDA %s (%s)", t,
-		    pin(m, "cuda"), range);
+		add(out, "torch-cuda", IB_VERDICT_OK, r->source, NULL, "torch %s builds with CUDA %s (%s)", t, pin(m, "cuda"),
+		    range);
 	}
 
 	/* torch-gcc */
@@ -843,8 +877,8 @@ static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, 
 		    "gcc %s is %s than torch %s builds with (%s)", m->toolchain.gcc, too_new ? "newer" : "older", t, range);
 	} else {
 		range_text(range, sizeof(range), r->gcc_min, r->gcc_max);
-		add(out, "torch-gcc", IB_VERDICT_OK, r->source, NULL, "torch %s builds with gcc %s (%s)", t,
-		    m->toolchain.gcc, range);
+		add(out, "torch-gcc", IB_VERDICT_OK, r->source, NULL, "torch %s builds with gcc %s (%s)", t, m->toolchain.gcc,
+		    range);
 	}
 
 	/* torch-python */
@@ -855,14 +889,13 @@ static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, 
 	else if (!ib_version_in(pin(m, "python"), r->python_min, r->python_max)) {
 		range_text(range, sizeof(range), r->python_min, r->python_max);
 		bool too_new = !ib_version_in(pin(m, "python"), NULL, r->python_max);
-		cleanup_free char *other =
-			xasprintf("set stack python = \"%s\"", too_new ? r->python_max : r->python_min);
+		cleanup_free char *other = xasprintf("set stack python = \"%s\"", too_new ? r->python_max : r->python_min);
 		add(out, "torch-python", IB_VERDICT_FAIL, r->source, torch_fix(c, m, other),
 		    "python %s is outside torch %s's range (%s)", pin(m, "python"), t, range);
 	} else {
 		range_text(range, sizeof(range), r->python_min, r->python_max);
-		add(out, "torch-python", IB_VERDICT_OK, r->source, NULL, "torch %s supports python %s (%s)", t,
-		    pin(m, "python"), range);
+		add(out, "torch-python", IB_VERDICT_OK, r->source, NULL, "torch %s supports python %s (%s)", t, pin(m, "python"),
+		    range);
 	}
 
 	/* torch-vision */
@@ -871,8 +904,10 @@ static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, 
 		na(out, "torch-vision", "compat-facts §3a", "stack.torchvision");
 		return;
 	}
-	if (!r)
-		{ no_torch_data(out, "torch-vision", t); return; }
+	if (!r) {
+		no_torch_data(out, "torch-vision", t);
+		return;
+	}
 	for (size_t i = 0; i < r->torchvision.n; i++)
 		if (ib_version_cmp(r->torchvision.v[i], tv) == 0) {
 			add(out, "torch-vision", IB_VERDICT_OK, r->source, NULL, "torchvision %s pairs with torch %s", tv, t);
@@ -886,8 +921,8 @@ static void check_torch(const struct ib_compat *c, const struct ib_manifest *m, 
 	char *fix = other ? xasprintf("set stack torchvision = \"%s\" (or torch = \"%s\", which pairs with torchvision %s)",
 				      r->torchvision.v[0], other->torch, tv)
 			  : xasprintf("set stack torchvision = \"%s\"", r->torchvision.v[0]);
-	add(out, "torch-vision", IB_VERDICT_FAIL, r->source, fix, "torchvision %s does not pair with torch %s (%s does)", tv,
-	    t, r->torchvision.v[0]);
+	add(out, "torch-vision", IB_VERDICT_FAIL, r->source, fix, "torchvision %s does not pair with torch %s (%s does)", tv, t,
+	    r->torchvision.v[0]);
 }
 
 /* The [[source]] that builds torch should be the tag the compat data knows, at its commit. */
@@ -904,15 +939,18 @@ static void check_torch_source(const struct ib_compat *c, const struct ib_manife
 		seen = true;
 		const char *tag = s->tag[0] == 'v' ? s->tag + 1 : s->tag;
 		if (pin(m, "torch") && ib_version_valid(tag) && ib_version_cmp(tag, pin(m, "torch")) != 0)
-			add(out, rule, IB_VERDICT_FAIL, src, xasprintf("set the source's tag = \"v%s\" and its commit", pin(m, "torch")),
+			add(out, rule, IB_VERDICT_FAIL, src,
+			    xasprintf("set the source's tag = \"v%s\" and its commit", pin(m, "torch")),
 			    "source '%s' is tag %s but stack.torch is %s", s->name, s->tag, pin(m, "torch"));
 		const struct torch_row *r = ib_version_valid(tag) ? torch_row_for(c, tag) : NULL;
 		if (r && r->commit && strcmp(r->commit, s->commit) != 0)
 			add(out, rule, IB_VERDICT_FAIL, r->source, xasprintf("set commit = \"%s\"", r->commit),
 			    "source '%s' tag %s is commit %s, the manifest pins %s", s->name, s->tag, r->commit, s->commit);
 	}
-	if (!seen)
-		{ na(out, rule, src, "pytorch [[source]]"); return; }
+	if (!seen) {
+		na(out, rule, src, "pytorch [[source]]");
+		return;
+	}
 	if (out->n == before)
 		add(out, rule, IB_VERDICT_OK, src, NULL, "the pytorch source's tag and commit match");
 }
@@ -921,8 +959,10 @@ static void check_cudnn(const struct ib_compat *c, const struct ib_manifest *m, 
 {
 	const char *rule = "cudnn-cuda";
 	const char *src = rule_source(c, rule);
-	if (!pin(m, "cuda"))
-		{ na(out, rule, src, "stack.cuda"); return; }
+	if (!pin(m, "cuda")) {
+		na(out, rule, src, "stack.cuda");
+		return;
+	}
 	size_t before = out->n;
 	cleanup_free char *cuda_mm = major_minor(pin(m, "cuda"));
 	const char *ver = pin(m, "cudnn") ? pin(m, "cudnn") : "X.Y.Z";
@@ -950,8 +990,8 @@ static void check_cudnn(const struct ib_compat *c, const struct ib_manifest *m, 
 		if (ib_version_cmp_n(built, pin(m, "cuda"), 2) != 0)
 			add(out, rule, IB_VERDICT_FAIL, src,
 			    xasprintf("download cudnn-%s-linux-x64-v%s*.tgz instead", cuda_mm, ver),
-			    "download '%s' (%s) is built for CUDA %s, the image has CUDA %s", m->downloads[i].name, base,
-			    built, pin(m, "cuda"));
+			    "download '%s' (%s) is built for CUDA %s, the image has CUDA %s", m->downloads[i].name, base, built,
+			    pin(m, "cuda"));
 	}
 	if (pin(m, "cudnn")) {
 		const struct cudnn_row *r = NULL;
@@ -1049,15 +1089,16 @@ static void check_magma(const struct ib_compat *c, const struct ib_manifest *m, 
 {
 	const char *rule = "magma-cuda";
 	const char *src = rule_source(c, rule);
-	if (!pin(m, "cuda"))
-		{ na(out, rule, src, "stack.cuda"); return; }
+	if (!pin(m, "cuda")) {
+		na(out, rule, src, "stack.cuda");
+		return;
+	}
 	size_t before = out->n;
 	cleanup_free char *want = magma_name(pin(m, "cuda"));
 	cleanup_free char *cuda_mm = major_minor(pin(m, "cuda"));
 	if (pin(m, "magma_cuda") && ib_version_cmp_n(pin(m, "magma_cuda"), pin(m, "cuda"), 2) != 0) {
 		cleanup_free char *have = magma_name(pin(m, "magma_cuda"));
-		add(out, rule, IB_VERDICT_FAIL, src,
-		    xasprintf("install %s and set stack magma_cuda = \"%s\"", want, cuda_mm),
+		add(out, rule, IB_VERDICT_FAIL, src, xasprintf("install %s and set stack magma_cuda = \"%s\"", want, cuda_mm),
 		    "%s is built for CUDA %s, the image has CUDA %s", have, pin(m, "magma_cuda"), pin(m, "cuda"));
 	}
 	scan_magma(c, &m->env, "[env]", want, m, out);
@@ -1133,8 +1174,8 @@ static void check_pin_ranges(const struct ib_compat *c, const struct ib_manifest
 		}
 		if (out->n == before)
 			add(out, r->rule, IB_VERDICT_WARN, "builder/compat.toml",
-			    xasprintf("add a [[pin_range]] row of rule '%s' for %s %s to builder/compat.toml", r->rule,
-				      r->when, when),
+			    xasprintf("add a [[pin_range]] row of rule '%s' for %s %s to builder/compat.toml", r->rule, r->when,
+				      when),
 			    "no [[pin_range]] row of rule '%s' covers %s %s", r->rule, r->when, when);
 	}
 }
@@ -1175,8 +1216,7 @@ static const char *newest_cuda_for_branch(const struct ib_compat *c, const char 
 	return buf;
 }
 
-const char *ib_compat_last_branch(const struct ib_compat *c, const char *arch, const char **family,
-				  const char **source)
+const char *ib_compat_last_branch(const struct ib_compat *c, const char *arch, const char **family, const char **source)
 {
 	const struct arch_driver_row *r = arch_driver_for(c, arch);
 	if (family)
@@ -1202,8 +1242,10 @@ static void check_arch_driver(const struct ib_compat *c, const struct ib_manifes
 {
 	const char *rule = "arch-driver";
 	const char *src = rule_source(c, rule);
-	if (m->stack.archs.n == 0 || !pin(m, "min_driver"))
-		{ na(out, rule, src, m->stack.archs.n ? "stack.min_driver or stack.cuda" : "stack.archs"); return; }
+	if (m->stack.archs.n == 0 || !pin(m, "min_driver")) {
+		na(out, rule, src, m->stack.archs.n ? "stack.min_driver or stack.cuda" : "stack.archs");
+		return;
+	}
 	size_t before = out->n;
 	cleanup_free char *branches = NULL;
 	for (size_t i = 0; i < m->stack.archs.n; i++) {
@@ -1234,8 +1276,7 @@ static void check_arch_driver(const struct ib_compat *c, const struct ib_manifes
 		    pin(m, "min_driver"), branches ? ": " : "", branches ? branches : "");
 }
 
-void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m, const char *driver,
-			  struct ib_verdicts *out)
+void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m, const char *driver, struct ib_verdicts *out)
 {
 	const char *rule = "host-driver";
 	const char *src = rule_source(c, "arch-driver");
@@ -1262,8 +1303,8 @@ void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m
 		add(out, rule, all ? IB_VERDICT_FAIL : IB_VERDICT_WARN, r->source,
 		    xasprintf("on a %s GPU install a driver from the R%s branch%s%s", r->family, r->last_branch,
 			      pin(m, "min_driver") ? " that is >= " : "", pin(m, "min_driver") ? pin(m, "min_driver") : ""),
-		    "host driver %s is newer than R%s, the last branch for %s GPUs (arch %s): it does not drive them",
-		    driver, r->last_branch, r->family, a);
+		    "host driver %s is newer than R%s, the last branch for %s GPUs (arch %s): it does not drive them", driver,
+		    r->last_branch, r->family, a);
 	}
 	if (out->n == before) {
 		cleanup_free char *need = pin(m, "min_driver") ? xasprintf(" (it needs >= %s)", pin(m, "min_driver")) : xstrdup("");
@@ -1308,8 +1349,10 @@ static void check_input_cuda(const struct ib_compat *c, const struct ib_manifest
 			    "download '%s' is CUDA %s, which needs driver >= %s; the image asks only for >= %s",
 			    m->downloads[i].name, rel, need, pin(m, "min_driver"));
 	}
-	if (!seen)
-		{ na(out, rule, src, "CUDA runfile download"); return; }
+	if (!seen) {
+		na(out, rule, src, "CUDA runfile download");
+		return;
+	}
 	if (out->n == before)
 		add(out, rule, IB_VERDICT_OK, src, NULL, "the CUDA runfile is CUDA %s", pin(m, "cuda"));
 }
@@ -1342,8 +1385,10 @@ static void check_input_cudnn(const struct ib_compat *c, const struct ib_manifes
 			    "download '%s' (%s) is cuDNN %s, [stack] says cudnn %s", m->downloads[i].name, base, rel,
 			    pin(m, "cudnn"));
 	}
-	if (!seen)
-		{ na(out, rule, src, "cuDNN tarball download"); return; }
+	if (!seen) {
+		na(out, rule, src, "cuDNN tarball download");
+		return;
+	}
 	if (out->n == before)
 		add(out, rule, IB_VERDICT_OK, src, NULL, "the cuDNN tarball is cuDNN %s", pin(m, "cudnn"));
 }
@@ -1353,8 +1398,7 @@ static const struct installer_row *installer_for(const struct ib_compat *c, cons
 	const struct installer_row *best = NULL;
 	for (size_t i = 0; i < c->n_installer; i++) {
 		const struct installer_row *r = &c->installer[i];
-		if (strncmp(base, r->prefix, strlen(r->prefix)) == 0 &&
-		    (best == NULL || strlen(r->prefix) > strlen(best->prefix)))
+		if (strncmp(base, r->prefix, strlen(r->prefix)) == 0 && (best == NULL || strlen(r->prefix) > strlen(best->prefix)))
 			best = r;
 	}
 	return best;
@@ -1382,19 +1426,19 @@ static void check_input_python(const struct ib_compat *c, const struct ib_manife
 		}
 		if (!pin(m, "python"))
 			add(out, rule, IB_VERDICT_OK, r->source, NULL,
-			    "download '%s' (%s) ships Python %s ([stack] sets no python to compare)", m->downloads[i].name,
-			    base, r->python);
+			    "download '%s' (%s) ships Python %s ([stack] sets no python to compare)", m->downloads[i].name, base,
+			    r->python);
 		else if (ib_version_cmp_short(r->python, pin(m, "python")) != 0) {
 			const struct installer_row *want = NULL;
 			for (size_t k = 0; k < c->n_installer && !want; k++)
 				if (ib_version_cmp_short(c->installer[k].python, pin(m, "python")) == 0)
 					want = &c->installer[k];
 			add(out, rule, IB_VERDICT_FAIL, r->source,
-			    want ? xasprintf("download a %s* installer (Python %s), or set stack python = \"%s\"",
-					     want->prefix, want->python, r->python)
+			    want ? xasprintf("download a %s* installer (Python %s), or set stack python = \"%s\"", want->prefix,
+					     want->python, r->python)
 				 : xasprintf("set stack python = \"%s\"", r->python),
-			    "download '%s' (%s) ships Python %s, [stack] says python %s", m->downloads[i].name, base,
-			    r->python, pin(m, "python"));
+			    "download '%s' (%s) ships Python %s, [stack] says python %s", m->downloads[i].name, base, r->python,
+			    pin(m, "python"));
 		}
 	}
 	/* python=X.Y among the conda packages */
@@ -1419,8 +1463,10 @@ static void check_input_python(const struct ib_compat *c, const struct ib_manife
 			}
 		}
 	}
-	if (!seen)
-		{ na(out, rule, src, "conda installer download"); return; }
+	if (!seen) {
+		na(out, rule, src, "conda installer download");
+		return;
+	}
 	if (out->n == before)
 		add(out, rule, IB_VERDICT_OK, src, NULL, "the conda installer and packages give Python %s", pin(m, "python"));
 }
@@ -1455,15 +1501,17 @@ static void check_input_vision(const struct ib_compat *c, const struct ib_manife
 			continue;
 		seen = true;
 		if (!pin(m, "torchvision"))
-			add(out, rule, IB_VERDICT_OK, src, NULL, "input '%s' is torchvision %s ([stack] sets no torchvision to compare)",
-			    name, v);
+			add(out, rule, IB_VERDICT_OK, src, NULL,
+			    "input '%s' is torchvision %s ([stack] sets no torchvision to compare)", name, v);
 		else if (ib_version_cmp(v, pin(m, "torchvision")) != 0)
 			add(out, rule, IB_VERDICT_FAIL, src,
 			    xasprintf("use the v%s archive (or tag), or set stack torchvision = \"%s\"", pin(m, "torchvision"), v),
 			    "input '%s' is torchvision %s, [stack] says torchvision %s", name, v, pin(m, "torchvision"));
 	}
-	if (!seen)
-		{ na(out, rule, src, "torchvision archive or source"); return; }
+	if (!seen) {
+		na(out, rule, src, "torchvision archive or source");
+		return;
+	}
 	if (out->n == before)
 		add(out, rule, IB_VERDICT_OK, src, NULL, "the torchvision input is %s", pin(m, "torchvision"));
 }
@@ -1499,8 +1547,10 @@ static void check_conda_pins(const struct ib_compat *c, const struct ib_manifest
 				    s < m->n_stages ? m->stages[s].name : "", s < m->n_stages ? "'" : "", loose);
 		}
 	}
-	if (n_specs == 0)
-		{ na(out, rule, src, "CONDA_PACKAGES"); return; }
+	if (n_specs == 0) {
+		na(out, rule, src, "CONDA_PACKAGES");
+		return;
+	}
 	if (out->n == before)
 		add(out, rule, IB_VERDICT_OK, src, NULL, "every conda package is pinned (%zu)", n_specs);
 }
@@ -1539,17 +1589,19 @@ static void check_env_needs(const struct ib_compat *c, const struct ib_manifest 
 				cleanup_free char *kv = xasprintf("%s=%s", env->v[i].key, env->v[i].value);
 				if (strcmp(kv, r->env) != 0)
 					continue;
-				cleanup_free char *where = s < m->n_stages ? xasprintf("stage '%s'", m->stages[s].name)
-									   : xstrdup("[env]");
+				cleanup_free char *where =
+					s < m->n_stages ? xasprintf("stage '%s'", m->stages[s].name) : xstrdup("[env]");
 				cleanup_free char *spec = conda_spec_of(m, r->conda_package);
 				if (spec)
 					add(out, rule, IB_VERDICT_OK, r->source, NULL, "%s sets %s, and conda installs %s (%s)",
 					    where, r->env, spec, r->why);
 				else
 					add(out, rule, IB_VERDICT_FAIL, r->source,
-					    xasprintf("add %s (pinned, e.g. %s=X.Y.Z) to the conda stage's CONDA_PACKAGES, or drop %s",
+					    xasprintf("add %s (pinned, e.g. %s=X.Y.Z) to the conda stage's CONDA_PACKAGES, or "
+						      "drop %s",
 						      r->conda_package, r->conda_package, r->env),
-					    "%s sets %s but no CONDA_PACKAGES names %s: %s", where, r->env, r->conda_package, r->why);
+					    "%s sets %s but no CONDA_PACKAGES names %s: %s", where, r->env, r->conda_package,
+					    r->why);
 			}
 		}
 	}
@@ -1651,8 +1703,7 @@ size_t ib_compat_find_chips(const struct ib_compat *c, const char *query, struct
 	return n;
 }
 
-static void item(struct ib_advice_item *it, const char *source, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void item(struct ib_advice_item *it, const char *source, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void item(struct ib_advice_item *it, const char *source, const char *fmt, ...)
 {
 	va_list ap;
@@ -1779,8 +1830,7 @@ void ib_compat_advise(const struct ib_compat *c, const char *cc, struct ib_advic
 		cands.v[best][0] = '\0';
 	}
 	if (!a->have_stack)
-		snprintf(a->why_none, sizeof(a->why_none),
-			 "no CUDA in %s that %s can use has a %s row in compat.toml", range,
+		snprintf(a->why_none, sizeof(a->why_none), "no CUDA in %s that %s can use has a %s row in compat.toml", range,
 			 ad ? "its last driver branch" : "it", blocked ? blocked : "driver");
 	ib_strv_free(&cands);
 }

@@ -13,11 +13,11 @@
 enum ib_verdict_level { IB_VERDICT_OK, IB_VERDICT_WARN, IB_VERDICT_FAIL };
 
 struct ib_verdict {
-	char *rule;	/* "cuda-gcc", "torch-vision", ... */
+	char *rule; /* "cuda-gcc", "torch-vision", ... */
 	enum ib_verdict_level level;
-	char *message;	/* one line, lowercase */
-	char *source;	/* where the rule comes from */
-	char *fix;	/* what to change; NULL when ok */
+	char *message; /* one line, lowercase */
+	char *source;  /* where the rule comes from */
+	char *fix;     /* what to change; NULL when ok */
 };
 
 struct ib_verdicts {
@@ -25,7 +25,7 @@ struct ib_verdicts {
 	size_t n;
 };
 
-struct ib_compat;	/* opaque: the loaded rule tables */
+struct ib_compat; /* opaque: the loaded rule tables */
 
 /* Loads rules from PATH (a compat.toml). Errors name PATH:LINE:COL. */
 struct ib_compat *ib_compat_load(const char *path, ib_error_t *err);
@@ -42,7 +42,7 @@ int ib_compat_resolve(const struct ib_compat *c, struct ib_manifest *m, ib_error
 /* Evaluates every rule on M and appends one or more verdicts per rule to OUT. */
 int ib_compat_check(const struct ib_compat *c, const struct ib_manifest *m, struct ib_verdicts *out, ib_error_t *err);
 void ib_verdicts_free(struct ib_verdicts *v);
-const char *ib_verdict_level_name(enum ib_verdict_level level);	/* "ok", "warn", "FAIL" */
+const char *ib_verdict_level_name(enum ib_verdict_level level); /* "ok", "warn", "FAIL" */
 
 /* Oldest Linux driver for CUDA release CUDA, or NULL when the data has no row for it.
  * The string belongs to C. */
@@ -53,25 +53,23 @@ int ib_compat_load_more(struct ib_compat *c, const char *path, ib_error_t *err);
 
 /* The last driver branch ("470") that drives GPUs of compute capability ARCH, or NULL
  * when current drivers still do; *family ("Kepler") and *source when not NULL. */
-const char *ib_compat_last_branch(const struct ib_compat *c, const char *arch, const char **family,
-				  const char **source);
+const char *ib_compat_last_branch(const struct ib_compat *c, const char *arch, const char **family, const char **source);
 /* A one-line warning (caller frees) when DRIVER comes from a branch after the last
  * one for ARCH, naming the cause; NULL when it drives ARCH. */
 char *ib_compat_driver_warning(const struct ib_compat *c, const char *driver, const char *arch);
 /* `plan --driver VERSION`: appends the host-driver verdicts for a host running DRIVER. */
-void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m, const char *driver,
-			  struct ib_verdicts *out);
+void ib_compat_check_host(const struct ib_compat *c, const struct ib_manifest *m, const char *driver, struct ib_verdicts *out);
 
 /* ---- GPUs (builder/chips.toml) and advice ---- */
 
 /* What a marketing name or PCI id can mean. Strings are not owned (they live in C). */
 struct ib_chip_match {
-	const char *pci;	/* "10de:1392", NULL for a chip found only through pci.ids */
-	const char *name;	/* "GeForce GTX 860M" */
-	const char *chip;	/* "GM107M" */
-	const char *cc;		/* "5.0", or NULL when no [[chip]] row knows the chip */
-	const char *source;	/* the [[device]] row's, or NULL */
-	const char *cc_source;	/* the [[chip]] row's, or NULL */
+	const char *pci;       /* "10de:1392", NULL for a chip found only through pci.ids */
+	const char *name;      /* "GeForce GTX 860M" */
+	const char *chip;      /* "GM107M" */
+	const char *cc;	       /* "5.0", or NULL when no [[chip]] row knows the chip */
+	const char *source;    /* the [[device]] row's, or NULL */
+	const char *cc_source; /* the [[chip]] row's, or NULL */
 };
 /* Every [[device]] row whose PCI id ("10de:1392" or "1392") or name matches QUERY;
  * names compare without case, spaces, "NVIDIA" and "GeForce" ("gtx 860m" finds
@@ -84,11 +82,11 @@ size_t ib_compat_devices(const struct ib_compat *c, struct ib_chip_match **out);
 
 struct ib_advice_item {
 	char value[320];
-	const char *source;	/* not owned */
+	const char *source; /* not owned */
 };
 /* The newest stack compat.toml allows for compute capability CC. */
 struct ib_advice {
-	const char *family, *last_branch;	/* NULL when current drivers still drive it */
+	const char *family, *last_branch; /* NULL when current drivers still drive it */
 	struct ib_advice_item branch, cuda_range;
 	bool have_stack;
 	char why_none[256];

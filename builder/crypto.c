@@ -131,8 +131,8 @@ int ib_ed25519_keygen(uint8_t secret[IB_ED25519_SECRET_LEN], uint8_t public_key[
 	return 0;
 }
 
-int ib_ed25519_sign(const uint8_t secret[IB_ED25519_SECRET_LEN], const void *msg, size_t len,
-		    uint8_t sig[IB_ED25519_SIG_LEN], ib_error_t *err)
+int ib_ed25519_sign(const uint8_t secret[IB_ED25519_SECRET_LEN], const void *msg, size_t len, uint8_t sig[IB_ED25519_SIG_LEN],
+		    ib_error_t *err)
 {
 	cleanup_pkey EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, secret, 32);
 	if (key == NULL)

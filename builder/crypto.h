@@ -10,10 +10,10 @@
 #define IB_SHA256_HEX_LEN 64
 #define IB_SHA512_LEN 64
 #define IB_ED25519_PUBLIC_LEN 32
-#define IB_ED25519_SECRET_LEN 64	/* seed || public key, as signify stores it */
+#define IB_ED25519_SECRET_LEN 64 /* seed || public key, as signify stores it */
 #define IB_ED25519_SIG_LEN 64
 
-struct ib_sha256;	/* opaque streaming context */
+struct ib_sha256; /* opaque streaming context */
 struct ib_sha256 *ib_sha256_new(void);
 void ib_sha256_update(struct ib_sha256 *ctx, const void *data, size_t len);
 void ib_sha256_final(struct ib_sha256 *ctx, uint8_t out[IB_SHA256_LEN]);
@@ -30,8 +30,8 @@ int ib_sha256_file(const char *path, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t
 int ib_sha256_fd(int fd, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err);
 
 int ib_ed25519_keygen(uint8_t secret[IB_ED25519_SECRET_LEN], uint8_t public_key[IB_ED25519_PUBLIC_LEN], ib_error_t *err);
-int ib_ed25519_sign(const uint8_t secret[IB_ED25519_SECRET_LEN], const void *msg, size_t len,
-		    uint8_t sig[IB_ED25519_SIG_LEN], ib_error_t *err);
+int ib_ed25519_sign(const uint8_t secret[IB_ED25519_SECRET_LEN], const void *msg, size_t len, uint8_t sig[IB_ED25519_SIG_LEN],
+		    ib_error_t *err);
 /* Returns 0 when valid, -1 with *err set otherwise. */
 int ib_ed25519_verify(const uint8_t public_key[IB_ED25519_PUBLIC_LEN], const void *msg, size_t len,
 		      const uint8_t sig[IB_ED25519_SIG_LEN], ib_error_t *err);

@@ -9,19 +9,19 @@
 #include "hash.h"
 #include "util.h"
 
-#define DICT ((size_t)32 << 10)	/* deflate's window: what a match may reach back */
+#define DICT ((size_t)32 << 10) /* deflate's window: what a match may reach back */
 
 enum job_state { JOB_FREE, JOB_FILLING, JOB_READY, JOB_BUSY, JOB_DONE };
 
 struct job {
 	enum job_state state;
-	uint8_t *in;		/* DICT bytes of dictionary room, then the block */
+	uint8_t *in; /* DICT bytes of dictionary room, then the block */
 	size_t dict_len, len;
 	bool last;
 	uint8_t *out;
 	size_t out_len, out_cap;
 	uint32_t crc;
-	int zerr;		/* zlib's code when deflate failed, else Z_OK */
+	int zerr; /* zlib's code when deflate failed, else Z_OK */
 };
 
 struct ib_gzip {
@@ -31,8 +31,8 @@ struct ib_gzip {
 	pthread_cond_t work, done;
 	struct job *jobs;
 	size_t n_jobs;
-	uint64_t submitted, taken, emitted;	/* job sequence numbers; job k is jobs[k % n_jobs] */
-	struct job *cur;	/* being filled by the caller, not yet submitted */
+	uint64_t submitted, taken, emitted; /* job sequence numbers; job k is jobs[k % n_jobs] */
+	struct job *cur;		    /* being filled by the caller, not yet submitted */
 	bool stop, header_sent, finished;
 	pthread_t *tids;
 	int n_threads;
@@ -257,7 +257,7 @@ int ib_gzip_finish(struct ib_gzip *g, uint64_t *in, ib_error_t *err)
 	if (r < 0 || send_header(g, err) < 0)
 		return -1;
 	uint8_t trailer[8];
-	uint32_t isize = (uint32_t)g->total;	/* RFC 1952: the size modulo 2^32 */
+	uint32_t isize = (uint32_t)g->total; /* RFC 1952: the size modulo 2^32 */
 	for (int i = 0; i < 4; i++) {
 		trailer[i] = (uint8_t)(g->crc >> (8 * i));
 		trailer[4 + i] = (uint8_t)(isize >> (8 * i));

@@ -194,8 +194,8 @@ void ib_ldcache_free(struct ib_ldcache *c)
 
 /* docs/sources.md §1: utility and compute libraries (prefix lib, suffix .so.<version>). */
 static const char *const driver_libs[] = {
-	"nvidia-ml", "nvidia-cfg",	/* utility */
-	"cuda", "cudadebugger", "nvidia-opencl", "nvidia-ptxjitcompiler", "nvidia-allocator", "nvidia-compiler",
+	"nvidia-ml",   "nvidia-cfg", /* utility */
+	"cuda",	       "cudadebugger",	 "nvidia-opencl", "nvidia-ptxjitcompiler", "nvidia-allocator", "nvidia-compiler",
 	"nvidia-nvvm", "nvidia-gpucomp", /* compute */
 };
 static const char *const driver_bins[] = {
@@ -225,7 +225,7 @@ static char *normalize(char *path)
 			while (o > 0 && out[o - 1] != '/')
 				o--;
 			if (o > 0)
-				o--;	/* the '/' before the dropped component */
+				o--; /* the '/' before the dropped component */
 		} else if (!(len == 1 && p[0] == '.')) {
 			out[o++] = '/';
 			memcpy(out + o, p, len);
@@ -267,7 +267,7 @@ static char *resolve_in_root(const struct ib_driver *d, const char *path)
 			next = xasprintf("%s/%s", cur, target);
 		}
 		free(cur);
-		cur = normalize(next);	/* frees NEXT */
+		cur = normalize(next); /* frees NEXT */
 	}
 	return NULL;
 }
@@ -304,8 +304,9 @@ static char *parse_version(const char *text)
 static bool lib_wanted(const char *key, bool old_driver)
 {
 	for (size_t i = 0; i < sizeof(driver_libs) / sizeof(driver_libs[0]) + 1; i++) {
-		const char *name = i < sizeof(driver_libs) / sizeof(driver_libs[0]) ? driver_libs[i]
-										     : (old_driver ? "nvidia-fatbinaryloader" : NULL);
+		const char *name = i < sizeof(driver_libs) / sizeof(driver_libs[0])
+					   ? driver_libs[i]
+					   : (old_driver ? "nvidia-fatbinaryloader" : NULL);
 		if (name == NULL)
 			continue;
 		size_t n = strlen(name);
@@ -355,8 +356,7 @@ static int find_libs(struct ib_driver *d, ib_error_t *err)
 			/* The cache lists the highest-priority copy first, and may also list
 			 * the development link (libcuda.so): keep a versioned SONAME. */
 			dup = true;
-			if ((l->soname == NULL || !strstr(l->soname, ".so.")) && strstr(e->key, ".so.") &&
-			    strcmp(e->key, name)) {
+			if ((l->soname == NULL || !strstr(l->soname, ".so.")) && strstr(e->key, ".so.") && strcmp(e->key, name)) {
 				free(l->soname);
 				l->soname = xstrdup(e->key);
 			}
@@ -461,8 +461,7 @@ static void find_bins(struct ib_driver *d)
 			cleanup_free char *at = resolve_in_root(d, rel);
 			cleanup_free char *p = at ? host_path(d, at) : NULL;
 			struct stat st;
-			if (script == NULL && p && stat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) &&
-			    is_script(p))
+			if (script == NULL && p && stat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) && is_script(p))
 				script = steal_pointer(&p);
 		}
 		if (!found && script) {
@@ -547,7 +546,7 @@ int ib_driver_discover(struct ib_driver *d, ib_error_t *err)
 
 	cleanup_free char *vpath = host_path(d, "/proc/driver/nvidia/version");
 	if (access(vpath, F_OK) < 0)
-		return 0;	/* no kernel module: no driver */
+		return 0; /* no kernel module: no driver */
 	cleanup_free char *text = ib_read_file(vpath, NULL, err);
 	if (text == NULL)
 		return -1;
@@ -599,7 +598,8 @@ static char *dev_link(const char *soname)
 void ib_driver_print(const struct ib_driver *d, FILE *out)
 {
 	if (!d->found) {
-		fprintf(out, "no NVIDIA driver found (no %s%s/proc/driver/nvidia/version: the nvidia kernel module is not loaded)\n",
+		fprintf(out,
+			"no NVIDIA driver found (no %s%s/proc/driver/nvidia/version: the nvidia kernel module is not loaded)\n",
 			d->host_root[0] ? d->host_root : "", "");
 		return;
 	}
@@ -636,13 +636,13 @@ void ib_driver_print(const struct ib_driver *d, FILE *out)
 	for (size_t i = 0; i < d->n_devs; i++)
 		uvm |= !strcmp(d->devs[i].dst, "/dev/nvidia-uvm");
 	if (!uvm)
-		fprintf(out, "warning: /dev/nvidia-uvm is missing: CUDA fails with CUDA_ERROR_UNKNOWN until the nvidia_uvm module is loaded ('modprobe nvidia-uvm')\n");
+		fprintf(out, "warning: /dev/nvidia-uvm is missing: CUDA fails with CUDA_ERROR_UNKNOWN until the nvidia_uvm "
+			     "module is loaded ('modprobe nvidia-uvm')\n");
 }
 
 /* ---- binding (in the sandbox child, private mount namespace) ---- */
 
-static int bind_file(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags,
-		     ib_error_t *err)
+static int bind_file(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags, ib_error_t *err)
 {
 	if (ib_make_mount_point(dst, false, err) < 0)
 		return -1;
@@ -884,7 +884,7 @@ static int query_gpus_here(const struct ib_driver *d, struct ib_gpu **gpus, size
 	}
 	if (sscanf(out, "gpus %d%n", &cnt, &used) != 1 || cnt < 0 || cnt > 256) {
 		out[strcspn(out, "\n")] = '\0';
-		if (out[0])	/* ld.so: "ERROR: ld.so: object ... cannot be preloaded" or a missing symbol */
+		if (out[0]) /* ld.so: "ERROR: ld.so: object ... cannot be preloaded" or a missing symbol */
 			return ib_error_set(err, ENOENT, "--gpu: load '%s': %s", path, out);
 		return ib_error_set(err, EIO, "--gpu: the GPU query program failed (%s %d)", o.signal ? "signal" : "status",
 				    o.signal ? o.signal : o.status);
@@ -985,8 +985,8 @@ static bool parse_arch(const char *s, struct arch *a)
 	return a->ptx || *end == '\0';
 }
 
-int ib_driver_check_archs(const struct ib_gpu *gpus, size_t n_gpus, const char *const *archs, size_t n_archs,
-			  bool ptx_jit, ib_error_t *err)
+int ib_driver_check_archs(const struct ib_gpu *gpus, size_t n_gpus, const char *const *archs, size_t n_archs, bool ptx_jit,
+			  ib_error_t *err)
 {
 	cleanup_buf struct ib_buf list = { 0 };
 	ib_buf_adds(&list, "");
@@ -996,8 +996,8 @@ int ib_driver_check_archs(const struct ib_gpu *gpus, size_t n_gpus, const char *
 			free(parsed);
 			return ib_error_set(err, EINVAL, "--gpu: the image's arch '%s' is not X.Y, X.Y+PTX or X.Ya", archs[i]);
 		}
-		ib_buf_printf(&list, "%ssm_%d%d%s%s", i ? ", " : "", parsed[i].major, parsed[i].minor,
-			      parsed[i].exact ? "a" : "", parsed[i].ptx ? "+PTX" : "");
+		ib_buf_printf(&list, "%ssm_%d%d%s%s", i ? ", " : "", parsed[i].major, parsed[i].minor, parsed[i].exact ? "a" : "",
+			      parsed[i].ptx ? "+PTX" : "");
 	}
 	for (size_t g = 0; g < n_gpus; g++) {
 		int cc = gpus[g].major * 10 + gpus[g].minor;
@@ -1024,8 +1024,8 @@ int ib_driver_check_archs(const struct ib_gpu *gpus, size_t n_gpus, const char *
 					    "--gpu: GPU %d (%s): this image was compiled for %s; this GPU is sm_%d%d "
 					    "(\"no kernel image is available for execution on the device\"): rebuild with "
 					    "%d.%d in [stack] archs",
-					    gpus[g].index, gpus[g].name, n_archs ? list.s : "(no architectures)",
-					    gpus[g].major, gpus[g].minor, gpus[g].major, gpus[g].minor);
+					    gpus[g].index, gpus[g].name, n_archs ? list.s : "(no architectures)", gpus[g].major,
+					    gpus[g].minor, gpus[g].major, gpus[g].minor);
 		}
 	}
 	free(parsed);
@@ -1043,8 +1043,7 @@ int ib_driver_preflight(const struct ib_driver *d, const struct ib_facts *f, ib_
 	if (ib_driver_query_gpus(d, &gpus, &n, err) < 0)
 		return -1;
 	for (size_t i = 0; i < n; i++)
-		ib_log_debug("GPU %d: %s, compute capability %d.%d", gpus[i].index, gpus[i].name, gpus[i].major,
-			     gpus[i].minor);
+		ib_log_debug("GPU %d: %s, compute capability %d.%d", gpus[i].index, gpus[i].name, gpus[i].major, gpus[i].minor);
 	int r = ib_driver_check_archs(gpus, n, (const char *const *)f->archs.v, f->archs.n, f->ptx_jit, err);
 	free(gpus);
 	return r;

@@ -19,28 +19,28 @@
 #define IB_DRIVER_SOCKET "/var/run/nvidia-persistenced/socket"
 
 struct ib_driver_lib {
-	char *path;	/* host path of the versioned file (with the host root prefix) */
-	char *name;	/* its file name: libcuda.so.580.159.04 */
-	char *soname;	/* the ld.so.cache key: libcuda.so.1 (NULL when none) */
+	char *path;   /* host path of the versioned file (with the host root prefix) */
+	char *name;   /* its file name: libcuda.so.580.159.04 */
+	char *soname; /* the ld.so.cache key: libcuda.so.1 (NULL when none) */
 };
 
 struct ib_driver_dev {
-	char *path;	/* host path (with the prefix) */
-	char *dst;	/* path inside the sandbox: /dev/nvidia0 */
+	char *path; /* host path (with the prefix) */
+	char *dst;  /* path inside the sandbox: /dev/nvidia0 */
 };
 
 struct ib_driver {
-	bool found;	/* false: no NVIDIA kernel module on this host */
-	char *host_root;	/* "" or $IMGBUILD_HOST_ROOT without a trailing '/' */
-	char *version;	/* "580.159.04" */
+	bool found;	 /* false: no NVIDIA kernel module on this host */
+	char *host_root; /* "" or $IMGBUILD_HOST_ROOT without a trailing '/' */
+	char *version;	 /* "580.159.04" */
 	struct ib_driver_lib *libs;
 	size_t n_libs;
-	struct ib_strv bins;	/* host paths of nvidia-smi, ...: the files that run, wrappers and links followed */
-	struct ib_strv bin_names;	/* the name each is bound as (the tool's: nvidia-smi) */
+	struct ib_strv bins;	  /* host paths of nvidia-smi, ...: the files that run, wrappers and links followed */
+	struct ib_strv bin_names; /* the name each is bound as (the tool's: nvidia-smi) */
 	struct ib_driver_dev *devs;
 	size_t n_devs;
-	char *socket;	/* host path of the persistenced socket, or NULL */
-	char *libcuda;	/* host path of libcuda.so.<version>, or NULL (not owned separately: points into libs) */
+	char *socket;  /* host path of the persistenced socket, or NULL */
+	char *libcuda; /* host path of libcuda.so.<version>, or NULL (not owned separately: points into libs) */
 };
 
 /* Returns 0 with d->found == false when the host has no driver. */
@@ -84,15 +84,15 @@ int ib_driver_query_gpus(const struct ib_driver *d, struct ib_gpu **gpus, size_t
  * capability M.m is covered by X.Y when M == X and m >= Y (SASS compatibility
  * within a major version), by X.Y+PTX or PTX_JIT when M.m >= X.Y, and by X.Ya only
  * when equal. Refuses with "this image was compiled for sm_50, sm_61; this GPU is sm_90". */
-int ib_driver_check_archs(const struct ib_gpu *gpus, size_t n_gpus, const char *const *archs, size_t n_archs,
-			  bool ptx_jit, ib_error_t *err);
+int ib_driver_check_archs(const struct ib_gpu *gpus, size_t n_gpus, const char *const *archs, size_t n_archs, bool ptx_jit,
+			  ib_error_t *err);
 
 /* The two ld.so.cache formats: the old "ld.so-1.7.0" (optionally followed by a
  * new table) and the new "glibc-ld.so.cache1.1". Every offset is bounds-checked. */
 struct ib_ldcache_entry {
-	char *key;	/* the SONAME: libcuda.so.1 */
-	char *path;	/* /usr/lib/x86_64-linux-gnu/libcuda.so.1 */
-	int32_t flags;	/* FLAG_ELF_LIBC6 | FLAG_X8664_LIB64 ... */
+	char *key;     /* the SONAME: libcuda.so.1 */
+	char *path;    /* /usr/lib/x86_64-linux-gnu/libcuda.so.1 */
+	int32_t flags; /* FLAG_ELF_LIBC6 | FLAG_X8664_LIB64 ... */
 };
 struct ib_ldcache {
 	struct ib_ldcache_entry *entries;

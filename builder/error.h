@@ -5,8 +5,8 @@
 #include <stdarg.h>
 
 struct ib_error {
-	int status;	/* errno value, 0 when not a system error */
-	int exit_code;	/* exit status main() should use: 1 failure, 2 bad usage/manifest */
+	int status;    /* errno value, 0 when not a system error */
+	int exit_code; /* exit status main() should use: 1 failure, 2 bad usage/manifest */
 	char *msg;
 };
 typedef struct ib_error *ib_error_t;

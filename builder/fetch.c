@@ -28,7 +28,6 @@
 #include "manifest.h"
 #include "store.h"
 
-
 static void cleanup_curlmp(CURLM **m)
 {
 	if (*m)
@@ -140,32 +139,32 @@ int ib_fetch_resolve_url(const struct ib_manifest *m, const char *url, struct ib
 enum job_state { JOB_READY, JOB_RUNNING, JOB_DONE, JOB_FAILED, JOB_DUPLICATE };
 
 struct job {
-	struct ib_fetch_req *req;	/* not owned */
+	struct ib_fetch_req *req; /* not owned */
 	size_t n_urls, url_idx;
 	enum job_state state;
-	int attempt;		/* failed attempts on the current URL, for the back-off */
-	int tries;		/* all attempts on the current URL */
-	bool restarted;		/* already restarted from zero after a resumed mismatch */
-	bool checked_part;	/* a leftover .part was hashed once */
-	bool waited;		/* another process held the download (said once) */
-	int64_t not_before;	/* back-off: earliest start, in now_ms() time */
+	int attempt;	    /* failed attempts on the current URL, for the back-off */
+	int tries;	    /* all attempts on the current URL */
+	bool restarted;	    /* already restarted from zero after a resumed mismatch */
+	bool checked_part;  /* a leftover .part was hashed once */
+	bool waited;	    /* another process held the download (said once) */
+	int64_t not_before; /* back-off: earliest start, in now_ms() time */
 	char *part_path;
 	int fd;
 	CURL *easy;
-	int64_t offset;		/* bytes already in the part file when this transfer began */
-	int64_t written;	/* bytes this transfer wrote */
+	int64_t offset;	 /* bytes already in the part file when this transfer began */
+	int64_t written; /* bytes this transfer wrote */
 	int write_errno;
-	int64_t t_start;	/* start of the job's first transfer, for the summary line */
+	int64_t t_start; /* start of the job's first transfer, for the summary line */
 	char errbuf[CURL_ERROR_SIZE];
-	char *last_reason;	/* why the current URL last failed */
-	enum ib_fetch_failure why;	/* ... and of what kind */
-	struct ib_strv failures;	/* "URL: reason", one per URL given up on */
-	ib_error_t fatal;	/* a local problem (disk), not worth another URL */
+	char *last_reason;	   /* why the current URL last failed */
+	enum ib_fetch_failure why; /* ... and of what kind */
+	struct ib_strv failures;   /* "URL: reason", one per URL given up on */
+	ib_error_t fatal;	   /* a local problem (disk), not worth another URL */
 	size_t dup_of;
 };
 
 struct engine {
-	CURLM *multi;	/* not owned */
+	CURLM *multi; /* not owned */
 	long stall_seconds, backoff_ms, retries, max_jobs;
 	size_t active;
 	int64_t last_status;
@@ -229,7 +228,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 			if (errno == EINTR)
 				continue;
 			j->write_errno = errno;
-			return 0;	/* makes curl stop with CURLE_WRITE_ERROR */
+			return 0; /* makes curl stop with CURLE_WRITE_ERROR */
 		}
 		done += (size_t)w;
 		j->written += w;
@@ -296,7 +295,8 @@ static int job_commit(struct engine *e, struct job *j)
 		rc = ib_store_commit(j->part_path, j->req->sha256, url, actual, &err);
 	}
 	if (rc == IB_STORE_MISMATCH) {
-		job_set_reason(j, IB_FETCH_FAIL_MISMATCH, xasprintf("sha256 mismatch: expected %s, got %s", j->req->sha256, actual));
+		job_set_reason(j, IB_FETCH_FAIL_MISMATCH,
+			       xasprintf("sha256 mismatch: expected %s, got %s", j->req->sha256, actual));
 		ib_error_free(&err);
 		/* The part was unlinked: the next attempt starts a new one. */
 		job_close_part(j);
@@ -353,8 +353,7 @@ static void job_retry(struct engine *e, struct job *j, bool made_progress)
 	long delay = e->backoff_ms;
 	for (int i = 1; i < j->attempt && delay < 60000; i++)
 		delay *= 2;
-	ib_log_warn("fetch %s: %s: %s; retrying in %ld ms", j->req->name, j->req->urls[j->url_idx], j->last_reason,
-		    delay);
+	ib_log_warn("fetch %s: %s: %s; retrying in %ld ms", j->req->name, j->req->urls[j->url_idx], j->last_reason, delay);
 	j->not_before = now_ms() + delay;
 	j->state = JOB_READY;
 }
@@ -373,10 +372,8 @@ static bool transient(CURLcode rc)
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_HTTP2:
 	case CURLE_HTTP2_STREAM:
-	case CURLE_HTTP3:
-		return true;
-	default:
-		return false;
+	case CURLE_HTTP3: return true;
+	default: return false;
 	}
 }
 
@@ -639,8 +636,8 @@ static void show_progress(struct engine *e, struct job *jobs, size_t n, size_t n
 			snprintf(bar, sizeof(bar), " [%.*s%*s] %3d%%", fill, "##############################", w - fill, "",
 				 (int)(frac * 100));
 		}
-		len += (size_t)snprintf(line + len, sizeof(line) - len, "  %s%s %s/%s %s/s ETA %s", j->req->name, bar,
-					s_got, s_total, s_rate, eta);
+		len += (size_t)snprintf(line + len, sizeof(line) - len, "  %s%s %s/%s %s/s ETA %s", j->req->name, bar, s_got,
+					s_total, s_rate, eta);
 	}
 	int width = terminal_width() - 1;
 	if ((int)len > width && width < (int)sizeof(line))
@@ -704,8 +701,8 @@ static int check_reqs(const struct ib_fetch_req *reqs, size_t n, ib_error_t *err
 {
 	for (size_t i = 0; i < n; i++) {
 		if (reqs[i].sha256 && !ib_store_valid_digest(reqs[i].sha256))
-			return ib_error_usage(err, "invalid sha256 '%s' for '%s' (want 64 lowercase hex digits)",
-					      reqs[i].sha256, reqs[i].name);
+			return ib_error_usage(err, "invalid sha256 '%s' for '%s' (want 64 lowercase hex digits)", reqs[i].sha256,
+					      reqs[i].name);
 		if (reqs[i].urls == NULL || reqs[i].urls[0] == NULL)
 			return ib_error_usage(err, "no URL for '%s'", reqs[i].name);
 	}
@@ -715,8 +712,7 @@ static int check_reqs(const struct ib_fetch_req *reqs, size_t n, ib_error_t *err
 /* One job per request: done at once when the store has the bytes, a
  * duplicate when an earlier request wants the same bytes (one transfer and
  * one .part lock), else ready. *REMAINING counts the ready ones. */
-static int plan_jobs(struct ib_fetch_req *reqs, size_t n, bool offline, struct job *jobs, size_t *remaining,
-		     ib_error_t *err)
+static int plan_jobs(struct ib_fetch_req *reqs, size_t n, bool offline, struct job *jobs, size_t *remaining, ib_error_t *err)
 {
 	*remaining = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -732,7 +728,7 @@ static int plan_jobs(struct ib_fetch_req *reqs, size_t n, bool offline, struct j
 			cleanup_free char *path = ib_store_path(reqs[i].sha256, err);
 			if (path == NULL)
 				return -1;
-			j->state = JOB_READY;	/* for job_done's bookkeeping */
+			j->state = JOB_READY; /* for job_done's bookkeeping */
 			job_done(j, path, reqs[i].sha256, true);
 			continue;
 		}
@@ -893,8 +889,7 @@ int ib_fetch_many(struct ib_fetch_req *reqs, size_t n, bool offline, ib_error_t 
 
 /* ---- manifest-level helpers ---- */
 
-static int download_urls(const struct ib_manifest *m, const struct ib_download *d, struct ib_strv *out,
-			 ib_error_t *err)
+static int download_urls(const struct ib_manifest *m, const struct ib_download *d, struct ib_strv *out, ib_error_t *err)
 {
 	if (ib_fetch_resolve_url(m, d->url, out, err) < 0)
 		return ib_error_wrap(err, "download '%s'", d->name);
@@ -928,8 +923,7 @@ int ib_fetch_downloads(const struct ib_manifest *m, const char *const *names, bo
 			if (d == NULL) {
 				if (is_source(m, names[k]))
 					continue;
-				return ib_error_usage(err, "unknown input '%s' (no download or source of that name)",
-						      names[k]);
+				return ib_error_usage(err, "unknown input '%s' (no download or source of that name)", names[k]);
 			}
 			bool seen = false;
 			for (size_t i = 0; i < n_sel; i++)
@@ -941,8 +935,7 @@ int ib_fetch_downloads(const struct ib_manifest *m, const char *const *names, bo
 	for (size_t i = 0; i < n_sel; i++)
 		if (sel[i]->sha256 == NULL)
 			return ib_error_usage(err, "%s:%d:%d: download '%s' has sha256 = \"unknown\" (run 'imgbuild pin %s')",
-					      m->path, sel[i]->sha256_pos.line, sel[i]->sha256_pos.col, sel[i]->name,
-					      m->path);
+					      m->path, sel[i]->sha256_pos.line, sel[i]->sha256_pos.col, sel[i]->name, m->path);
 	if (n_sel == 0)
 		return 0;
 
@@ -984,8 +977,7 @@ char *ib_fetch_cached_path(const struct ib_download *d)
 	return path;
 }
 
-int ib_fetch_file(const char *url, const char *const *mirrors, const char *sha256, bool offline, char **path_out,
-		  ib_error_t *err)
+int ib_fetch_file(const char *url, const char *const *mirrors, const char *sha256, bool offline, char **path_out, ib_error_t *err)
 {
 	if (sha256 == NULL)
 		return ib_error_usage(err, "fetch '%s': no sha256 given", url);

@@ -26,28 +26,28 @@ struct ib_download;
 /* Why the last URL of a failed request failed. */
 enum ib_fetch_failure {
 	IB_FETCH_FAIL_NONE,
-	IB_FETCH_FAIL_NOT_FOUND,	/* HTTP 404/410, no such file:// file */
-	IB_FETCH_FAIL_MISMATCH,		/* the bytes do not have the expected sha256 */
-	IB_FETCH_FAIL_TRUNCATED,	/* the connection closed before the whole body */
+	IB_FETCH_FAIL_NOT_FOUND, /* HTTP 404/410, no such file:// file */
+	IB_FETCH_FAIL_MISMATCH,	 /* the bytes do not have the expected sha256 */
+	IB_FETCH_FAIL_TRUNCATED, /* the connection closed before the whole body */
 	IB_FETCH_FAIL_OTHER,
 };
 
 /* One file for ib_fetch_many. The caller fills the inputs; ib_fetch_many fills
  * the results, which ib_fetch_req_free releases. */
 struct ib_fetch_req {
-	const char *name;		/* for messages (not owned) */
-	const char *const *urls;	/* NULL-terminated, tried in order; no mirror:// (not owned) */
-	const char *sha256;		/* expected digest, or NULL: trust on first use (not owned) */
+	const char *name;	 /* for messages (not owned) */
+	const char *const *urls; /* NULL-terminated, tried in order; no mirror:// (not owned) */
+	const char *sha256;	 /* expected digest, or NULL: trust on first use (not owned) */
 	/* When set, the bytes go to this file instead of the store: an existing
 	 * file is resumed, and a failure that is not a mismatch leaves it for the
 	 * next try (imgbuild pull, which verifies and renames it). (not owned) */
 	const char *dest;
 
-	char *path;			/* result: the verified store entry (or DEST) */
-	char *url_used;			/* result: the URL that served it (NULL when cached) */
-	char sha256_found[IB_SHA256_HEX_LEN + 1];	/* result: its digest */
-	struct ib_strv failures;	/* result on failure: "URL: reason", one per URL tried */
-	enum ib_fetch_failure failure;	/* result on failure: the last URL's reason */
+	char *path;				  /* result: the verified store entry (or DEST) */
+	char *url_used;				  /* result: the URL that served it (NULL when cached) */
+	char sha256_found[IB_SHA256_HEX_LEN + 1]; /* result: its digest */
+	struct ib_strv failures;		  /* result on failure: "URL: reason", one per URL tried */
+	enum ib_fetch_failure failure;		  /* result on failure: the last URL's reason */
 };
 void ib_fetch_req_free(struct ib_fetch_req *req);
 
@@ -74,5 +74,4 @@ char *ib_fetch_cached_path(const struct ib_download *d);
 /* One file: URL, then MIRRORS (NULL-terminated, may be NULL), checked against
  * SHA256. mirror://debian/ resolves through the host's apt mirror. On success
  * *path_out receives the store entry. */
-int ib_fetch_file(const char *url, const char *const *mirrors, const char *sha256, bool offline, char **path_out,
-		  ib_error_t *err);
+int ib_fetch_file(const char *url, const char *const *mirrors, const char *sha256, bool offline, char **path_out, ib_error_t *err);

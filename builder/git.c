@@ -31,18 +31,18 @@
 #define MAX_SUBMODULE_DEPTH 16
 
 struct git_ctx {
-	const struct ib_source *s;	/* not owned */
+	const struct ib_source *s; /* not owned */
 	bool offline;
-	char *home;		/* a fresh, empty HOME for git */
-	char *git_dir;		/* $cache/git */
+	char *home;    /* a fresh, empty HOME for git */
+	char *git_dir; /* $cache/git */
 	struct ib_strv env;
-	bool used_mirror;	/* the superproject came from one of s->mirrors */
-	const char *used_url;	/* the URL that served it, NULL when cached (not owned) */
+	bool used_mirror;     /* the superproject came from one of s->mirrors */
+	const char *used_url; /* the URL that served it, NULL when cached (not owned) */
 	int n_index;
 };
 
 struct submodule {
-	char *path;	/* relative to the export root */
+	char *path; /* relative to the export root */
 	char *commit;
 	char *mirror;
 };
@@ -115,9 +115,8 @@ static int git_ctx_init(struct git_ctx *ctx, const struct ib_source *s, bool off
 	ib_strv_push(&ctx->env, "SSH_ASKPASS=/bin/false");
 	ib_strv_push(&ctx->env, "LC_ALL=C");
 	ib_strv_push(&ctx->env, "TZ=UTC");
-	static const char *const pass[] = { "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy",
-					    "NO_PROXY", "all_proxy", "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR",
-					    NULL };
+	static const char *const pass[] = { "http_proxy", "https_proxy", "HTTP_PROXY",	  "HTTPS_PROXY",  "no_proxy", "NO_PROXY",
+					    "all_proxy",  "ALL_PROXY",	 "SSL_CERT_FILE", "SSL_CERT_DIR", NULL };
 	for (size_t i = 0; pass[i]; i++) {
 		const char *v = getenv(pass[i]);
 		if (v)
@@ -127,11 +126,11 @@ static int git_ctx_init(struct git_ctx *ctx, const struct ib_source *s, bool off
 }
 
 struct git_opts {
-	const char *git_dir;	/* --git-dir, may be NULL */
-	const char *work_tree;	/* --work-tree, also the child's cwd; may be NULL */
-	const char *index;	/* GIT_INDEX_FILE, may be NULL */
-	bool rewrites;		/* apply s->rewrites as url.<new>.insteadOf=<old> */
-	bool quiet_fail;	/* a failure is expected sometimes: log it only at debug */
+	const char *git_dir;   /* --git-dir, may be NULL */
+	const char *work_tree; /* --work-tree, also the child's cwd; may be NULL */
+	const char *index;     /* GIT_INDEX_FILE, may be NULL */
+	bool rewrites;	       /* apply s->rewrites as url.<new>.insteadOf=<old> */
+	bool quiet_fail;       /* a failure is expected sometimes: log it only at debug */
 };
 
 static char *trim(char *s)
@@ -144,15 +143,14 @@ static char *trim(char *s)
 
 /* Runs git with ARGS (NULL-terminated). Captures stdout into *out when OUT is
  * not NULL; a failure's error carries git's last stderr lines. */
-static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *const *args, char **out,
-		   ib_error_t *err)
+static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *const *args, char **out, ib_error_t *err)
 {
 	struct ib_strv argv = { 0 };
 	ib_strv_push(&argv, "git");
 	static const char *const config[] = {
-		"protocol.file.allow=always",	/* local and file:// repositories, also for submodules */
-		"core.autocrlf=false", "core.symlinks=true", "core.fsmonitor=false", "gc.auto=0",
-		"advice.detachedHead=false", "safe.directory=*", "init.defaultBranch=main", NULL,
+		"protocol.file.allow=always", /* local and file:// repositories, also for submodules */
+		"core.autocrlf=false",	      "core.symlinks=true", "core.fsmonitor=false",    "gc.auto=0",
+		"advice.detachedHead=false",  "safe.directory=*",   "init.defaultBranch=main", NULL,
 	};
 	for (size_t i = 0; config[i]; i++) {
 		ib_strv_push(&argv, "-c");
@@ -161,8 +159,8 @@ static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *co
 	if (o->rewrites) {
 		for (size_t i = 0; i < ctx->s->rewrites.n; i++) {
 			ib_strv_push(&argv, "-c");
-			ib_strv_push_owned(&argv, xasprintf("url.%s.insteadOf=%s", ctx->s->rewrites.v[i].value,
-							    ctx->s->rewrites.v[i].key));
+			ib_strv_push_owned(
+				&argv, xasprintf("url.%s.insteadOf=%s", ctx->s->rewrites.v[i].value, ctx->s->rewrites.v[i].key));
 		}
 	}
 	if (o->git_dir)
@@ -189,7 +187,7 @@ static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *co
 
 	/* The command as a user could retype it, for messages. */
 	size_t clen = 1;
-	size_t first = 1 + 2 * 8 + (o->rewrites ? 2 * ctx->s->rewrites.n : 0);	/* skip our -c pairs */
+	size_t first = 1 + 2 * 8 + (o->rewrites ? 2 * ctx->s->rewrites.n : 0); /* skip our -c pairs */
 	for (size_t i = first; i < argv.n; i++)
 		clen += strlen(argv.v[i]) + 1;
 	cleanup_free char *cmd = xcalloc(1, clen + 4);
@@ -203,8 +201,7 @@ static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *co
 	if (po.status != 0) {
 		const char *why = po.err_tail;
 		if (po.signal) {
-			rc = ib_error_set(err, 0, "'%s' was killed by signal %d%s%s", cmd, po.signal, *why ? ": " : "",
-					  why);
+			rc = ib_error_set(err, 0, "'%s' was killed by signal %d%s%s", cmd, po.signal, *why ? ": " : "", why);
 		} else {
 			if (o->quiet_fail)
 				ib_log_debug("'%s' failed (exit %d): %s", cmd, po.status, why);
@@ -328,8 +325,7 @@ static int fetch_superproject(struct git_ctx *ctx, const char *mirror, ib_error_
 		return 0;
 	}
 	if (ctx->offline)
-		return ib_error_set(err, 0, "offline: source '%s' (tag %s of %s) is not in the cache", s->name, s->tag,
-				    s->url);
+		return ib_error_set(err, 0, "offline: source '%s' (tag %s of %s) is not in the cache", s->name, s->tag, s->url);
 	cleanup_free char *refspec = xasprintf("+refs/tags/%s:refs/tags/%s", s->tag, s->tag);
 	struct ib_strv reasons = { 0 };
 	const char *used = NULL;
@@ -352,14 +348,12 @@ static int fetch_superproject(struct git_ctx *ctx, const char *mirror, ib_error_
 	if (used == NULL) {
 		cleanup_free char *list = join_reasons(&reasons);
 		ib_strv_free(&reasons);
-		return ib_error_set(err, 0, "fetch tag '%s' of source '%s' failed from every URL:%s", s->tag, s->name,
-				    list);
+		return ib_error_set(err, 0, "fetch tag '%s' of source '%s' failed from every URL:%s", s->tag, s->name, list);
 	}
 	ib_strv_free(&reasons);
 	cleanup_free char *got = tag_commit(ctx, mirror, s->tag);
 	if (got == NULL)
-		return ib_error_set(err, 0, "source '%s': tag '%s' from %s does not point to a commit", s->name, s->tag,
-				    used);
+		return ib_error_set(err, 0, "source '%s': tag '%s' from %s does not point to a commit", s->name, s->tag, used);
 	if (strcmp(got, s->commit) != 0)
 		return ib_error_set(err, 0,
 				    "source '%s': tag '%s' from %s resolves to commit %s, but the manifest pins commit %s "
@@ -385,7 +379,7 @@ static char *resolve_submodule_url(const char *base, const char *rel)
 			char *cut = strrchr(b, '/');
 			char *colon = strrchr(b, ':');
 			if (colon && (cut == NULL || colon > cut))
-				cut = colon;	/* scp-like host:path */
+				cut = colon; /* scp-like host:path */
 			if (cut)
 				*cut = '\0';
 			rel += 3;
@@ -403,17 +397,22 @@ struct candidate {
 /* Fetches COMMIT of a submodule into its mirror from the first candidate that
  * has it: by commit id first (servers that allow it send just what is
  * needed), else every branch and tag. *served_out: the URL that worked. */
-static int fetch_submodule_commit(struct git_ctx *ctx, const char *mirror, const struct candidate *cands,
-				  size_t n_cands, const char *commit, const char *path, const char **served_out,
-				  ib_error_t *err)
+static int fetch_submodule_commit(struct git_ctx *ctx, const char *mirror, const struct candidate *cands, size_t n_cands,
+				  const char *commit, const char *path, const char **served_out, ib_error_t *err)
 {
 	struct ib_strv reasons = { 0 };
 	for (size_t t = 0; t < n_cands; t++) {
 		const char *url = cands[t].url;
 		struct git_opts o = { .git_dir = mirror, .rewrites = cands[t].rewrites, .quiet_fail = true };
 		const char *by_id[] = { "fetch", "-q", "--no-tags", "--no-write-fetch-head", url, commit, NULL };
-		const char *all[] = { "fetch", "-q", "--no-tags", "--no-write-fetch-head", url,
-				      "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", NULL };
+		const char *all[] = { "fetch",
+				      "-q",
+				      "--no-tags",
+				      "--no-write-fetch-head",
+				      url,
+				      "+refs/heads/*:refs/heads/*",
+				      "+refs/tags/*:refs/tags/*",
+				      NULL };
 		ib_error_t ferr = NULL;
 		ib_log_info("submodule %s: fetching %s from %s%s", path, commit, url,
 			    cands[t].rewrites ? " (with the source's URL rewrites)" : "");
@@ -432,8 +431,7 @@ static int fetch_submodule_commit(struct git_ctx *ctx, const char *mirror, const
 	}
 	cleanup_free char *list = join_reasons(&reasons);
 	ib_strv_free(&reasons);
-	return ib_error_set(err, 0, "submodule '%s' of source '%s': cannot fetch commit %s:%s", path, ctx->s->name,
-			    commit, list);
+	return ib_error_set(err, 0, "submodule '%s' of source '%s': cannot fetch commit %s:%s", path, ctx->s->name, commit, list);
 }
 
 /* Where to look for a submodule, in order. A relative URL is first resolved
@@ -465,8 +463,7 @@ static size_t submodule_candidates(struct git_ctx *ctx, const char *raw, const c
 /* The submodules recorded in COMMIT of MIRROR (gitlinks + .gitmodules), each
  * fetched into its own mirror, then theirs, depth first. */
 static int collect_submodules(struct git_ctx *ctx, const char *mirror, const char *commit, const char *base_url,
-			      const char *served_base, const char *prefix, int depth, struct submodules *out,
-			      ib_error_t *err)
+			      const char *served_base, const char *prefix, int depth, struct submodules *out, ib_error_t *err)
 {
 	if (depth > MAX_SUBMODULE_DEPTH)
 		return ib_error_set(err, 0, "source '%s': submodules nested deeper than %d at '%s'", ctx->s->name,
@@ -528,9 +525,9 @@ static int collect_submodules(struct git_ctx *ctx, const char *mirror, const cha
 		cleanup_free char *served = NULL;
 		if (!has_commit(ctx, sub_mirror, sub_commit)) {
 			if (ctx->offline)
-				return ib_error_set(err, 0,
-						    "offline: submodule '%s' (commit %s of %s) of source '%s' is not in the cache",
-						    full_path, sub_commit, url, ctx->s->name);
+				return ib_error_set(
+					err, 0, "offline: submodule '%s' (commit %s of %s) of source '%s' is not in the cache",
+					full_path, sub_commit, url, ctx->s->name);
 			struct candidate cands[4];
 			size_t n_cands = submodule_candidates(ctx, raw_url, url, served_base, cands);
 			const char *used = NULL;
@@ -555,8 +552,7 @@ static int collect_submodules(struct git_ctx *ctx, const char *mirror, const cha
 
 /* Writes COMMIT's tree from MIRROR into DIR, through a throw-away index so the
  * mirror is never touched. */
-static int checkout_tree(struct git_ctx *ctx, const char *mirror, const char *commit, const char *dir,
-			 ib_error_t *err)
+static int checkout_tree(struct git_ctx *ctx, const char *mirror, const char *commit, const char *dir, ib_error_t *err)
 {
 	cleanup_free char *index = xasprintf("%s/index.%d", ctx->home, ctx->n_index++);
 	struct git_opts o = { .git_dir = mirror, .work_tree = dir, .index = index };
@@ -725,7 +721,7 @@ static int export_source(struct git_ctx *ctx, char **tree_out, ib_error_t *err)
 			rc = normalise_tree(tmp, t, err);
 		if (rc == 0 && rename(tmp, final) < 0 && errno != EEXIST && errno != ENOTEMPTY)
 			rc = ib_error_errno(err, errno, "rename '%s' to '%s'", tmp, final);
-		rm_rf(tmp);	/* gone after a successful rename; else a failed or raced export */
+		rm_rf(tmp); /* gone after a successful rename; else a failed or raced export */
 		if (rc < 0) {
 			submodules_free(&subs);
 			return ib_error_wrap(err, "export source '%s'", s->name);

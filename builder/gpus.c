@@ -110,8 +110,7 @@ static void scan_proc(const char *root, struct ib_host_gpus *g)
 /* pci.ids: "10de  NVIDIA Corporation" then "\t1392  GM107M [GeForce GTX 860M]". */
 static void names_from_pciids(const char *root, struct ib_host_gpus *g)
 {
-	static const char *const places[] = { "/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids",
-					      "/usr/share/pci.ids", NULL };
+	static const char *const places[] = { "/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids", NULL };
 	for (const char *const *p = places; *p && g->pciids == NULL; p++) {
 		cleanup_free char *path = xasprintf("%s%s", root, *p);
 		if (ib_path_exists(path))

@@ -10,16 +10,16 @@
 #include "error.h"
 
 struct ib_host_gpu {
-	char *bus;	/* "0000:01:00.0" */
-	char *pci;	/* "10de:1392", or NULL when only the driver's information file names it */
-	char *model;	/* the NVIDIA module's "Model:" line, or NULL */
-	char *pciids_name;	/* pci.ids' device line, "GM107M [GeForce GTX 860M]", or NULL */
+	char *bus;	   /* "0000:01:00.0" */
+	char *pci;	   /* "10de:1392", or NULL when only the driver's information file names it */
+	char *model;	   /* the NVIDIA module's "Model:" line, or NULL */
+	char *pciids_name; /* pci.ids' device line, "GM107M [GeForce GTX 860M]", or NULL */
 };
 
 struct ib_host_gpus {
 	struct ib_host_gpu *v;
 	size_t n;
-	char *pciids;	/* the pci.ids file read (with ROOT), or NULL when none was found */
+	char *pciids; /* the pci.ids file read (with ROOT), or NULL when none was found */
 };
 
 /* Fills OUT (zeroed first). A host without NVIDIA GPUs gives n == 0. */

@@ -70,7 +70,7 @@ static void dual_free(struct dual_sha *d)
 struct extent {
 	uint64_t off, len;
 	uint8_t *digest;
-	atomic_int owner;	/* EXT_FREE, then whichever thread hashes its content */
+	atomic_int owner; /* EXT_FREE, then whichever thread hashes its content */
 };
 enum { EXT_FREE, EXT_STREAM, EXT_HELPER };
 
@@ -83,10 +83,10 @@ struct stream {
 	struct dual_sha image;
 	struct extent *ext;
 	size_t n_ext, cap_ext;
-	size_t next_ext;	/* the hashing thread's: first extent not finished */
-	struct dual_sha file;	/* of ext[next_ext], once it has begun ... */
+	size_t next_ext;      /* the hashing thread's: first extent not finished */
+	struct dual_sha file; /* of ext[next_ext], once it has begun ... */
 	bool in_file;
-	bool file_mine;		/* ... unless a helper took that extent */
+	bool file_mine; /* ... unless a helper took that extent */
 };
 
 static void stream_init(struct stream *s, size_t max_extents)
@@ -110,8 +110,7 @@ static void stream_free(struct stream *s)
 static void stream_add_extent(struct stream *s, uint64_t handed_over, uint64_t off, uint64_t len, uint8_t *digest)
 {
 	/* Programming errors: the hashing thread may already be past these bytes. */
-	if (s->n_ext == s->cap_ext || off < handed_over ||
-	    (s->n_ext && off < s->ext[s->n_ext - 1].off + s->ext[s->n_ext - 1].len)) {
+	if (s->n_ext == s->cap_ext || off < handed_over || (s->n_ext && off < s->ext[s->n_ext - 1].off + s->ext[s->n_ext - 1].len)) {
 		fprintf(stderr, "imgbuild: bug: file content at %llu announced out of order or beyond %zu\n",
 			(unsigned long long)off, s->cap_ext);
 		abort();
@@ -187,8 +186,8 @@ struct ib_hash_pipe {
 	int n;
 	struct block *ring;
 	uint64_t produced, hashed;
-	uint64_t offset;	/* bytes handed over */
-	int read_errno;		/* reader mode: the read's error */
+	uint64_t offset; /* bytes handed over */
+	int read_errno;	 /* reader mode: the read's error */
 	struct dual_sha sha;
 	/* Reader mode: the thread reads, hashes, then hands over. */
 	bool reader, eof, stop;
@@ -391,11 +390,10 @@ void ib_hash_pipe_cleanup(struct ib_hash_pipe **p)
 
 /* ---- the follower ---- */
 
-
 struct ib_hash_follow {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;	/* the thread waits here for bytes ... */
-	pthread_cond_t progress;	/* ... and _wait here for the thread */
+	pthread_cond_t cond;	 /* the thread waits here for bytes ... */
+	pthread_cond_t progress; /* ... and _wait here for the thread */
 	pthread_t thread;
 	bool running, done, abandon, running_thread_done;
 	int fd;
@@ -579,7 +577,7 @@ struct files_job {
 	atomic_size_t next;
 	atomic_bool failed;
 	pthread_mutex_t lock;
-	ib_error_t err;	/* the first failure */
+	ib_error_t err; /* the first failure */
 };
 
 /* Runs from this size on are hashed through mappings, but only in a file
@@ -664,25 +662,25 @@ static void *files_main(void *arg)
 struct lane_item {
 	int fd;
 	bool own_fd;
-	bool may_map;		/* only files nobody else can truncate (the image being written) */
+	bool may_map; /* only files nobody else can truncate (the image being written) */
 	uint64_t base;
 	int64_t size;
 	uint8_t *digest;
-	int64_t *size_out;	/* may be NULL */
+	int64_t *size_out; /* may be NULL */
 	const char *name;
 };
 
 struct lane_source {
 	/* The next run; false when none is left or on failure (*err set). */
 	bool (*next)(struct lane_source *src, struct lane_item *it, ib_error_t *err);
-	atomic_bool *stop;	/* set by another thread's failure */
+	atomic_bool *stop; /* set by another thread's failure */
 };
 
 struct slot {
 	struct lane_item it;
 	bool active;
-	int64_t off;		/* bytes of the run made ready so far */
-	const uint8_t *p;	/* ready, not yet hashed */
+	int64_t off;	  /* bytes of the run made ready so far */
+	const uint8_t *p; /* ready, not yet hashed */
 	size_t avail;
 	void *map;
 	size_t maplen;
@@ -735,7 +733,7 @@ static bool slot_fill(struct slot *s, size_t cap, ib_error_t *err)
 			ib_error_errno(err, errno, "read '%s'", s->it.name);
 			return false;
 		}
-		if (r == 0) {	/* shrank: its digest and size are what was there */
+		if (r == 0) { /* shrank: its digest and size are what was there */
 			s->it.size = s->off;
 			return false;
 		}
@@ -762,7 +760,7 @@ static int lanes_run(struct lane_source *src, ib_error_t *err)
 		memset(&slots[k], 0, sizeof(slots[k]));
 		slots[k].buf = xmalloc(cap);
 	}
-	bool more = true;	/* runs left to take */
+	bool more = true; /* runs left to take */
 	while (*err == NULL && !(src->stop && atomic_load(src->stop))) {
 		/* Every slot with nothing ready gets bytes, or its next run. */
 		for (int k = 0; k < 2 && *err == NULL; k++) {
@@ -796,7 +794,7 @@ static int lanes_run(struct lane_source *src, ib_error_t *err)
 			ib_sha256_lane_update(&s->lane, s->p, s->avail);
 			s->avail = 0;
 		} else {
-			break;	/* both idle: nothing left */
+			break; /* both idle: nothing left */
 		}
 	}
 	for (int k = 0; k < 2; k++) {
@@ -845,8 +843,8 @@ static void *files_main_ni(void *arg)
 	return NULL;
 }
 
-int ib_hash_files(int dirfd, const char *const *paths, size_t n, int threads, uint8_t (*digests)[IB_SHA256_LEN],
-		  int64_t *sizes, ib_error_t *err)
+int ib_hash_files(int dirfd, const char *const *paths, size_t n, int threads, uint8_t (*digests)[IB_SHA256_LEN], int64_t *sizes,
+		  ib_error_t *err)
 {
 	struct files_job j = { .dirfd = dirfd, .paths = paths, .n = n, .digests = digests, .sizes = sizes };
 	atomic_init(&j.next, 0);
@@ -889,8 +887,9 @@ static bool help_next(struct lane_source *src, struct lane_item *it, ib_error_t 
 	if (hs->next == hs->end)
 		return false;
 	struct extent *e = &hs->h->hs.ext[hs->next++];
-	*it = (struct lane_item){ .fd = hs->h->fd, .may_map = true, .base = e->off, .size = (int64_t)e->len, .digest = e->digest,
-				  .name = "the image" };
+	*it = (struct lane_item){
+		.fd = hs->h->fd, .may_map = true, .base = e->off, .size = (int64_t)e->len, .digest = e->digest, .name = "the image"
+	};
 	return true;
 }
 

@@ -69,8 +69,8 @@ void ib_hash_follow_cleanup(struct ib_hash_follow **h);
 /* Hashes N files (paths relative to DIRFD, opened O_NOFOLLOW) with THREADS
  * threads (0: one per CPU). DIGESTS[i] and SIZES[i] receive each file's SHA-256
  * and byte count, read up to the size fstat reports when it is opened. */
-int ib_hash_files(int dirfd, const char *const *paths, size_t n, int threads, uint8_t (*digests)[IB_SHA256_LEN],
-		  int64_t *sizes, ib_error_t *err);
+int ib_hash_files(int dirfd, const char *const *paths, size_t n, int threads, uint8_t (*digests)[IB_SHA256_LEN], int64_t *sizes,
+		  ib_error_t *err);
 
 /* Number of CPUs this process may use (at least 1). */
 int ib_hash_ncpus(void);

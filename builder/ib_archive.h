@@ -18,7 +18,7 @@ enum ib_entry_type {
 	IB_ENTRY_DIR,
 	IB_ENTRY_SYMLINK,
 	IB_ENTRY_HARDLINK,
-	IB_ENTRY_OTHER,	/* device, fifo, socket: never written by pack, refused by verify */
+	IB_ENTRY_OTHER, /* device, fifo, socket: never written by pack, refused by verify */
 };
 
 struct ib_xattr {
@@ -30,17 +30,17 @@ struct ib_xattr {
 /* One archive member. Strings are borrowed: from the caller when writing,
  * from the reader until its next call when reading. */
 struct ib_tar_entry {
-	const char *path;	/* "./", "./etc/passwd" (directories may end in '/') */
+	const char *path; /* "./", "./etc/passwd" (directories may end in '/') */
 	enum ib_entry_type type;
-	mode_t mode;		/* permission bits with suid/sgid/sticky: mode & 07777 */
-	mode_t filetype;	/* S_IFMT bits as stored (what an OTHER entry is) */
+	mode_t mode;	 /* permission bits with suid/sgid/sticky: mode & 07777 */
+	mode_t filetype; /* S_IFMT bits as stored (what an OTHER entry is) */
 	int64_t uid, gid;
-	int64_t size;		/* content bytes; 0 for all but FILE */
+	int64_t size; /* content bytes; 0 for all but FILE */
 	int64_t mtime;
-	const char *link;	/* symlink target or hard link target path, else NULL */
+	const char *link; /* symlink target or hard link target path, else NULL */
 	const struct ib_xattr *xattrs;
 	size_t n_xattrs;
-	bool has_names;		/* a user or group name is stored (pack never stores one) */
+	bool has_names; /* a user or group name is stored (pack never stores one) */
 };
 
 /* --- writing: POSIX pax (restricted: extended headers only where ustar can't say it) --- */
@@ -50,8 +50,8 @@ typedef int (*ib_archive_sink_fn)(void *ctx, const void *buf, size_t len, ib_err
 
 struct ib_archive_writer;
 /* THREADS is zstd's worker count (0: one per CPU; ignored without zstd); LEVEL its level. */
-struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression, int threads, int level,
-						ib_archive_sink_fn sink, void *ctx, ib_error_t *err);
+struct ib_archive_writer *ib_archive_writer_new(enum ib_compression compression, int threads, int level, ib_archive_sink_fn sink,
+						void *ctx, ib_error_t *err);
 /* No tar: the bytes given to _data are only compressed (zstd with the same
  * determinism as images), for export's zstd layer. Use _data, then _finish. */
 struct ib_archive_writer *ib_archive_compressor_new(enum ib_compression compression, int threads, int level,
@@ -110,8 +110,7 @@ int ib_archive_disk_extract(struct ib_archive_disk *d, struct ib_archive_reader 
  * _end then); _data writes a block just read with ib_archive_reader_data;
  * _end closes the entry. */
 int ib_archive_disk_begin(struct ib_archive_disk *d, struct ib_archive_reader *r, ib_error_t *err);
-int ib_archive_disk_data(struct ib_archive_disk *d, struct ib_archive_reader *r, const void *buf, size_t len,
-			 ib_error_t *err);
+int ib_archive_disk_data(struct ib_archive_disk *d, struct ib_archive_reader *r, const void *buf, size_t len, ib_error_t *err);
 int ib_archive_disk_end(struct ib_archive_disk *d, struct ib_archive_reader *r, ib_error_t *err);
 /* Applies the deferred directory modes and times; call before leaving the folder. */
 int ib_archive_disk_finish(struct ib_archive_disk *d, ib_error_t *err);

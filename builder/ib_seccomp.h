@@ -8,8 +8,8 @@
 #include "error.h"
 
 struct ib_seccomp_prog {
-	void *filter;	/* struct sock_filter[len] */
-	size_t len;	/* number of instructions */
+	void *filter; /* struct sock_filter[len] */
+	size_t len;   /* number of instructions */
 };
 
 enum ib_seccomp_flags {

@@ -125,7 +125,7 @@ static char *unescape(const char *s, size_t n, bool *ok)
 			out[o++] = s[i];
 			continue;
 		}
-		if (i + 3 >= n) {	/* fewer than 3 digits left */
+		if (i + 3 >= n) { /* fewer than 3 digits left */
 			*ok = false;
 			break;
 		}
@@ -259,8 +259,7 @@ static bool bare_key(const char *k)
 	if (*k == '\0')
 		return false;
 	for (; *k; k++)
-		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') || *k == '_' ||
-		      *k == '-'))
+		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') || *k == '_' || *k == '-'))
 			return false;
 	return true;
 }
@@ -276,8 +275,8 @@ bool ib_facts_key_reserved(const char *key)
 	return false;
 }
 
-char *ib_facts_write(const char *name, int64_t epoch, const struct ib_kv *facts, size_t n_facts,
-		     const char *const *archs, size_t *out_len, ib_error_t *err)
+char *ib_facts_write(const char *name, int64_t epoch, const struct ib_kv *facts, size_t n_facts, const char *const *archs,
+		     size_t *out_len, ib_error_t *err)
 {
 	cleanup_buf struct ib_buf b = { 0 };
 	ib_buf_adds(&b, "# written by imgbuild pack\nname = ");

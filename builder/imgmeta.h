@@ -14,8 +14,8 @@
 #define IB_META_DIR ".imgbuild"
 #define IB_META_FACTS ".imgbuild/facts.toml"
 #define IB_META_LISTING ".imgbuild/listing"
-#define IB_META_FACTS_D ".imgbuild/facts.d"	/* stages add facts here (build.c) */
-#define IB_META_LOCK_D ".imgbuild/lock.d"	/* stages add lock entries here (build.c) */
+#define IB_META_FACTS_D ".imgbuild/facts.d" /* stages add facts here (build.c) */
+#define IB_META_LOCK_D ".imgbuild/lock.d"   /* stages add lock entries here (build.c) */
 
 /* ---- facts.toml ---- */
 
@@ -26,8 +26,8 @@ bool ib_facts_key_reserved(const char *key);
  * their order, then ARCHS (NULL-terminated; NULL: no archs key) as an array.
  * Refuses a reserved or repeated key. */
 struct ib_kv;
-char *ib_facts_write(const char *name, int64_t epoch, const struct ib_kv *facts, size_t n_facts,
-		     const char *const *archs, size_t *out_len, ib_error_t *err);
+char *ib_facts_write(const char *name, int64_t epoch, const struct ib_kv *facts, size_t n_facts, const char *const *archs,
+		     size_t *out_len, ib_error_t *err);
 /* An extra file's name under .imgbuild/: [A-Za-z0-9._-]+, not hidden, not
  * facts.toml or listing. */
 bool ib_meta_name_ok(const char *name);
@@ -35,10 +35,10 @@ bool ib_meta_name_ok(const char *name);
 /* What facts.toml says about running the image. A key may sit at the top
  * level or under [stack]. */
 struct ib_facts {
-	char *min_driver;	/* NULL when absent */
-	struct ib_strv archs;	/* TORCH_CUDA_ARCH_LIST entries: "5.0", "6.1+PTX" */
-	bool have_archs;	/* archs is present (it may be empty) */
-	bool ptx_jit;	/* the kernels carry PTX for the lowest arch */
+	char *min_driver;     /* NULL when absent */
+	struct ib_strv archs; /* TORCH_CUDA_ARCH_LIST entries: "5.0", "6.1+PTX" */
+	bool have_archs;      /* archs is present (it may be empty) */
+	bool ptx_jit;	      /* the kernels carry PTX for the lowest arch */
 };
 void ib_facts_free(struct ib_facts *f);
 /* Parses facts.toml's text; PATH names it in messages. */
@@ -62,12 +62,12 @@ void ib_facts_split_archs(const char *s, struct ib_strv *out);
  * digits); a TARGET that is literally "-" is written \055. */
 
 struct ib_listing_entry {
-	char type;		/* 'f' 'd' 'l' 'h' */
+	char type; /* 'f' 'd' 'l' 'h' */
 	unsigned mode;
 	int64_t uid, gid, size;
-	char sha256[IB_SHA256_HEX_LEN + 1];	/* "" when not a file */
-	char *path;		/* unescaped, owned */
-	char *target;		/* unescaped, owned, NULL when "-" */
+	char sha256[IB_SHA256_HEX_LEN + 1]; /* "" when not a file */
+	char *path;			    /* unescaped, owned */
+	char *target;			    /* unescaped, owned, NULL when "-" */
 };
 
 #define IB_LISTING_HEADER "imgbuild-listing 1\n"

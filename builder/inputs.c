@@ -43,8 +43,8 @@ int ib_inputs_fetch(const struct ib_manifest *m, bool offline, struct ib_strv *t
 }
 
 struct pin {
-	size_t offset;	/* of the quoted "unknown" in the manifest text */
-	const struct ib_download *d;	/* not owned */
+	size_t offset;		     /* of the quoted "unknown" in the manifest text */
+	const struct ib_download *d; /* not owned */
 	size_t req;
 };
 
@@ -56,8 +56,7 @@ static int cmp_pin_desc(const void *a, const void *b)
 
 /* Finds the quoted string "unknown" that D's sha256 was read from: at its
  * recorded line and column, else the only one on that line. */
-static int find_unknown(const char *text, size_t len, const struct ib_download *d, const char *path, size_t *offset,
-			ib_error_t *err)
+static int find_unknown(const char *text, size_t len, const struct ib_download *d, const char *path, size_t *offset, ib_error_t *err)
 {
 	static const char *const lits[] = { "\"unknown\"", "'unknown'", NULL };
 	int line = d->sha256_pos.line;
@@ -84,8 +83,8 @@ static int find_unknown(const char *text, size_t len, const struct ib_download *
 				count++;
 			}
 	if (count != 1)
-		return ib_error_set(err, 0, "%s:%d: cannot find the sha256 = \"unknown\" of download '%s' to replace",
-				    path, line, d->name);
+		return ib_error_set(err, 0, "%s:%d: cannot find the sha256 = \"unknown\" of download '%s' to replace", path, line,
+				    d->name);
 	*offset = found;
 	return 0;
 }
@@ -142,7 +141,7 @@ int ib_inputs_pin(const struct ib_manifest *m, FILE *report, size_t *n_pinned, i
 		memcpy(out, text, len);
 		size_t out_len = len;
 		for (size_t k = 0; k < n; k++) {
-			size_t at = pins[k].offset + 1;	/* after the opening quote */
+			size_t at = pins[k].offset + 1; /* after the opening quote */
 			memmove(out + at + IB_SHA256_HEX_LEN, out + at + 7, out_len - (at + 7));
 			memcpy(out + at, reqs[pins[k].req].sha256_found, IB_SHA256_HEX_LEN);
 			out_len += IB_SHA256_HEX_LEN - 7;
@@ -155,8 +154,9 @@ int ib_inputs_pin(const struct ib_manifest *m, FILE *report, size_t *n_pinned, i
 	if (rc == 0) {
 		for (size_t k = n; k-- > 0;) {
 			const struct ib_fetch_req *r = &reqs[pins[k].req];
-			fprintf(report, "trust on first use: recorded sha256 %s for %s from %s — check it against a trusted source\n",
-			       r->sha256_found, r->name, r->url_used ? r->url_used : r->urls[0]);
+			fprintf(report,
+				"trust on first use: recorded sha256 %s for %s from %s — check it against a trusted source\n",
+				r->sha256_found, r->name, r->url_used ? r->url_used : r->urls[0]);
 		}
 	}
 	for (size_t k = 0; k < n; k++) {

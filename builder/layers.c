@@ -97,8 +97,7 @@ static void fact(struct ib_strv *out, const char *name, const char *value)
 		env_set(out, name, value);
 }
 
-void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, const char *ccache_remote,
-			 struct ib_strv *out)
+void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, const char *ccache_remote, struct ib_strv *out)
 {
 	char epoch[32];
 	snprintf(epoch, sizeof(epoch), "%lld", (long long)m->image.source_date_epoch);
@@ -151,8 +150,8 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int ib_layers_stage_key(const struct ib_manifest *m, const struct ib_stage *s, const char *parent_key,
-			char key[IB_KEY_LEN + 1], ib_error_t *err)
+int ib_layers_stage_key(const struct ib_manifest *m, const struct ib_stage *s, const char *parent_key, char key[IB_KEY_LEN + 1],
+			ib_error_t *err)
 {
 	cleanup_sha256 struct ib_sha256 *h = ib_sha256_new();
 	feed(h, "version", STAGE_KEY_VERSION);
@@ -178,8 +177,8 @@ int ib_layers_stage_key(const struct ib_manifest *m, const struct ib_stage *s, c
 		const struct ib_source *src = ib_manifest_source(m, name);
 		if (d) {
 			if (d->sha256 == NULL)
-				return ib_error_usage(err, "stage '%s': download '%s' has no sha256 (run imgbuild pin)",
-						      s->name, name);
+				return ib_error_usage(err, "stage '%s': download '%s' has no sha256 (run imgbuild pin)", s->name,
+						      name);
 			feed(h, "download", name);
 			feed(h, "sha256", d->sha256);
 		} else if (src) {

@@ -29,12 +29,11 @@ int ib_layers_base_key(const struct ib_manifest *m, char key[IB_KEY_LEN + 1], ib
 /* The environment a stage sees, "KEY=VALUE" entries, later sources winning:
  * fixed defaults, facts, [env], the stage's env. CCACHE_REMOTE, when not
  * NULL, becomes CCACHE_REMOTE_STORAGE: host-only, never in a key. */
-void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, const char *ccache_remote,
-			 struct ib_strv *out);
+void ib_layers_stage_env(const struct ib_manifest *m, const struct ib_stage *s, const char *ccache_remote, struct ib_strv *out);
 
 /* The key of stage S on top of the layer PARENT_KEY (the base's key for the first stage). */
-int ib_layers_stage_key(const struct ib_manifest *m, const struct ib_stage *s, const char *parent_key,
-			char key[IB_KEY_LEN + 1], ib_error_t *err);
+int ib_layers_stage_key(const struct ib_manifest *m, const struct ib_stage *s, const char *parent_key, char key[IB_KEY_LEN + 1],
+			ib_error_t *err);
 
 /* All keys of M: base_key and stage_keys[i] for each stage (IB_KEY_LEN+1 bytes each). */
 int ib_layers_all_keys(const struct ib_manifest *m, char base_key[IB_KEY_LEN + 1], char (*stage_keys)[IB_KEY_LEN + 1],
@@ -51,9 +50,9 @@ char *ib_layers_lookup(const char *key);
  * base, the root itself) and ovlwork/ (overlayfs' work dir). */
 struct ib_layer_tmp {
 	char *key;
-	char *tmp;	/* $cache/layers/<key>.tmp-PID */
-	char *upper;	/* tmp/upper */
-	char *work;	/* tmp/ovlwork */
+	char *tmp;   /* $cache/layers/<key>.tmp-PID */
+	char *upper; /* tmp/upper */
+	char *work;  /* tmp/ovlwork */
 };
 /* Makes a fresh tmp folder for KEY (upper/ is created only when MAKE_UPPER). */
 int ib_layers_begin(struct ib_layer_tmp *t, const char *key, bool make_upper, ib_error_t *err);

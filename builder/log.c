@@ -17,8 +17,14 @@ void ib_log_init(enum ib_log_level level)
 	use_tty = isatty(STDERR_FILENO) && (no_color == NULL || no_color[0] == '\0');
 }
 
-enum ib_log_level ib_log_level(void) { return current_level; }
-bool ib_log_is_tty(void) { return use_tty; }
+enum ib_log_level ib_log_level(void)
+{
+	return current_level;
+}
+bool ib_log_is_tty(void)
+{
+	return use_tty;
+}
 
 static void vlog(const char *color, const char *prefix, const char *fmt, va_list ap)
 {

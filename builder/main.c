@@ -21,8 +21,9 @@
 /* Every command, in the order imgbuild --help lists them; the first is the
  * default ("imgbuild x.toml" builds). Each is declared in its cmd_<name>.c. */
 static const struct ib_cmd *const commands[] = {
-	BUILDS(build), &ib_cmd_plan,   BUILDS(fetch), BUILDS(pin),	BUILDS(shell),	BUILDS(pack),  &ib_cmd_verify, &ib_cmd_unpack,
-	&ib_cmd_pull,  &ib_cmd_export, &ib_cmd_run,  &ib_cmd_keygen, &ib_cmd_trust, &ib_cmd_advise, &ib_cmd_driver, BUILDS(mirror),
+	BUILDS(build),	&ib_cmd_plan,	BUILDS(fetch),	BUILDS(pin),	BUILDS(shell), BUILDS(pack),
+	&ib_cmd_verify, &ib_cmd_unpack, &ib_cmd_pull,	&ib_cmd_export, &ib_cmd_run,   &ib_cmd_keygen,
+	&ib_cmd_trust,	&ib_cmd_advise, &ib_cmd_driver, BUILDS(mirror),
 };
 
 static void usage(FILE *out)
@@ -104,8 +105,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (cmd->main == NULL) {
-		fprintf(stderr, PROG ": '%s' builds and is not in " PROG ", which only receives images: use imgbuild\n",
-			cmd->name);
+		fprintf(stderr, PROG ": '%s' builds and is not in " PROG ", which only receives images: use imgbuild\n", cmd->name);
 		return IB_EXIT_USAGE;
 	}
 	/* The command sees argv[0] = its name. */

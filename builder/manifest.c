@@ -18,26 +18,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 struct ctx {
-	const char *file;	/* as the user named it: messages point there */
+	const char *file; /* as the user named it: messages point there */
 	struct ib_manifest *m;
 	ib_error_t *err;
 };
 
 /* One section being read: [image], or one [[stage]] item. */
 struct sec {
-	const char *name;	/* "image", "stage" */
-	char label[160];	/* "[image]", "[[stage]] 'torch'" */
-	const struct ib_toml_value *t;	/* NULL when the section is absent */
+	const char *name;	       /* "image", "stage" */
+	char label[160];	       /* "[image]", "[[stage]] 'torch'" */
+	const struct ib_toml_value *t; /* NULL when the section is absent */
 };
 
 /* ---- schema -------------------------------------------------------------- */
 
 static const char *const top_keys[] = { "image", "base", "toolchain", "stack", "env", "download", "source", "stage", NULL };
 static const char *const image_keys[] = { "name", "source_date_epoch", "output", "compression", "sign", NULL };
-static const char *const base_keys[] = { "distro", "suite", "extra_suites", "mirrors", "components",
-					 "keyring", "variant", "packages", NULL };
+static const char *const base_keys[] = { "distro",  "suite",   "extra_suites", "mirrors", "components",
+					 "keyring", "variant", "packages",     NULL };
 static const char *const toolchain_keys[] = { "gcc", NULL };
 /* [stack] takes archs and any pin (key = "version"): compat.toml names the pins. */
 static const char *const stack_keys[] = { "archs", NULL };
@@ -49,7 +48,7 @@ static const struct {
 	const char *table;
 	const char *const *keys;
 } all_tables[] = {
-	{ "image", image_keys }, { "base", base_keys }, { "toolchain", toolchain_keys }, { "stack", stack_keys },
+	{ "image", image_keys },       { "base", base_keys },	  { "toolchain", toolchain_keys }, { "stack", stack_keys },
 	{ "download", download_keys }, { "source", source_keys }, { "stage", stage_keys },
 };
 
@@ -76,8 +75,7 @@ static char *show(const char *s)
 	return out;
 }
 
-__attribute__((format(printf, 5, 6))) static int fail_at(struct ctx *c, int line, int col, const char *hint,
-							  const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int fail_at(struct ctx *c, int line, int col, const char *hint, const char *fmt, ...)
 {
 	va_list ap;
 	cleanup_free char *msg = NULL;
@@ -150,41 +148,28 @@ static int check_keys(struct ctx *c, const struct sec *s, const char *const *all
 static const char *example_for(enum ib_toml_type type)
 {
 	switch (type) {
-	case IB_TOML_STRING:
-		return "\"...\"";
-	case IB_TOML_INTEGER:
-		return "a number without quotes";
-	case IB_TOML_BOOL:
-		return "true or false, without quotes";
-	case IB_TOML_ARRAY:
-		return "[\"...\", \"...\"]";
-	case IB_TOML_TABLE:
-		return "{ NAME = \"value\" }";
-	default:
-		return "...";
+	case IB_TOML_STRING: return "\"...\"";
+	case IB_TOML_INTEGER: return "a number without quotes";
+	case IB_TOML_BOOL: return "true or false, without quotes";
+	case IB_TOML_ARRAY: return "[\"...\", \"...\"]";
+	case IB_TOML_TABLE: return "{ NAME = \"value\" }";
+	default: return "...";
 	}
 }
 
 static const char *type_words(enum ib_toml_type type)
 {
 	switch (type) {
-	case IB_TOML_STRING:
-		return "a string";
-	case IB_TOML_INTEGER:
-		return "an integer";
-	case IB_TOML_BOOL:
-		return "a boolean";
-	case IB_TOML_ARRAY:
-		return "an array";
-	case IB_TOML_TABLE:
-		return "a table";
-	default:
-		return ib_toml_type_name(type);
+	case IB_TOML_STRING: return "a string";
+	case IB_TOML_INTEGER: return "an integer";
+	case IB_TOML_BOOL: return "a boolean";
+	case IB_TOML_ARRAY: return "an array";
+	case IB_TOML_TABLE: return "a table";
+	default: return ib_toml_type_name(type);
 	}
 }
 
-static int wrong_type(struct ctx *c, const struct sec *s, const char *key, const struct ib_toml_value *v,
-		      enum ib_toml_type want)
+static int wrong_type(struct ctx *c, const struct sec *s, const char *key, const struct ib_toml_value *v, enum ib_toml_type want)
 {
 	cleanup_free char *hint = NULL;
 	if (want == IB_TOML_STRING && v->type == IB_TOML_INTEGER)
@@ -242,8 +227,8 @@ static int get_str(struct ctx *c, const struct sec *s, const char *key, bool req
 	return 1;
 }
 
-static int get_strv(struct ctx *c, const struct sec *s, const char *key, bool required, struct ib_strv *out,
-		    struct ib_pos *pos, const struct ib_toml_value **arr)
+static int get_strv(struct ctx *c, const struct sec *s, const char *key, bool required, struct ib_strv *out, struct ib_pos *pos,
+		    const struct ib_toml_value **arr)
 {
 	const struct ib_toml_value *v = NULL;
 	int rc = get(c, s, key, IB_TOML_ARRAY, required, &v);
@@ -255,8 +240,8 @@ static int get_strv(struct ctx *c, const struct sec *s, const char *key, bool re
 			return fail_at(c, it->line, it->col, "quote every item: [\"a\", \"b\"]",
 				       "'%s.%s' must hold strings, found %s", s->name, key, type_words(it->type));
 		if (it->u.str[0] == '\0')
-			return fail_at(c, it->line, it->col, "remove the empty item", "'%s.%s' holds an empty string",
-				       s->name, key);
+			return fail_at(c, it->line, it->col, "remove the empty item", "'%s.%s' holds an empty string", s->name,
+				       key);
 		ib_strv_push(out, it->u.str);
 	}
 	if (pos)
@@ -300,8 +285,8 @@ static int get_kv(struct ctx *c, const struct sec *s, const char *key, bool env_
 				       "'%s' in %s.%s is not a URL prefix", shown, s->name, key);
 		if (it->type != IB_TOML_STRING) {
 			cleanup_free char *hint = xasprintf("write %s = \"...\"", shown);
-			return fail_at(c, it->line, it->col, hint, "'%s.%s.%s' must be a string, found %s", s->name, key,
-				       shown, type_words(it->type));
+			return fail_at(c, it->line, it->col, hint, "'%s.%s.%s' must be a string, found %s", s->name, key, shown,
+				       type_words(it->type));
 		}
 		if (!env_keys && (it->u.str[0] == '\0' || it->u.str[0] == '-'))
 			return fail_at(c, it->line, it->col, "write a URL prefix such as \"https://gitee.com/mirrors/\"",
@@ -320,8 +305,7 @@ static int get_bool(struct ctx *c, const struct sec *s, const char *key, bool *o
 	return rc;
 }
 
-static int get_int(struct ctx *c, const struct sec *s, const char *key, bool required, int64_t lo, int64_t hi,
-		   int64_t *out)
+static int get_int(struct ctx *c, const struct sec *s, const char *key, bool required, int64_t lo, int64_t hi, int64_t *out)
 {
 	const struct ib_toml_value *v = NULL;
 	int rc = get(c, s, key, IB_TOML_INTEGER, required, &v);
@@ -329,8 +313,7 @@ static int get_int(struct ctx *c, const struct sec *s, const char *key, bool req
 		return rc;
 	if (v->u.integer < lo || v->u.integer > hi) {
 		cleanup_free char *hint = xasprintf("use a value from %lld to %lld", (long long)lo, (long long)hi);
-		return fail_at(c, v->line, v->col, hint, "'%s.%s' = %lld is out of range", s->name, key,
-			       (long long)v->u.integer);
+		return fail_at(c, v->line, v->col, hint, "'%s.%s' = %lld is out of range", s->name, key, (long long)v->u.integer);
 	}
 	*out = v->u.integer;
 	return 1;
@@ -519,8 +502,8 @@ static char *project_file(struct ctx *c, const struct ib_toml_value *v, const ch
 	cleanup_free char *root_shown = show(c->m->project_root);
 	if (!inside(real, c->m->project_root)) {
 		cleanup_free char *real_shown = show(real);
-		cleanup_free char *hint = xasprintf("keep it under %s (the nearest folder above the manifest that holds stages/)",
-						    root_shown);
+		cleanup_free char *hint =
+			xasprintf("keep it under %s (the nearest folder above the manifest that holds stages/)", root_shown);
 		fail_at(c, v->line, v->col, hint, "%s '%s' resolves to %s, outside the project %s", what, shown, real_shown,
 			root_shown);
 		return NULL;
@@ -539,8 +522,7 @@ static char *project_output(struct ctx *c, const char *value, struct ib_pos pos)
 {
 	cleanup_free char *shown = show(value);
 	cleanup_free char *root_shown = show(c->m->project_root);
-	cleanup_free char *hint = xasprintf("write a path inside %s, or choose the place with imgbuild build -o OUT",
-					    root_shown);
+	cleanup_free char *hint = xasprintf("write a path inside %s, or choose the place with imgbuild build -o OUT", root_shown);
 	if (value[0] == '\0' || value[strlen(value) - 1] == '/')
 		return fail_at(c, pos.line, pos.col, hint, "image.output '%s' names no file", shown), NULL;
 	cleanup_free char *joined = value[0] == '/' ? xstrdup(value) : ib_path_join(c->m->dir, value);
@@ -554,8 +536,7 @@ static char *project_output(struct ctx *c, const char *value, struct ib_pos pos)
 		if (realpath(*probe ? probe : "/", real) != NULL)
 			break;
 		if (errno != ENOENT)
-			return fail_at(c, pos.line, pos.col, hint, "image.output '%s': %s", shown, strerror(errno)),
-			       NULL;
+			return fail_at(c, pos.line, pos.col, hint, "image.output '%s': %s", shown, strerror(errno)), NULL;
 	}
 	if (!inside(real, c->m->project_root) && strcmp(real, c->m->project_root) != 0) {
 		cleanup_free char *real_shown = show(real);
@@ -569,8 +550,7 @@ static char *project_output(struct ctx *c, const char *value, struct ib_pos pos)
 
 /* ---- sections ------------------------------------------------------------ */
 
-static int sec_open(struct ctx *c, const struct ib_toml_value *root, const char *name, struct sec *s,
-		    const char *const *keys)
+static int sec_open(struct ctx *c, const struct ib_toml_value *root, const char *name, struct sec *s, const char *const *keys)
 {
 	s->name = name;
 	snprintf(s->label, sizeof(s->label), "[%s]", name);
@@ -579,8 +559,7 @@ static int sec_open(struct ctx *c, const struct ib_toml_value *root, const char 
 		return 0;
 	if (s->t->type != IB_TOML_TABLE) {
 		cleanup_free char *hint = xasprintf("write a [%s] table", name);
-		return fail_at(c, s->t->line, s->t->col, hint, "'%s' must be a table, found %s", name,
-			       type_words(s->t->type));
+		return fail_at(c, s->t->line, s->t->col, hint, "'%s' must be a table, found %s", name, type_words(s->t->type));
 	}
 	return check_keys(c, s, keys);
 }
@@ -616,8 +595,7 @@ static int parse_image(struct ctx *c, const struct ib_toml_value *root)
 		if (strcmp(compression, "zstd") == 0)
 			m->image.compression = IB_COMPRESS_ZSTD;
 		else if (strcmp(compression, "none") != 0)
-			return fail_v(c, v, "write compression = \"none\" or \"zstd\"", "unknown compression '%s'",
-				      compression);
+			return fail_v(c, v, "write compression = \"none\" or \"zstd\"", "unknown compression '%s'", compression);
 	}
 
 	/* The manifest is not trusted (issue 14): it may place the image inside its
@@ -630,8 +608,8 @@ static int parse_image(struct ctx *c, const struct ib_toml_value *root)
 		if ((m->image.output = project_output(c, output, pos)) == NULL)
 			return -1;
 	} else {
-		cleanup_free char *def = xasprintf("%s.tar%s", m->image.name,
-						   m->image.compression == IB_COMPRESS_ZSTD ? ".zst" : "");
+		cleanup_free char *def =
+			xasprintf("%s.tar%s", m->image.name, m->image.compression == IB_COMPRESS_ZSTD ? ".zst" : "");
 		m->image.output = absolute(def);
 	}
 
@@ -698,8 +676,8 @@ static int parse_base(struct ctx *c, const struct ib_toml_value *root)
 	if (strcmp(m->base.distro, "debian") != 0 && strcmp(m->base.distro, "ubuntu") != 0) {
 		static const char *const distros[] = { "debian", "ubuntu", NULL };
 		const char *near = ib_nearest(m->base.distro, distros, 2);
-		cleanup_free char *hint = near ? xasprintf("did you mean '%s'?", near)
-					       : xstrdup("write distro = \"debian\" or \"ubuntu\"");
+		cleanup_free char *hint =
+			near ? xasprintf("did you mean '%s'?", near) : xstrdup("write distro = \"debian\" or \"ubuntu\"");
 		return fail_v(c, ib_toml_get(s.t, "distro"), hint, "unknown distro '%s'", m->base.distro);
 	}
 	struct ib_pos pos;
@@ -716,13 +694,12 @@ static int parse_base(struct ctx *c, const struct ib_toml_value *root)
 		return -1;
 	arr = NULL;
 	if (get_strv(c, &s, "mirrors", false, &m->base.mirrors, NULL, &arr) < 0 ||
-	    (arr && check_names(c, &s, "mirrors", &m->base.mirrors, arr, mirror_ok,
-				"write http://, https:// or file:/// URLs") < 0))
+	    (arr && check_names(c, &s, "mirrors", &m->base.mirrors, arr, mirror_ok, "write http://, https:// or file:/// URLs") < 0))
 		return -1;
 	arr = NULL;
 	if (get_strv(c, &s, "components", false, &m->base.components, NULL, &arr) < 0 ||
-	    (arr && check_names(c, &s, "components", &m->base.components, arr, component_ok,
-				"write components such as \"main\"") < 0))
+	    (arr &&
+	     check_names(c, &s, "components", &m->base.components, arr, component_ok, "write components such as \"main\"") < 0))
 		return -1;
 	if (m->base.components.n == 0)
 		ib_strv_push(&m->base.components, "main");
@@ -737,8 +714,8 @@ static int parse_base(struct ctx *c, const struct ib_toml_value *root)
 	if (m->base.variant == NULL)
 		m->base.variant = xstrdup("minbase");
 	else if (!name_ok(m->base.variant, "-"))
-		return fail_v(c, ib_toml_get(s.t, "variant"), "write variant = \"minbase\" or \"buildd\"",
-			      "unknown variant '%s'", m->base.variant);
+		return fail_v(c, ib_toml_get(s.t, "variant"), "write variant = \"minbase\" or \"buildd\"", "unknown variant '%s'",
+			      m->base.variant);
 
 	const struct ib_toml_value *keyring = NULL;
 	int rc = get(c, &s, "keyring", IB_TOML_STRING, false, &keyring);
@@ -859,14 +836,13 @@ static int aot(struct ctx *c, const struct ib_toml_value *root, const char *name
 		return 0;
 	if (v->type != IB_TOML_ARRAY) {
 		cleanup_free char *hint = xasprintf("write [[%s]] (double brackets), once per item", name);
-		return fail_at(c, v->line, v->col, hint, "'%s' must be an array of tables, found %s", name,
-			       type_words(v->type));
+		return fail_at(c, v->line, v->col, hint, "'%s' must be an array of tables, found %s", name, type_words(v->type));
 	}
 	for (size_t i = 0; i < v->len; i++)
 		if (v->items[i]->type != IB_TOML_TABLE) {
 			cleanup_free char *hint = xasprintf("write [[%s]] (double brackets), once per item", name);
-			return fail_at(c, v->items[i]->line, v->items[i]->col, hint,
-				       "'%s' items must be tables, found %s", name, type_words(v->items[i]->type));
+			return fail_at(c, v->items[i]->line, v->items[i]->col, hint, "'%s' items must be tables, found %s", name,
+				       type_words(v->items[i]->type));
 		}
 	*out = v;
 	return 1;
@@ -1071,8 +1047,8 @@ static int parse_stages(struct ctx *c, const struct ib_toml_value *root)
 		}
 		for (size_t k = 0; k < m->n_stages; k++)
 			if (strcmp(m->stages[k].name, name) == 0) {
-				cleanup_free char *hint = xasprintf("the other is at line %d; stage names must be unique",
-								    m->stages[k].pos.line);
+				cleanup_free char *hint =
+					xasprintf("the other is at line %d; stage names must be unique", m->stages[k].pos.line);
 				fail_v(c, ib_toml_get(s.t, "name"), hint, "duplicate stage name '%s'", name);
 				free(name);
 				return -1;
@@ -1095,8 +1071,7 @@ static int parse_stages(struct ctx *c, const struct ib_toml_value *root)
 			const char *in = st->inputs.v[k];
 			for (size_t j = 0; j < k; j++)
 				if (strcmp(st->inputs.v[j], in) == 0)
-					return fail_v(c, iarr->items[k], "list each input once",
-						      "input '%s' is listed twice", in);
+					return fail_v(c, iarr->items[k], "list each input once", "input '%s' is listed twice", in);
 			if (ib_manifest_download(m, in) || ib_manifest_source(m, in))
 				continue;
 			const char *near = ib_nearest(in, inputs, n_inputs);
@@ -1166,9 +1141,8 @@ static int parse_root(struct ctx *c, const struct ib_toml_value *root)
 				}
 		return check_keys(c, &top, top_keys);
 	}
-	if (parse_image(c, root) < 0 || parse_base(c, root) < 0 || parse_toolchain(c, root) < 0 ||
-	    parse_stack(c, root) < 0 || parse_env(c, root) < 0 || parse_downloads(c, root) < 0 ||
-	    parse_sources(c, root) < 0 || parse_stages(c, root) < 0)
+	if (parse_image(c, root) < 0 || parse_base(c, root) < 0 || parse_toolchain(c, root) < 0 || parse_stack(c, root) < 0 ||
+	    parse_env(c, root) < 0 || parse_downloads(c, root) < 0 || parse_sources(c, root) < 0 || parse_stages(c, root) < 0)
 		return -1;
 	return 0;
 }

@@ -10,7 +10,7 @@
 #include "util.h"
 
 struct ib_pos {
-	int line, col;	/* 0 when the value came from a default */
+	int line, col; /* 0 when the value came from a default */
 };
 
 enum ib_compression { IB_COMPRESS_NONE, IB_COMPRESS_ZSTD };
@@ -28,10 +28,10 @@ struct ib_kv_list {
 
 /* One [stack] pin. */
 struct ib_pin {
-	char *key;	/* lowercase: [a-z][a-z0-9_]* */
-	char *value;	/* a version: digits and dots */
-	struct ib_pos pos;	/* 0 when derived */
-	char *derived_from;	/* the pin the compat data derived it from, or NULL when written */
+	char *key;	    /* lowercase: [a-z][a-z0-9_]* */
+	char *value;	    /* a version: digits and dots */
+	struct ib_pos pos;  /* 0 when derived */
+	char *derived_from; /* the pin the compat data derived it from, or NULL when written */
 };
 
 struct ib_pins {
@@ -42,65 +42,65 @@ struct ib_pins {
 struct ib_download {
 	char *name;
 	char *url;		/* may be mirror://debian/... or mirror://ubuntu/... */
-	struct ib_strv mirrors;	/* fallback URLs, tried in order after url */
+	struct ib_strv mirrors; /* fallback URLs, tried in order after url */
 	char *sha256;		/* 64 lowercase hex digits, or NULL when the manifest says "unknown" */
 	struct ib_pos pos, sha256_pos;
-	bool project_file;	/* `path`: url is file:// of it, sha256 its content's, taken at load */
+	bool project_file; /* `path`: url is file:// of it, sha256 its content's, taken at load */
 };
 
 struct ib_source {
 	char *name;
 	char *url;
-	struct ib_strv mirrors;	/* fallback repository URLs, in order */
-	struct ib_kv_list rewrites;	/* url.<value>.insteadOf <key>, applied to submodules with mirrors */
+	struct ib_strv mirrors;	    /* fallback repository URLs, in order */
+	struct ib_kv_list rewrites; /* url.<value>.insteadOf <key>, applied to submodules with mirrors */
 	char *tag;
-	char *commit;		/* 40 hex digits the tag must resolve to */
+	char *commit; /* 40 hex digits the tag must resolve to */
 	bool submodules;
 	struct ib_pos pos;
 };
 
 struct ib_stage {
 	char *name;
-	char *script;		/* absolute path, inside the project root */
-	struct ib_strv inputs;	/* names of downloads and sources */
+	char *script;	       /* absolute path, inside the project root */
+	struct ib_strv inputs; /* names of downloads and sources */
 	struct ib_kv_list env;
 	bool network;
-	int retries;		/* extra attempts after the first */
-	char *clean;		/* shell command run (in the sandbox) before each retry; may be NULL */
+	int retries; /* extra attempts after the first */
+	char *clean; /* shell command run (in the sandbox) before each retry; may be NULL */
 	struct ib_pos pos;
 };
 
 struct ib_manifest {
-	char *path;		/* absolute path of the manifest file */
-	char *file;		/* as the user named it: later checks' messages point there */
-	char *dir;		/* its folder */
-	char *project_root;	/* nearest ancestor holding stages/, else dir */
-	char *text;		/* the manifest's bytes as read (recorded in the image) */
+	char *path;	    /* absolute path of the manifest file */
+	char *file;	    /* as the user named it: later checks' messages point there */
+	char *dir;	    /* its folder */
+	char *project_root; /* nearest ancestor holding stages/, else dir */
+	char *text;	    /* the manifest's bytes as read (recorded in the image) */
 	size_t text_len;
 
 	struct {
 		char *name;
 		int64_t source_date_epoch;
-		char *output;	/* absolute; default <cwd>/<name>.tar[.zst] */
+		char *output; /* absolute; default <cwd>/<name>.tar[.zst] */
 		enum ib_compression compression;
-		char *sign_key;	/* secret key path or NULL */
+		char *sign_key; /* secret key path or NULL */
 		struct ib_pos pos;
 	} image;
 
 	struct {
-		char *distro;	/* "debian" | "ubuntu" */
+		char *distro; /* "debian" | "ubuntu" */
 		char *suite;
-		struct ib_strv extra_suites;	/* e.g. bionic-updates, bionic-security */
-		struct ib_strv mirrors;	/* empty for debian: take the host's apt mirror */
+		struct ib_strv extra_suites; /* e.g. bionic-updates, bionic-security */
+		struct ib_strv mirrors;	     /* empty for debian: take the host's apt mirror */
 		struct ib_strv components;
-		char *keyring;	/* absolute path or NULL (host default) */
-		char *variant;	/* minbase | buildd | ... */
+		char *keyring; /* absolute path or NULL (host default) */
+		char *variant; /* minbase | buildd | ... */
 		struct ib_strv packages;
 		struct ib_pos pos;
 	} base;
 
 	struct {
-		char *gcc;	/* major version, e.g. "7"; NULL when no toolchain section */
+		char *gcc; /* major version, e.g. "7"; NULL when no toolchain section */
 		struct ib_pos pos;
 	} toolchain;
 
@@ -110,12 +110,12 @@ struct ib_manifest {
 	 * keys exist and what they mean is data (builder/compat.toml [[pin]] rows,
 	 * checked by ib_compat_resolve), so a new pin needs no change here. */
 	struct {
-		struct ib_pins pins;	/* sorted by key: the manifest's line order changes nothing */
-		struct ib_strv archs;	/* "3.5", "6.1+PTX": what run --gpu checks GPUs against */
+		struct ib_pins pins;  /* sorted by key: the manifest's line order changes nothing */
+		struct ib_strv archs; /* "3.5", "6.1+PTX": what run --gpu checks GPUs against */
 		struct ib_pos pos, archs_pos;
 	} stack;
 
-	struct ib_kv_list env;	/* exported into every stage and /etc/profile.d */
+	struct ib_kv_list env; /* exported into every stage and /etc/profile.d */
 
 	struct ib_download *downloads;
 	size_t n_downloads;

@@ -56,8 +56,8 @@ static void journal_add(struct ib_mount_journal *j, const char *target)
 	j->targets[j->n++] = xstrdup(target);
 }
 
-int ib_xmount(struct ib_mount_journal *j, const char *src, const char *target, const char *fstype,
-	      unsigned long flags, const void *data, ib_error_t *err)
+int ib_xmount(struct ib_mount_journal *j, const char *src, const char *target, const char *fstype, unsigned long flags,
+	      const void *data, ib_error_t *err)
 {
 	if (mount(src, target, fstype, flags, data) < 0) {
 		if (flags & MS_REMOUNT)
@@ -103,8 +103,8 @@ static unsigned long locked_flags(const char *path)
 	return f;
 }
 
-static int bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long rec,
-		      unsigned long flags, ib_error_t *err)
+static int bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long rec, unsigned long flags,
+		      ib_error_t *err)
 {
 	if (ib_xmount(j, src, dst, NULL, MS_BIND | rec, NULL, err) < 0)
 		return -1;
@@ -116,14 +116,12 @@ static int bind_mount(struct ib_mount_journal *j, const char *src, const char *d
 	return 0;
 }
 
-int ib_bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags,
-		  ib_error_t *err)
+int ib_bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags, ib_error_t *err)
 {
 	return bind_mount(j, src, dst, MS_REC, flags, err);
 }
 
-int ib_bind_mount_flat(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags,
-		       ib_error_t *err)
+int ib_bind_mount_flat(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags, ib_error_t *err)
 {
 	return bind_mount(j, src, dst, 0, flags, err);
 }

@@ -22,20 +22,18 @@ void ib_mount_journal_free(struct ib_mount_journal *j);
 
 /* mount(2) that records TARGET in J (when J != NULL and the call is not a remount
  * or a propagation change) and sets *err as "mount 'SRC' on 'TARGET': strerror". */
-int ib_xmount(struct ib_mount_journal *j, const char *src, const char *target, const char *fstype,
-	      unsigned long flags, const void *data, ib_error_t *err);
+int ib_xmount(struct ib_mount_journal *j, const char *src, const char *target, const char *fstype, unsigned long flags,
+	      const void *data, ib_error_t *err);
 int ib_xumount(const char *target, int flags, ib_error_t *err);
 
 /* Bind SRC on DST (recursively) and then apply FLAGS (MS_RDONLY, MS_NOSUID,
  * MS_NODEV, MS_NOEXEC) with a bind remount. The flags the kernel locks on the
  * source mount (those inherited from a more privileged namespace) are kept, or
  * the remount would fail with EPERM in a user namespace. */
-int ib_bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags,
-		  ib_error_t *err);
+int ib_bind_mount(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags, ib_error_t *err);
 /* The same without MS_REC: mounts below SRC (a USB stick under $HOME/media)
  * stay out of the sandbox. */
-int ib_bind_mount_flat(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags,
-		       ib_error_t *err);
+int ib_bind_mount_flat(struct ib_mount_journal *j, const char *src, const char *dst, unsigned long flags, ib_error_t *err);
 /* Creates DST as a mount point for SRC: an empty folder when SRC is a folder,
  * else an empty file; parents are created with mode 0755. Existing entries are kept. */
 int ib_make_mount_point(const char *dst, bool directory, ib_error_t *err);
@@ -44,9 +42,9 @@ int ib_make_mount_point(const char *dst, bool directory, ib_error_t *err);
 bool ib_is_mount_point(const char *path);
 
 enum ib_in_root_create {
-	IB_IN_ROOT_NONE,	/* only resolve: a missing entry is ENOENT */
-	IB_IN_ROOT_DIR,		/* create missing folders */
-	IB_IN_ROOT_FILE,	/* create missing parent folders and an empty file */
+	IB_IN_ROOT_NONE, /* only resolve: a missing entry is ENOENT */
+	IB_IN_ROOT_DIR,	 /* create missing folders */
+	IB_IN_ROOT_FILE, /* create missing parent folders and an empty file */
 };
 /* Resolves PATH (absolute, inside the image) under ROOT the way the sandboxed
  * command will see it, so that a symbolic link in the image (`/mnt -> /etc`)

@@ -48,12 +48,12 @@ struct capture {
 };
 
 struct gather {
-	struct capture *v;	/* profile.d scripts, in path order */
+	struct capture *v; /* profile.d scripts, in path order */
 	size_t n;
 	struct ib_buf facts;
 	char elf[20];
 	size_t elf_len;
-	const char *arch;	/* GOARCH name from the first ELF program in /usr/bin or /bin */
+	const char *arch; /* GOARCH name from the first ELF program in /usr/bin or /bin */
 	bool in_elf;
 	bool in_facts;
 };
@@ -91,7 +91,10 @@ static size_t gather_want(void *ctx, const char *path, int64_t size)
  * names the image spec's "architecture" takes. */
 static const char *goarch(const unsigned char *h)
 {
-	if (memcmp(h, "\x7f" "ELF", 4) != 0)
+	if (memcmp(h,
+		   "\x7f"
+		   "ELF",
+		   4) != 0)
 		return NULL;
 	bool le = h[5] == 1;
 	unsigned m = le ? (unsigned)h[18] | (unsigned)h[19] << 8 : (unsigned)h[19] | (unsigned)h[18] << 8;
@@ -120,7 +123,7 @@ static void gather_take(void *ctx, const char *path, const void *buf, size_t len
 			g->arch = goarch((const unsigned char *)g->elf);
 	} else if (g->n > 0 && strcmp(g->v[g->n - 1].path, path) == 0) {
 		struct capture *c = &g->v[g->n - 1];
-		memcpy(c->data + c->len, buf, len);	/* want() sized it to the entry */
+		memcpy(c->data + c->len, buf, len); /* want() sized it to the entry */
 		c->len += len;
 	}
 }
@@ -251,10 +254,10 @@ static void json_str(struct ib_buf *b, const char *s)
 
 struct out {
 	bool tar;
-	int fd;			/* the tar being written, or the blob being written in a folder */
-	char *tmp;		/* temporary folder or file beside the output */
-	int64_t epoch;		/* tar headers' mtime */
-	uint64_t off;		/* tar: bytes written */
+	int fd;	       /* the tar being written, or the blob being written in a folder */
+	char *tmp;     /* temporary folder or file beside the output */
+	int64_t epoch; /* tar headers' mtime */
+	uint64_t off;  /* tar: bytes written */
 	struct ib_sha256 *blob_sha;
 	uint64_t blob_len;
 };
@@ -377,9 +380,9 @@ struct feed {
 	struct out *o;
 	struct ib_gzip *gz;
 	struct ib_archive_writer *zw;
-	struct ib_sha256 *raw_sha;	/* zstd image: the decompressed bytes (diff_id) */
+	struct ib_sha256 *raw_sha; /* zstd image: the decompressed bytes (diff_id) */
 	struct ib_hash_pipe *pipe;
-	bool passthrough;	/* zstd image to zstd layer: the image's bytes are the layer */
+	bool passthrough; /* zstd image to zstd layer: the image's bytes are the layer */
 	ib_error_t source_err;
 };
 
@@ -421,8 +424,7 @@ static int write_layer(struct out *o, int image_fd, bool zstd_image, enum ib_oci
 	cleanup_archive_writer struct ib_archive_writer *zw = NULL;
 	cleanup_archive_reader struct ib_archive_reader *zr = NULL;
 	cleanup_sha256 struct ib_sha256 *raw_sha = zstd_image ? ib_sha256_new() : NULL;
-	struct feed f = { .comp = comp, .o = o, .raw_sha = raw_sha, .pipe = pipe,
-			  .passthrough = zstd_image && comp == IB_OCI_ZSTD };
+	struct feed f = { .comp = comp, .o = o, .raw_sha = raw_sha, .pipe = pipe, .passthrough = zstd_image && comp == IB_OCI_ZSTD };
 	if (comp == IB_OCI_GZIP)
 		f.gz = gz = ib_gzip_new(threads, layer_sink, o);
 	else if (comp == IB_OCI_ZSTD && !f.passthrough &&
@@ -592,8 +594,7 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	}
 	o.epoch = created->u.integer;
 	if (g.arch == NULL) {
-		ib_error_set(err, 0, "export '%s': no ELF program in /usr/bin or /bin tells the image's architecture",
-			     opts->image);
+		ib_error_set(err, 0, "export '%s': no ELF program in /usr/bin or /bin tells the image's architecture", opts->image);
 		goto out;
 	}
 	name = fact_str(facts, "name");
@@ -700,7 +701,7 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	char created_s[32];
 	strftime(created_s, sizeof(created_s), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	ib_buf_printf(&config, "{\"created\":\"%s\",\"architecture\":\"%s\",\"os\":\"linux\",\"config\":{\"Env\":[", created_s,
-		  g.arch);
+		      g.arch);
 	for (size_t i = 0; i < env.n; i++) {
 		if (i)
 			ib_buf_adds(&config, ",");
@@ -722,21 +723,22 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 		ib_buf_adds(&config, ":");
 		json_str(&config, labels[i][1]);
 	}
-	ib_buf_printf(&config,
-		  "}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:%s\"]},"
-		  "\"history\":[{\"created\":\"%s\",\"created_by\":\"imgbuild pack\",\"comment\":\"imgbuild image sha256:%s\"}]}",
-		  res->diff_id, created_s, rep.sha256);
+	ib_buf_printf(
+		&config,
+		"}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:%s\"]},"
+		"\"history\":[{\"created\":\"%s\",\"created_by\":\"imgbuild pack\",\"comment\":\"imgbuild image sha256:%s\"}]}",
+		res->diff_id, created_s, rep.sha256);
 	char config_hex[IB_SHA256_HEX_LEN + 1];
 	if (out_blob(&o, &config, config_hex, err) < 0)
 		goto out;
 
 	ib_buf_printf(&manifest,
-		  "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\",\"config\":{\"mediaType\":\"" MT_CONFIG
-		  "\",\"digest\":\"sha256:%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"sha256:%s\","
-		  "\"size\":%llu}],\"annotations\":{\"org.opencontainers.image.created\":\"%s\","
-		  "\"org.opencontainers.image.title\":",
-		  config_hex, config.len, layer_types[opts->compression], res->layer_digest,
-		  (unsigned long long)res->layer_size, created_s);
+		      "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\",\"config\":{\"mediaType\":\"" MT_CONFIG
+		      "\",\"digest\":\"sha256:%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"sha256:%s\","
+		      "\"size\":%llu}],\"annotations\":{\"org.opencontainers.image.created\":\"%s\","
+		      "\"org.opencontainers.image.title\":",
+		      config_hex, config.len, layer_types[opts->compression], res->layer_digest,
+		      (unsigned long long)res->layer_size, created_s);
 	json_str(&manifest, name);
 	ib_buf_adds(&manifest, "}}");
 	if (out_blob(&o, &manifest, res->manifest_digest, err) < 0)
@@ -744,9 +746,9 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 
 	res->ref = opts->ref ? xstrdup(opts->ref) : xasprintf("%s:%.12s", *name ? name : "imgbuild", rep.sha256);
 	ib_buf_printf(&index,
-		  "{\"schemaVersion\":2,\"mediaType\":\"" MT_INDEX "\",\"manifests\":[{\"mediaType\":\"" MT_MANIFEST
-		  "\",\"digest\":\"sha256:%s\",\"size\":%zu,\"annotations\":{\"org.opencontainers.image.ref.name\":",
-		  res->manifest_digest, manifest.len);
+		      "{\"schemaVersion\":2,\"mediaType\":\"" MT_INDEX "\",\"manifests\":[{\"mediaType\":\"" MT_MANIFEST
+		      "\",\"digest\":\"sha256:%s\",\"size\":%zu,\"annotations\":{\"org.opencontainers.image.ref.name\":",
+		      res->manifest_digest, manifest.len);
 	json_str(&index, res->ref);
 	ib_buf_adds(&index, "}}]}");
 	if (out_file(&o, "index.json", index.s, index.len, err) < 0)

@@ -23,11 +23,11 @@ enum ib_oci_compression { IB_OCI_GZIP, IB_OCI_NONE, IB_OCI_ZSTD };
 
 struct ib_oci_opts {
 	const char *image;
-	const char *output;	/* OUT.tar: an archive; DIR/ or an existing folder: the layout */
+	const char *output; /* OUT.tar: an archive; DIR/ or an existing folder: the layout */
 	enum ib_oci_compression compression;
-	const char *ref;	/* index.json's org.opencontainers.image.ref.name; NULL: NAME:SHA12 */
-	const struct ib_verify_opts *verify;	/* trust rules, as for run (want/take are export's own) */
-	int threads;		/* compressing threads; 0: one per CPU */
+	const char *ref;		     /* index.json's org.opencontainers.image.ref.name; NULL: NAME:SHA12 */
+	const struct ib_verify_opts *verify; /* trust rules, as for run (want/take are export's own) */
+	int threads;			     /* compressing threads; 0: one per CPU */
 };
 
 struct ib_oci_result {
@@ -35,7 +35,7 @@ struct ib_oci_result {
 	char layer_digest[IB_SHA256_HEX_LEN + 1];
 	char diff_id[IB_SHA256_HEX_LEN + 1];
 	uint64_t layer_size, image_size;
-	char *ref;	/* owned */
+	char *ref; /* owned */
 	double seconds_verify, seconds_layer;
 };
 void ib_oci_result_free(struct ib_oci_result *r);

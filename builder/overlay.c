@@ -40,8 +40,7 @@ static void put_key(struct ib_buf *b, const char *k)
 {
 	bool bare = *k != '\0';
 	for (const char *p = k; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-		      *p == '-'))
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
 			bare = false;
 	if (bare)
 		ib_buf_adds(b, k);
@@ -67,9 +66,7 @@ static void put_value(struct ib_buf *b, const struct ib_toml_value *v)
 {
 	char num[64];
 	switch (v->type) {
-	case IB_TOML_STRING:
-		put_string(b, v->u.str);
-		break;
+	case IB_TOML_STRING: put_string(b, v->u.str); break;
 	case IB_TOML_INTEGER:
 		snprintf(num, sizeof(num), "%" PRId64, v->u.integer);
 		ib_buf_adds(b, num);
@@ -86,15 +83,11 @@ static void put_value(struct ib_buf *b, const struct ib_toml_value *v)
 			ib_buf_adds(b, num);
 		}
 		break;
-	case IB_TOML_BOOL:
-		ib_buf_adds(b, v->u.boolean ? "true" : "false");
-		break;
+	case IB_TOML_BOOL: ib_buf_adds(b, v->u.boolean ? "true" : "false"); break;
 	case IB_TOML_DATETIME:
 	case IB_TOML_DATETIME_LOCAL:
 	case IB_TOML_DATE_LOCAL:
-	case IB_TOML_TIME_LOCAL:
-		ib_buf_adds(b, v->u.str);
-		break;
+	case IB_TOML_TIME_LOCAL: ib_buf_adds(b, v->u.str); break;
 	case IB_TOML_ARRAY:
 		ib_buf_adds(b, "[");
 		for (size_t i = 0; i < v->len; i++) {
@@ -104,9 +97,7 @@ static void put_value(struct ib_buf *b, const struct ib_toml_value *v)
 		}
 		ib_buf_adds(b, "]");
 		break;
-	case IB_TOML_TABLE:
-		put_inline_table(b, v, NULL);
-		break;
+	case IB_TOML_TABLE: put_inline_table(b, v, NULL); break;
 	}
 }
 
@@ -121,22 +112,22 @@ static void put_merged(struct ib_buf *b, const struct ib_toml_value *bv, const s
 }
 
 /* Every key of BASE (merged with OVER's) in order, then OVER's new keys. */
-#define FOR_MERGED_KEYS(base, over, KEY, BV, OV, BODY)                                                      \
-	do {                                                                                                \
-		for (size_t i_ = 0; (base) && i_ < (base)->len; i_++) {                                     \
-			const char *KEY = (base)->keys[i_];                                                 \
-			const struct ib_toml_value *BV = (base)->items[i_];                                 \
-			const struct ib_toml_value *OV = ib_toml_get((over), KEY);                          \
-			BODY                                                                                \
-		}                                                                                           \
-		for (size_t i_ = 0; (over) && i_ < (over)->len; i_++) {                                     \
-			const char *KEY = (over)->keys[i_];                                                 \
-			if (ib_toml_get((base), KEY))                                                       \
-				continue;                                                                   \
-			const struct ib_toml_value *BV = NULL;                                              \
-			const struct ib_toml_value *OV = (over)->items[i_];                                 \
-			BODY                                                                                \
-		}                                                                                           \
+#define FOR_MERGED_KEYS(base, over, KEY, BV, OV, BODY)                             \
+	do {                                                                       \
+		for (size_t i_ = 0; (base) && i_ < (base)->len; i_++) {            \
+			const char *KEY = (base)->keys[i_];                        \
+			const struct ib_toml_value *BV = (base)->items[i_];        \
+			const struct ib_toml_value *OV = ib_toml_get((over), KEY); \
+			BODY                                                       \
+		}                                                                  \
+		for (size_t i_ = 0; (over) && i_ < (over)->len; i_++) {            \
+			const char *KEY = (over)->keys[i_];                        \
+			if (ib_toml_get((base), KEY))                              \
+				continue;                                          \
+			const struct ib_toml_value *BV = NULL;                     \
+			const struct ib_toml_value *OV = (over)->items[i_];        \
+			BODY                                                       \
+		}                                                                  \
 	} while (0)
 
 static void put_inline_table(struct ib_buf *b, const struct ib_toml_value *base, const struct ib_toml_value *over)
@@ -238,7 +229,6 @@ static char *merge_text(const struct ib_toml_value *base, const struct ib_toml_v
 	});
 	return b.s;
 }
-
 
 /* The manifest at PATH merged with OVERRIDE (NULL: none). */
 static struct ib_manifest *load_merged(const char *path, const char *override, ib_error_t *err)

@@ -50,7 +50,7 @@ static const char *const drop[] = {
 	"var/lib/systemd/catalog/database",
 	"var/cache/apt/archives/*.deb",
 	"var/cache/apt/*.bin",
-	IB_META_DIR,	/* pack writes its own */
+	IB_META_DIR, /* pack writes its own */
 	NULL,
 };
 /* Kept with empty content: systemd fills it at first boot. */
@@ -59,22 +59,22 @@ static const char *const emptied[] = { "etc/machine-id", NULL };
 enum pkind { P_TREE, P_VIRTUAL };
 
 struct pentry {
-	char *rel;		/* "" for the root, else "etc/passwd" */
+	char *rel; /* "" for the root, else "etc/passwd" */
 	enum ib_entry_type type;
 	mode_t mode;
 	int64_t uid, gid, mtime, size;
 	dev_t dev;
 	ino_t ino;
 	nlink_t nlink;
-	char *link;		/* symlink target (tree) or hard link target rel */
-	size_t primary;		/* hard link: index of the entry holding the data */
+	char *link;	/* symlink target (tree) or hard link target rel */
+	size_t primary; /* hard link: index of the entry holding the data */
 	bool is_link_secondary;
-	bool empty;		/* content dropped (etc/machine-id) */
-	char *xattr_blob;	/* names and values, see read_xattrs */
+	bool empty;	  /* content dropped (etc/machine-id) */
+	char *xattr_blob; /* names and values, see read_xattrs */
 	struct ib_xattr *xattrs;
 	size_t n_xattrs;
 	uint8_t digest[IB_SHA256_LEN];
-	const void *data;	/* P_VIRTUAL content, not owned (or owned via data_owned) */
+	const void *data; /* P_VIRTUAL content, not owned (or owned via data_owned) */
 	char *data_owned;
 	enum pkind kind;
 };
@@ -390,8 +390,7 @@ static struct pentry *add_virtual(struct plist *l, const char *rel, enum ib_entr
 	return e;
 }
 
-static int add_meta_file(struct plist *l, const char *name, const void *data, size_t len, int64_t epoch, bool copy,
-			 ib_error_t *err)
+static int add_meta_file(struct plist *l, const char *name, const void *data, size_t len, int64_t epoch, bool copy, ib_error_t *err)
 {
 	if (!ib_meta_name_ok(name))
 		return ib_error_usage(err, "metadata name '%s': use [A-Za-z0-9._-], not facts.toml or listing", name);
@@ -454,8 +453,8 @@ struct out {
 	int fd;
 	uint8_t *stage;
 	size_t fill, cap;
-	uint64_t off;	/* the file offset of stage[0] */
-	struct ib_hash_follow *hash;	/* not owned */
+	uint64_t off;		     /* the file offset of stage[0] */
+	struct ib_hash_follow *hash; /* not owned */
 };
 
 /* Files up to this size are read into the stage; larger ones are copied by the kernel. */
@@ -498,7 +497,7 @@ static int out_append(struct out *o, const void *buf, size_t len, ib_error_t *er
 
 static int sink_write(void *ctx, const void *buf, size_t len, ib_error_t *err)
 {
-	if (buf == NULL)	/* content write_entry already placed */
+	if (buf == NULL) /* content write_entry already placed */
 		return 0;
 	return out_append(ctx, buf, len, err);
 }
@@ -580,8 +579,8 @@ static int place_file(struct out *o, int fd, const struct pentry *e, ib_error_t 
 	return 0;
 }
 
-static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, const char *root, int rootfd,
-		       struct pentry *e, uint8_t *buf, size_t cap, ib_error_t *err)
+static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, const char *root, int rootfd, struct pentry *e,
+		       uint8_t *buf, size_t cap, ib_error_t *err)
 {
 	if (e->kind == P_TREE && *e->rel) {
 		cleanup_free char *full = xasprintf("%s/%s", root, e->rel);
@@ -646,7 +645,7 @@ static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, 
 struct outfile {
 	int fd;
 	int dirfd;
-	char *tmpname;	/* named fallback, or the link made at the end */
+	char *tmpname; /* named fallback, or the link made at the end */
 };
 
 static int outfile_open(struct outfile *f, const char *output, ib_error_t *err)
@@ -746,7 +745,10 @@ static char *make_listing(const struct plist *l, const struct pentry *self, int6
 		cleanup_free char *lp = listing_path(e->rel);
 		cleanup_free char *lt = e->type == IB_ENTRY_HARDLINK ? listing_path(e->link) : NULL;
 		struct ib_listing_entry le = {
-			.type = e->type == IB_ENTRY_FILE ? 'f' : e->type == IB_ENTRY_DIR ? 'd' : e->type == IB_ENTRY_SYMLINK ? 'l' : 'h',
+			.type = e->type == IB_ENTRY_FILE      ? 'f'
+				: e->type == IB_ENTRY_DIR     ? 'd'
+				: e->type == IB_ENTRY_SYMLINK ? 'l'
+							      : 'h',
 			.mode = (unsigned)e->mode,
 			.uid = e->uid,
 			.gid = e->gid,
@@ -890,8 +892,8 @@ static int reserve(const struct ib_pack_opts *o, struct plist *list, int fd, ib_
 
 /* Writes the tar to FD, the listing last; DIRECT (no compression) hashes
  * the files from the bytes written, through the follower. */
-static int write_image(const struct ib_pack_opts *o, int rootfd, struct plist *list, size_t nfiles, bool direct,
-		       int fd, uint8_t digest[IB_SHA256_LEN], uint64_t *total, ib_error_t *err)
+static int write_image(const struct ib_pack_opts *o, int rootfd, struct plist *list, size_t nfiles, bool direct, int fd,
+		       uint8_t digest[IB_SHA256_LEN], uint64_t *total, ib_error_t *err)
 {
 	struct pentry *listing = &list->v[list->n - 1];
 	cleanup_hash_follow struct ib_hash_follow *follow = ib_hash_follow_new(fd, direct ? nfiles : 0);

@@ -23,32 +23,32 @@
  * "facts.toml" or "listing"). */
 struct ib_pack_meta {
 	const char *name;
-	const void *data;	/* not owned */
+	const void *data; /* not owned */
 	size_t len;
 };
 
 struct ib_pack_stats {
 	uint64_t entries, files, bytes_in, bytes_out;
 	uint64_t skipped_devices, skipped_special, skipped_excluded;
-	double seconds_walk, seconds_hash, seconds_write;	/* hash: file digests, after the walk */
+	double seconds_walk, seconds_hash, seconds_write; /* hash: file digests, after the walk */
 };
 
 struct ib_pack_opts {
-	const char *root;	/* the folder to pack; may be an overlayfs mount */
-	const char *output;	/* image path; written to a temporary file beside it, renamed at the end */
-	int64_t epoch;		/* SOURCE_DATE_EPOCH: mtimes clamped to it, facts' created */
+	const char *root;   /* the folder to pack; may be an overlayfs mount */
+	const char *output; /* image path; written to a temporary file beside it, renamed at the end */
+	int64_t epoch;	    /* SOURCE_DATE_EPOCH: mtimes clamped to it, facts' created */
 	enum ib_compression compression;
-	const char *sign_key;	/* signify secret key path, or NULL for an unsigned image */
-	const char *name;	/* facts' name; NULL: the output's basename less .tar/.tar.zst */
-	const struct ib_pack_meta *meta;	/* not owned */
+	const char *sign_key;		 /* signify secret key path, or NULL for an unsigned image */
+	const char *name;		 /* facts' name; NULL: the output's basename less .tar/.tar.zst */
+	const struct ib_pack_meta *meta; /* not owned */
 	size_t n_meta;
-	const char *meta_dir;	/* NULL, or a folder whose regular files are added like meta */
-	const struct ib_kv *facts;	/* extra facts.toml keys, written as strings in this order */
+	const char *meta_dir;	   /* NULL, or a folder whose regular files are added like meta */
+	const struct ib_kv *facts; /* extra facts.toml keys, written as strings in this order */
 	size_t n_facts;
-	const char *const *fact_archs;	/* NULL-terminated; NULL: no archs key */
-	int threads;		/* hashing and zstd threads; 0: one per CPU */
-	int zstd_level;		/* 0: 3 */
-	struct ib_pack_stats *stats;	/* NULL, or filled on success (not owned) */
+	const char *const *fact_archs; /* NULL-terminated; NULL: no archs key */
+	int threads;		       /* hashing and zstd threads; 0: one per CPU */
+	int zstd_level;		       /* 0: 3 */
+	struct ib_pack_stats *stats;   /* NULL, or filled on success (not owned) */
 };
 
 /* Packs; digest_hex receives the image's SHA-256 (what IMAGE.sha256 holds).

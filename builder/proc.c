@@ -433,7 +433,7 @@ int ib_proc_call(const char *what, ib_proc_fn fn, void *arg, struct ib_buf *resu
 		}
 		ib_write_all(p[1], &a, sizeof(a));
 		ib_write_all(p[1], data, a.len);
-		_exit(0);	/* no atexit handlers: a library's stay in this helper */
+		_exit(0); /* no atexit handlers: a library's stay in this helper */
 	}
 	close(p[1]);
 	/* The answer is read while the helper runs (a large one would fill the
@@ -477,8 +477,7 @@ int ib_proc_call(const char *what, ib_proc_fn fn, void *arg, struct ib_buf *resu
 		data = raw.s + sizeof(a);
 	}
 	if (!answered)
-		return ib_error_set(err, EIO, "%s: the helper process died (exit status %d) without an answer", what,
-				    status);
+		return ib_error_set(err, EIO, "%s: the helper process died (exit status %d) without an answer", what, status);
 	if (a.failed) {
 		ib_error_set(err, a.status, "%s", data);
 		return ib_error_exit_code(err, a.exit_code);
@@ -497,7 +496,7 @@ struct ib_proc_pump {
 	char cur[256];
 	size_t cur_len;
 	char last[256];
-	char drawn[512];	/* the status line on screen now */
+	char drawn[512]; /* the status line on screen now */
 };
 
 static void pump_status(struct ib_proc_pump *p)

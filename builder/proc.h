@@ -65,16 +65,16 @@ int ib_proc_interrupted(int sig, ib_error_t *err);
 
 /* A command to run and capture: stdin is /dev/null. */
 struct ib_proc_cmd {
-	char *const *argv;	/* argv[0] is looked up in PATH */
-	char *const *envp;	/* NULL: imgbuild's environment */
-	const char *cwd;	/* NULL: imgbuild's */
-	int exec_fd;	/* > 0: run this file (fexecve), argv[0] only names it */
-	bool merge_stderr;	/* stderr into out, in the order written */
+	char *const *argv; /* argv[0] is looked up in PATH */
+	char *const *envp; /* NULL: imgbuild's environment */
+	const char *cwd;   /* NULL: imgbuild's */
+	int exec_fd;	   /* > 0: run this file (fexecve), argv[0] only names it */
+	bool merge_stderr; /* stderr into out, in the order written */
 };
 struct ib_proc_output {
-	char *out;	/* all of stdout (NUL-terminated) */
+	char *out; /* all of stdout (NUL-terminated) */
 	size_t out_len;
-	char *err_tail;	/* the last 4 KiB of stderr, trimmed (NUL-terminated) */
+	char *err_tail; /* the last 4 KiB of stderr, trimmed (NUL-terminated) */
 	int status;	/* exit status, or 128+N when killed by signal N */
 	int signal;	/* N when killed by signal N, else 0 */
 };

@@ -23,8 +23,9 @@ static int check_url(const char *url, ib_error_t *err)
 	if (!has_prefix(url, "http://") && !has_prefix(url, "https://") && !has_prefix(url, "file://"))
 		return ib_error_usage(err, "pull: unsupported URL '%s' (want http://, https:// or file://)", url);
 	if (strpbrk(url, "?#"))
-		return ib_error_usage(err, "pull: '%s' has a query or fragment: give the image's plain URL (its .sha256 "
-					   "and .sig are fetched from URL.sha256 and URL.sig)",
+		return ib_error_usage(err,
+				      "pull: '%s' has a query or fragment: give the image's plain URL (its .sha256 "
+				      "and .sig are fetched from URL.sha256 and URL.sig)",
 				      url);
 	return 0;
 }
@@ -59,8 +60,8 @@ static char *join_failures(const struct ib_strv *f)
 }
 
 struct work {
-	char *dir;		/* DIR/.NAME.pull */
-	char *part, *image;	/* the image while downloading, then once whole */
+	char *dir;	    /* DIR/.NAME.pull */
+	char *part, *image; /* the image while downloading, then once whole */
 	char *sha_part, *sha, *sig_part, *sig;
 };
 
@@ -86,7 +87,7 @@ static void work_clean(const struct work *w, bool keep_part)
 	struct stat st;
 	if (!keep_part || stat(w->part, &st) < 0 || st.st_size == 0)
 		unlink(w->part);
-	rmdir(w->dir);	/* fails, rightly, while a part is kept */
+	rmdir(w->dir); /* fails, rightly, while a part is kept */
 }
 
 static void urls_with_suffix(const struct ib_strv *urls, const char *suffix, struct ib_strv *out)
@@ -96,8 +97,7 @@ static void urls_with_suffix(const struct ib_strv *urls, const char *suffix, str
 }
 
 /* URL, then each --mirror (a folder when it ends in '/': NAME in it). */
-static int make_urls(const char *url, const struct ib_pull_opts *o, const char *name, struct ib_strv *urls,
-		     ib_error_t *err)
+static int make_urls(const char *url, const struct ib_pull_opts *o, const char *name, struct ib_strv *urls, ib_error_t *err)
 {
 	ib_strv_push(urls, url);
 	for (size_t i = 0; o->mirrors && o->mirrors[i]; i++) {
@@ -149,8 +149,7 @@ static int work_open(struct work *w, const char *dir, const char *fname, ib_erro
  * The signer is checked here: an image nobody here trusts is not worth
  * downloading. *KEEP_PART says whether a partial image stays for a retry. */
 static int fetch_sidecars(const char *url, const struct ib_pull_opts *o, const char *name, const struct ib_strv *urls,
-			  const struct work *w, char hex[IB_SHA256_HEX_LEN + 1], bool *is_signed, bool *keep_part,
-			  ib_error_t *err)
+			  const struct work *w, char hex[IB_SHA256_HEX_LEN + 1], bool *is_signed, bool *keep_part, ib_error_t *err)
 {
 	cleanup_strv struct ib_strv sha_urls = { 0 }, sig_urls = { 0 };
 	urls_with_suffix(urls, ".sha256", &sha_urls);
@@ -203,8 +202,8 @@ out:
 }
 
 /* The image itself, resumed from its part, checked against HEX as it comes. */
-static int fetch_image(const char *url, const char *fname, const struct ib_strv *urls, const char *hex,
-		       const struct work *w, bool *keep_part, ib_error_t *err)
+static int fetch_image(const char *url, const char *fname, const struct ib_strv *urls, const char *hex, const struct work *w,
+		       bool *keep_part, ib_error_t *err)
 {
 	struct ib_fetch_req img = { .name = fname, .urls = (const char *const *)urls->v, .sha256 = hex, .dest = w->part };
 	ib_error_t ferr = NULL;
@@ -215,8 +214,7 @@ static int fetch_image(const char *url, const char *fname, const struct ib_strv 
 		if (img.failure == IB_FETCH_FAIL_MISMATCH)
 			ib_error_set(err, 0, "pull '%s': wrong digest, the image does not match its .sha256: %s", url, why);
 		else if (*keep_part)
-			ib_error_set(err, 0, "pull '%s': %s; the part is kept in '%s': the same pull resumes it", url, why,
-				     w->dir);
+			ib_error_set(err, 0, "pull '%s': %s; the part is kept in '%s': the same pull resumes it", url, why, w->dir);
 		else
 			ib_error_set(err, 0, "pull '%s': %s", url, why);
 		ib_error_free(&ferr);
@@ -231,8 +229,7 @@ static int fetch_image(const char *url, const char *fname, const struct ib_strv 
 /* Into place: the sidecars first, the image last, so that OUT exists only as
  * a verified image with its .sha256 (named for OUT, so that sha256sum -c works
  * after -o) and .sig beside it. */
-static int put_in_place(const char *out, const char *fname, const char *hex, bool is_signed, const struct work *w,
-			ib_error_t *err)
+static int put_in_place(const char *out, const char *fname, const char *hex, bool is_signed, const struct work *w, ib_error_t *err)
 {
 	cleanup_free char *sha_text = xasprintf("%s  %s\n", hex, fname);
 	cleanup_free char *out_sha = xasprintf("%s.sha256", out);
@@ -271,8 +268,7 @@ int ib_pull(const char *url, const struct ib_pull_opts *o, char **path_out, ib_e
 	char hex[IB_SHA256_HEX_LEN + 1];
 	struct ib_verify_report rep = { 0 };
 	cleanup_work struct work w = { 0 };
-	if (work_open(&w, dir, fname, err) < 0 ||
-	    fetch_sidecars(url, o, name, &urls, &w, hex, &is_signed, &keep_part, err) < 0 ||
+	if (work_open(&w, dir, fname, err) < 0 || fetch_sidecars(url, o, name, &urls, &w, hex, &is_signed, &keep_part, err) < 0 ||
 	    fetch_image(url, fname, &urls, hex, &w, &keep_part, err) < 0)
 		goto done;
 	struct ib_verify_opts vo = { .key = o->key, .allow_unsigned = o->allow_unsigned, .quiet = true };

@@ -13,11 +13,11 @@
 #include "error.h"
 
 struct ib_pull_opts {
-	const char *out;		/* FILE or an existing folder; NULL: the URL's file name here */
-	const char *const *mirrors;	/* other URLs of the image, NULL-terminated (may be NULL); one
+	const char *out;	    /* FILE or an existing folder; NULL: the URL's file name here */
+	const char *const *mirrors; /* other URLs of the image, NULL-terminated (may be NULL); one
 					 * ending in '/' is a folder: the image's file name is added */
-	const char *key;		/* trust only this public key (as verify --key) */
-	bool allow_unsigned;		/* accept an image without .sig (every other check runs) */
+	const char *key;	    /* trust only this public key (as verify --key) */
+	bool allow_unsigned;	    /* accept an image without .sig (every other check runs) */
 };
 
 /* On success *PATH_OUT (when not NULL) is the verified image's path. */

@@ -102,8 +102,7 @@ static bool is_home_or_root(const char *dir)
 /* Variables a launcher hands each rank: how it finds its daemon (PMIx), its rank
  * and size, and which GPUs the scheduler bound to it. */
 static const char *const launcher_prefixes[] = { "OMPI_", "PMIX_", "PMI_", "OPAL_", "PRTE_", "SLURM_", NULL };
-static const char *const launcher_names[] = { "CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "NVIDIA_VISIBLE_DEVICES",
-					      NULL };
+static const char *const launcher_names[] = { "CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "NVIDIA_VISIBLE_DEVICES", NULL };
 
 static bool launcher_var(const char *kv)
 {
@@ -121,8 +120,7 @@ static bool launcher_var(const char *kv)
 /* A rank of an MPI job or a Slurm step: the variables every launcher sets. */
 static bool started_by_launcher(void)
 {
-	static const char *const vars[] = { "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE",
-					    "SLURM_STEP_ID", NULL };
+	static const char *const vars[] = { "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "SLURM_STEP_ID", NULL };
 	for (const char *const *v = vars; *v; v++)
 		if (getenv(*v))
 			return true;
@@ -236,12 +234,12 @@ static void make_args(const struct ib_run_opts *o, const char *tree, bool driver
 		ib_strv_push(args, "/bin/sh");
 		ib_strv_push(args, "-c");
 		ib_strv_push_owned(
-			args,
-			xasprintf("for f in /etc/profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f; %s"
-				  "exec \"$@\"",
-				  o->gpu && driver_found ? "export PATH=\"" IB_DRIVER_BIN_DIR ":$PATH\" LD_LIBRARY_PATH=\"" IB_DRIVER_LIB_DIR
-							  "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}\"; "
-							: ""));
+			args, xasprintf("for f in /etc/profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f; %s"
+					"exec \"$@\"",
+					o->gpu && driver_found ? "export PATH=\"" IB_DRIVER_BIN_DIR
+								 ":$PATH\" LD_LIBRARY_PATH=\"" IB_DRIVER_LIB_DIR
+								 "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}\"; "
+							       : ""));
 		ib_strv_push(args, "sh");
 	}
 	if (o->n_cmd == 0)

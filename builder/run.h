@@ -13,15 +13,15 @@
 struct ib_bind;
 
 struct ib_run_opts {
-	const char *image;	/* an image file or an unpacked root folder */
-	const char *key;	/* for an image file: the one trusted public key, or NULL */
+	const char *image; /* an image file or an unpacked root folder */
+	const char *key;   /* for an image file: the one trusted public key, or NULL */
 	bool allow_unsigned;
 	bool gpu, user_ns, no_net;
-	bool cwd_rw;	/* the current directory writable */
-	int mpi;	/* hybrid model (docs/cluster.md): -1 when started by a launcher, 0 never, 1 always */
-	const struct ib_bind *binds;	/* more binds (not owned) */
+	bool cwd_rw;		     /* the current directory writable */
+	int mpi;		     /* hybrid model (docs/cluster.md): -1 when started by a launcher, 0 never, 1 always */
+	const struct ib_bind *binds; /* more binds (not owned) */
 	size_t n_binds;
-	char **cmd;	/* NULL or empty: /bin/sh (not owned) */
+	char **cmd; /* NULL or empty: /bin/sh (not owned) */
 	int n_cmd;
 };
 

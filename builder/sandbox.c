@@ -44,17 +44,17 @@
  * NET_ADMIN, SYS_RAWIO, SYS_BOOT..., is dropped from the bounding set, so not
  * even a setuid binary gets it back. */
 static const int kept_caps[] = {
-	CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_SETPCAP,
-	CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_AUDIT_WRITE, CAP_SETFCAP,
+	CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FOWNER,	    CAP_FSETID,	    CAP_KILL,	     CAP_SETGID,
+	CAP_SETUID, CAP_SETPCAP,      CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_AUDIT_WRITE, CAP_SETFCAP,
 };
 
 struct child {
 	const struct ib_sandbox_spec *spec;
-	const struct ib_seccomp_prog *prog;	/* NULL: no filter */
+	const struct ib_seccomp_prog *prog; /* NULL: no filter */
 	char *const *envp;
 	const char *mount_point;
-	int sync_fd;	/* parent writes one byte when the uid maps are written */
-	int err_fd;	/* the child writes why it failed; CLOEXEC, so exec closes it */
+	int sync_fd; /* parent writes one byte when the uid maps are written */
+	int err_fd;  /* the child writes why it failed; CLOEXEC, so exec closes it */
 	bool userns;
 };
 
@@ -74,8 +74,7 @@ static bool overlay_safe(const char *p)
 	return strpbrk(p, ":,") == NULL;
 }
 
-static int mount_overlay(struct child *c, const char *scratch, const char *root,
-			 ib_error_t *err)
+static int mount_overlay(struct child *c, const char *scratch, const char *root, ib_error_t *err)
 {
 	const struct ib_sandbox_spec *s = c->spec;
 	cleanup_free char *skel = ib_path_join(scratch, "skel");
@@ -110,8 +109,8 @@ static int mount_overlay(struct child *c, const char *scratch, const char *root,
 	const char *variants[] = { ",index=off,xino=off", "" };
 	int last = 0;
 	for (size_t i = 0; i < 2; i++) {
-		cleanup_free char *opts = xasprintf("lowerdir=%s,upperdir=%s,workdir=%s%s%s", lower, upper, work,
-						    variants[i], c->userns ? ",userxattr" : "");
+		cleanup_free char *opts = xasprintf("lowerdir=%s,upperdir=%s,workdir=%s%s%s", lower, upper, work, variants[i],
+						    c->userns ? ",userxattr" : "");
 		if (mount("overlay", root, "overlay", 0, opts) == 0) {
 			return 0;
 		}
@@ -136,8 +135,8 @@ static int mount_readonly_tree(struct ib_mount_journal *j, const char *tree, con
 	int rc = 0;
 	while (rc == 0 && (e = readdir(d)) != NULL) {
 		const char *n = e->d_name;
-		if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "proc") || !strcmp(n, "sys") ||
-		    !strcmp(n, "dev") || !strcmp(n, "tmp") || !strcmp(n, "imgbuild"))
+		if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "proc") || !strcmp(n, "sys") || !strcmp(n, "dev") ||
+		    !strcmp(n, "tmp") || !strcmp(n, "imgbuild"))
 			continue;
 		cleanup_free char *src = ib_path_join(tree, n);
 		cleanup_free char *dst = ib_path_join(root, n);
@@ -154,8 +153,7 @@ static int mount_readonly_tree(struct ib_mount_journal *j, const char *tree, con
 				rc = ib_error_errno(err, errno, "symlink '%s'", dst);
 			continue;
 		}
-		if (ib_make_mount_point(dst, S_ISDIR(st.st_mode), err) < 0 ||
-		    ib_bind_mount(j, src, dst, MS_RDONLY, err) < 0)
+		if (ib_make_mount_point(dst, S_ISDIR(st.st_mode), err) < 0 || ib_bind_mount(j, src, dst, MS_RDONLY, err) < 0)
 			rc = -1;
 	}
 	closedir(d);
@@ -180,7 +178,7 @@ static int make_skeleton(const struct ib_sandbox_spec *s, const char *skel, ib_e
 	for (size_t i = 0; i < s->n_binds; i++) {
 		const char *dst = s->binds[i].dst;
 		if (!strncmp(dst, "/imgbuild/", 10) || !strncmp(dst, "/dev/", 5) || !strcmp(dst, "/tmp"))
-			continue;	/* on the sandbox's own tmpfs mounts */
+			continue; /* on the sandbox's own tmpfs mounts */
 		struct stat st;
 		bool dir = stat(s->binds[i].src, &st) < 0 || S_ISDIR(st.st_mode);
 		cleanup_free char *p = ib_path_join(skel, dst);
@@ -200,8 +198,7 @@ static int mount_dev(struct ib_mount_journal *j, const char *dev, bool userns, i
 	for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
 		cleanup_free char *src = xasprintf("/dev/%s", nodes[i]);
 		cleanup_free char *dst = ib_path_join(dev, nodes[i]);
-		if (ib_make_mount_point(dst, false, err) < 0 ||
-		    ib_bind_mount(j, src, dst, MS_NOSUID | MS_NOEXEC, err) < 0)
+		if (ib_make_mount_point(dst, false, err) < 0 || ib_bind_mount(j, src, dst, MS_NOSUID | MS_NOEXEC, err) < 0)
 			return -1;
 	}
 	cleanup_free char *pts = ib_path_join(dev, "pts");
@@ -210,13 +207,12 @@ static int mount_dev(struct ib_mount_journal *j, const char *dev, bool userns, i
 		return ib_error_errno(err, errno, "mkdir in '%s'", dev);
 	/* gid=5 (tty) only where that group exists: in a user namespace only root is mapped. */
 	if (ib_xmount(j, "devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC,
-		      userns ? "newinstance,ptmxmode=0666,mode=0620" : "newinstance,ptmxmode=0666,mode=0620,gid=5",
-		      err) < 0)
+		      userns ? "newinstance,ptmxmode=0666,mode=0620" : "newinstance,ptmxmode=0666,mode=0620,gid=5", err) < 0)
 		return -1;
 	if (ib_xmount(j, "shm", shm, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err) < 0)
 		return -1;
 	static const char *const links[][2] = {
-		{ "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
+		{ "ptmx", "pts/ptmx" },		 { "fd", "/proc/self/fd" },	  { "stdin", "/proc/self/fd/0" },
 		{ "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" }, { "core", "/proc/kcore" },
 	};
 	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
@@ -240,17 +236,17 @@ static const char *const masked_proc[] = {
 	"acpi", "asound", "kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug", "scsi",
 };
 static const char *const masked_sys[] = {
-	"firmware", "devices/virtual/powercap",
+	"firmware",
+	"devices/virtual/powercap",
 };
 
 static int mask_one(struct ib_mount_journal *j, const char *path, ib_error_t *err)
 {
 	struct stat st;
 	if (lstat(path, &st) < 0)
-		return 0;	/* not in this kernel */
+		return 0; /* not in this kernel */
 	if (S_ISDIR(st.st_mode))
-		return ib_xmount(j, "tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-				 "size=0,mode=0555", err);
+		return ib_xmount(j, "tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0555", err);
 	return ib_bind_mount(j, "/dev/null", path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, err);
 }
 
@@ -277,8 +273,7 @@ static int mask_kernel_files(struct ib_mount_journal *j, const char *proc, const
 	return 0;
 }
 
-static int populate_root(struct child *c, struct ib_mount_journal *j, const char *root, bool ro_tree,
-			 ib_error_t *err)
+static int populate_root(struct child *c, struct ib_mount_journal *j, const char *root, bool ro_tree, ib_error_t *err)
 {
 	const struct ib_sandbox_spec *s = c->spec;
 	/* Every mount point is looked up inside the image (a link there is the
@@ -370,8 +365,7 @@ static int populate_root(struct child *c, struct ib_mount_journal *j, const char
 	}
 
 	/* Nothing writes into /imgbuild itself; the binds below it are their own mounts. */
-	if (ib_xmount(NULL, NULL, imgbuild, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL,
-		      err) < 0)
+	if (ib_xmount(NULL, NULL, imgbuild, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL, err) < 0)
 		return -1;
 	if (ro_tree || s->read_only_root) {
 		/* A bind remount changes only the top mount: the ones on top keep their flags. */
@@ -460,8 +454,7 @@ static int setup_root(struct child *c, ib_error_t *err)
 		ib_error_errno(err, errno, "pivot_root '%s'", root);
 		goto fail;
 	}
-	if (ib_xmount(NULL, NULL, ".", NULL, MS_REC | MS_PRIVATE, NULL, err) < 0 ||
-	    ib_xumount(".", MNT_DETACH, err) < 0)
+	if (ib_xmount(NULL, NULL, ".", NULL, MS_REC | MS_PRIVATE, NULL, err) < 0 || ib_xumount(".", MNT_DETACH, err) < 0)
 		goto fail;
 	ib_mount_journal_free(&j);
 	if (chdir("/") < 0)
@@ -616,7 +609,7 @@ __attribute__((noreturn)) static void child_main(struct child *c)
 	reset_signals();
 	char go;
 	if (read(c->sync_fd, &go, 1) != 1)
-		_exit(1);	/* the parent died before we were set up */
+		_exit(1); /* the parent died before we were set up */
 	close(c->sync_fd);
 
 	const struct ib_sandbox_spec *s = c->spec;
@@ -792,7 +785,7 @@ static int make_root_dir_points(const struct ib_sandbox_spec *s, struct ib_strv 
 			const struct ib_bind *b = &s->binds[i - sizeof(dirs) / sizeof(dirs[0])];
 			want = b->dst;
 			if (!strncmp(want, "/imgbuild/", 10) || !strncmp(want, "/dev/", 5) || !strcmp(want, "/tmp"))
-				continue;	/* on the sandbox's own tmpfs mounts */
+				continue; /* on the sandbox's own tmpfs mounts */
 			struct stat sst;
 			dir = stat(b->src, &sst) < 0 || S_ISDIR(sst.st_mode);
 		}
@@ -832,7 +825,7 @@ static void remove_made_points(struct ib_strv *made)
 		if (lstat(made->v[i], &st) < 0)
 			continue;
 		if (S_ISDIR(st.st_mode))
-			rmdir(made->v[i]);	/* only when still empty */
+			rmdir(made->v[i]); /* only when still empty */
 		else if (S_ISREG(st.st_mode) && st.st_size == 0)
 			unlink(made->v[i]);
 	}
@@ -1084,8 +1077,7 @@ static int remove_at(int parent, const char *name, dev_t dev, const char *path, 
 		return 0;
 	}
 	if (st.st_dev != dev)
-		return ib_error_set(err, EXDEV, "remove '%s': another file system is mounted there; not crossing into it",
-				    path);
+		return ib_error_set(err, EXDEV, "remove '%s': another file system is mounted there; not crossing into it", path);
 	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return ib_error_errno(err, errno, "open '%s'", path);
@@ -1136,8 +1128,7 @@ int ib_remove_tree(const char *path, ib_error_t *err)
 	if (found < 0)
 		return -1;
 	if (found)
-		return ib_error_set(err, EBUSY, "remove '%s': '%s' is still mounted; refusing to delete through it", path,
-				    mp);
+		return ib_error_set(err, EBUSY, "remove '%s': '%s' is still mounted; refusing to delete through it", path, mp);
 	cleanup_free char *parent_path = xasprintf("%s/..", real);
 	cleanup_fd int parent = open(parent_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (parent < 0)

@@ -25,13 +25,42 @@ static void release_ctx(scmp_filter_ctx *ctx)
 #define cleanup_seccomp __attribute__((cleanup(release_ctx)))
 
 static const char *const refused[] = {
-	"mount", "umount", "umount2", "pivot_root", "swapon", "swapoff", "reboot", "kexec_load",
-	"kexec_file_load", "init_module", "finit_module", "delete_module", "open_by_handle_at", "bpf",
-	"perf_event_open", "keyctl", "add_key", "request_key", "ptrace", "unshare", "setns",
-	"clock_settime", "clock_settime64", "clock_adjtime", "clock_adjtime64", "adjtimex",
-	"settimeofday", "stime",
+	"mount",
+	"umount",
+	"umount2",
+	"pivot_root",
+	"swapon",
+	"swapoff",
+	"reboot",
+	"kexec_load",
+	"kexec_file_load",
+	"init_module",
+	"finit_module",
+	"delete_module",
+	"open_by_handle_at",
+	"bpf",
+	"perf_event_open",
+	"keyctl",
+	"add_key",
+	"request_key",
+	"ptrace",
+	"unshare",
+	"setns",
+	"clock_settime",
+	"clock_settime64",
+	"clock_adjtime",
+	"clock_adjtime64",
+	"adjtimex",
+	"settimeofday",
+	"stime",
 	/* The new mount API would otherwise get around the refusal of mount(2). */
-	"fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
+	"fsopen",
+	"fsconfig",
+	"fsmount",
+	"fspick",
+	"move_mount",
+	"open_tree",
+	"mount_setattr",
 	"open_tree_attr",
 };
 
@@ -58,7 +87,7 @@ int ib_seccomp_compile(struct ib_seccomp_prog *prog, unsigned flags, ib_error_t 
 	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 	if (rc < 0)
 		return ib_error_errno(err, -rc, "seccomp: clear NO_NEW_PRIVS");
-	/* A 64-bit process can still enter the kernel through the 32-bit tables
+		/* A 64-bit process can still enter the kernel through the 32-bit tables
 	 * (int 0x80): give those the same rules, as flatpak does. */
 #if defined(__x86_64__)
 	static const uint32_t extra[] = { SCMP_ARCH_X86, SCMP_ARCH_X32 };
@@ -79,7 +108,7 @@ int ib_seccomp_compile(struct ib_seccomp_prog *prog, unsigned flags, ib_error_t 
 			continue;
 		int nr = seccomp_syscall_resolve_name(refused[i]);
 		if (nr == __NR_SCMP_ERROR)
-			continue;	/* unknown to this libseccomp */
+			continue; /* unknown to this libseccomp */
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
 		if (rc < 0 && rc != -EDOM)
 			return ib_error_errno(err, -rc, "seccomp: rule for %s", refused[i]);

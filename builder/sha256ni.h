@@ -16,8 +16,8 @@
 
 struct ib_sha256_lane {
 	uint32_t state[8];
-	uint64_t bytes;		/* all bytes given so far */
-	uint8_t tail[64];	/* bytes not yet a whole block */
+	uint64_t bytes;	  /* all bytes given so far */
+	uint8_t tail[64]; /* bytes not yet a whole block */
 	size_t fill;
 };
 
@@ -30,6 +30,5 @@ void ib_sha256_lane_update(struct ib_sha256_lane *l, const void *data, size_t le
 /* Advances both lanes by LEN bytes each (A's bytes from DA, B's from DB),
  * interleaved; DA == DB is fine. Interleaving needs both lanes at the same
  * offset within a block; otherwise this is two single-lane updates. */
-void ib_sha256_lane_update2(struct ib_sha256_lane *a, const void *da, struct ib_sha256_lane *b, const void *db,
-			    size_t len);
+void ib_sha256_lane_update2(struct ib_sha256_lane *a, const void *da, struct ib_sha256_lane *b, const void *db, size_t len);
 void ib_sha256_lane_final(struct ib_sha256_lane *l, uint8_t out[IB_SHA256_LEN]);

@@ -146,8 +146,10 @@ int ib_sign_read_seckey(const char *path, struct ib_seckey *out, ib_error_t *err
 	if (memcmp(blob + SEC_KDFALG, "BK", 2) != 0) {
 		rc = ib_error_set(err, 0, "'%s': unsupported key derivation", path);
 	} else if (rounds != 0) {
-		rc = ib_error_set(err, 0, "'%s' is protected by a passphrase: imgbuild signs unattended, "
-					  "make a key with 'imgbuild keygen' or 'signify -G -n'", path);
+		rc = ib_error_set(err, 0,
+				  "'%s' is protected by a passphrase: imgbuild signs unattended, "
+				  "make a key with 'imgbuild keygen' or 'signify -G -n'",
+				  path);
 	} else {
 		ib_sha512_buf(blob + SEC_KEY, IB_ED25519_SECRET_LEN, digest);
 		if (memcmp(digest, blob + SEC_CHECKSUM, 8) != 0) {
@@ -216,7 +218,7 @@ int ib_sign_keygen(const char *dir, const char *name, ib_error_t *err)
 	if (ib_ed25519_keygen(secret, public_key, err) < 0 || ib_random_bytes(keynum, sizeof(keynum), err) < 0)
 		goto out;
 	memcpy(sec, "Ed", 2);
-	memcpy(sec + SEC_KDFALG, "BK", 2);	/* kdfrounds stays 0: no passphrase */
+	memcpy(sec + SEC_KDFALG, "BK", 2); /* kdfrounds stays 0: no passphrase */
 	if (ib_random_bytes(sec + SEC_SALT, 16, err) < 0)
 		goto out;
 	ib_sha512_buf(secret, sizeof(secret), digest);

@@ -21,7 +21,7 @@
 struct ib_pubkey {
 	uint8_t keynum[IB_SIGN_KEYNUM_LEN];
 	uint8_t key[IB_ED25519_PUBLIC_LEN];
-	char *path;	/* where it was read from */
+	char *path; /* where it was read from */
 };
 
 /* Key material: caller-owned, explicit_bzero it after use. */

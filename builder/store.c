@@ -86,8 +86,7 @@ static int fsync_dir(const char *path, ib_error_t *err)
 	return 0;
 }
 
-int ib_store_commit(const char *tmp_path, const char *sha256, const char *origin, char *actual_out,
-		    ib_error_t *err)
+int ib_store_commit(const char *tmp_path, const char *sha256, const char *origin, char *actual_out, ib_error_t *err)
 {
 	char actual[IB_SHA256_HEX_LEN + 1];
 	cleanup_fd int fd = open(tmp_path, O_RDONLY | O_CLOEXEC);
@@ -131,8 +130,8 @@ static size_t n_checked;
 
 static bool same_state(const struct checked *c, const struct stat *st)
 {
-	return c->dev == st->st_dev && c->ino == st->st_ino && c->size == st->st_size &&
-	       c->ctime.tv_sec == st->st_ctim.tv_sec && c->ctime.tv_nsec == st->st_ctim.tv_nsec;
+	return c->dev == st->st_dev && c->ino == st->st_ino && c->size == st->st_size && c->ctime.tv_sec == st->st_ctim.tv_sec &&
+	       c->ctime.tv_nsec == st->st_ctim.tv_nsec;
 }
 
 int ib_store_check(const char *sha256, char **path_out, ib_error_t *err)
@@ -150,8 +149,10 @@ int ib_store_check(const char *sha256, char **path_out, ib_error_t *err)
 	if (fstat(fd, &st) < 0)
 		return ib_error_errno(err, errno, "stat '%s'", path);
 	if (!S_ISREG(st.st_mode))
-		return ib_error_set(err, 0, "download store entry '%s' is not a regular file (delete it: rm -f '%s', then "
-				    "imgbuild fetch MANIFEST fetches it again)", path, path);
+		return ib_error_set(err, 0,
+				    "download store entry '%s' is not a regular file (delete it: rm -f '%s', then "
+				    "imgbuild fetch MANIFEST fetches it again)",
+				    path, path);
 	for (size_t i = 0; i < n_checked; i++)
 		if (strcmp(checked[i].hex, sha256) == 0 && same_state(&checked[i], &st)) {
 			if (path_out)
@@ -162,8 +163,10 @@ int ib_store_check(const char *sha256, char **path_out, ib_error_t *err)
 	if (ib_sha256_fd(fd, actual, err) < 0)
 		return ib_error_wrap(err, "check the download store entry '%s'", path);
 	if (strcmp(actual, sha256) != 0)
-		return ib_error_set(err, 0, "download store entry '%s' is corrupt: its content has sha256 %s (delete it: "
-				    "rm -f '%s', then imgbuild fetch MANIFEST fetches it again)", path, actual, path);
+		return ib_error_set(err, 0,
+				    "download store entry '%s' is corrupt: its content has sha256 %s (delete it: "
+				    "rm -f '%s', then imgbuild fetch MANIFEST fetches it again)",
+				    path, actual, path);
 	checked = xrealloc(checked, (n_checked + 1) * sizeof(*checked));
 	struct checked *c = &checked[n_checked++];
 	memcpy(c->hex, sha256, sizeof(c->hex));

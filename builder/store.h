@@ -34,5 +34,4 @@ enum { IB_STORE_MISMATCH = -2 };
  * mismatch TMP_PATH is removed, IB_STORE_MISMATCH is returned and the error
  * names both digests and ORIGIN. The digest found goes to actual_out (65 bytes)
  * when not NULL, also on a mismatch. */
-int ib_store_commit(const char *tmp_path, const char *sha256, const char *origin, char *actual_out,
-		    ib_error_t *err);
+int ib_store_commit(const char *tmp_path, const char *sha256, const char *origin, char *actual_out, ib_error_t *err);

@@ -12,12 +12,12 @@
  * unkeyed hash (FNV) crafted names all land in one probe chain, making the
  * set quadratic. */
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                                                       \
-	do {                                                                                                           \
-		v0 += v1, v1 = ROTL(v1, 13), v1 ^= v0, v0 = ROTL(v0, 32);                                             \
-		v2 += v3, v3 = ROTL(v3, 16), v3 ^= v2;                                                                 \
-		v0 += v3, v3 = ROTL(v3, 21), v3 ^= v0;                                                                 \
-		v2 += v1, v1 = ROTL(v1, 17), v1 ^= v2, v2 = ROTL(v2, 32);                                             \
+#define SIPROUND                                                          \
+	do {                                                              \
+		v0 += v1, v1 = ROTL(v1, 13), v1 ^= v0, v0 = ROTL(v0, 32); \
+		v2 += v3, v3 = ROTL(v3, 16), v3 ^= v2;                    \
+		v0 += v3, v3 = ROTL(v3, 21), v3 ^= v0;                    \
+		v2 += v1, v1 = ROTL(v1, 17), v1 ^= v2, v2 = ROTL(v2, 32); \
 	} while (0)
 
 static uint64_t siphash(const uint8_t *in, size_t len, uint64_t k0, uint64_t k1)
@@ -28,7 +28,7 @@ static uint64_t siphash(const uint8_t *in, size_t len, uint64_t k0, uint64_t k1)
 	const uint8_t *end = in + (len & ~(size_t)7);
 	for (; in != end; in += 8) {
 		uint64_t m;
-		memcpy(&m, in, 8);	/* x86 and arm64 are little-endian, as SipHash reads */
+		memcpy(&m, in, 8); /* x86 and arm64 are little-endian, as SipHash reads */
 		v3 ^= m;
 		SIPROUND;
 		SIPROUND;

@@ -9,7 +9,7 @@ struct ib_strset {
 	char **slot;
 	unsigned char *kind;
 	size_t cap, n;
-	size_t probes;	/* slots looked at beyond the first, over every put and get */
+	size_t probes; /* slots looked at beyond the first, over every put and get */
 };
 
 /* Adds KEY (copied) with KIND, or sets the kind of KEY when present. */

@@ -17,10 +17,10 @@
 enum { MAX_DEPTH = 128, MAX_SHOWN = 32 };
 
 enum node_flags {
-	F_DEFINED = 1 << 0,	/* table named by a [header] or [[header]] */
-	F_DOTTED = 1 << 1,	/* table created by a dotted key */
-	F_INLINE = 1 << 2,	/* inline table or static array: frozen once written */
-	F_AOT = 1 << 3,		/* array created by [[header]] */
+	F_DEFINED = 1 << 0, /* table named by a [header] or [[header]] */
+	F_DOTTED = 1 << 1,  /* table created by a dotted key */
+	F_INLINE = 1 << 2,  /* inline table or static array: frozen once written */
+	F_AOT = 1 << 3,	    /* array created by [[header]] */
 };
 
 /* The redefinition rules need more state than the public struct shows, so
@@ -30,11 +30,11 @@ struct node {
 	unsigned flags;
 	int depth;
 	size_t cap;
-	size_t *key_lens;	/* keys may hold NUL (from \u0000), so lengths are kept */
+	size_t *key_lens; /* keys may hold NUL (from \u0000), so lengths are kept */
 	struct pos {
 		int line, col;
-	} *key_pos;		/* where each key was written, for duplicate-key messages */
-	size_t *index;		/* open-addressing hash of keys: position + 1, 0 empty */
+	} * key_pos;   /* where each key was written, for duplicate-key messages */
+	size_t *index; /* open-addressing hash of keys: position + 1, 0 empty */
 	size_t index_cap;
 };
 
@@ -73,11 +73,8 @@ void ib_toml_free(struct ib_toml_value *value)
 	case IB_TOML_DATETIME:
 	case IB_TOML_DATETIME_LOCAL:
 	case IB_TOML_DATE_LOCAL:
-	case IB_TOML_TIME_LOCAL:
-		free(value->u.str);
-		break;
-	default:
-		break;
+	case IB_TOML_TIME_LOCAL: free(value->u.str); break;
+	default: break;
 	}
 	free(n->key_lens);
 	free(n->key_pos);
@@ -96,7 +93,7 @@ static void node_freep(struct node **n)
  * with many keys quadratic; past a handful of keys a hash index takes over. */
 static size_t hash_key(const char *key, size_t len)
 {
-	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 	for (size_t i = 0; i < len; i++) {
 		h ^= (unsigned char)key[i];
 		h *= 1099511628211ULL;
@@ -203,37 +200,26 @@ size_t ib_toml_key_len(const struct ib_toml_value *table, size_t i)
 const char *ib_toml_type_name(enum ib_toml_type type)
 {
 	switch (type) {
-	case IB_TOML_TABLE:
-		return "table";
-	case IB_TOML_ARRAY:
-		return "array";
-	case IB_TOML_STRING:
-		return "string";
-	case IB_TOML_INTEGER:
-		return "integer";
-	case IB_TOML_FLOAT:
-		return "float";
-	case IB_TOML_BOOL:
-		return "boolean";
-	case IB_TOML_DATETIME:
-		return "offset date-time";
-	case IB_TOML_DATETIME_LOCAL:
-		return "local date-time";
-	case IB_TOML_DATE_LOCAL:
-		return "local date";
-	case IB_TOML_TIME_LOCAL:
-		return "local time";
+	case IB_TOML_TABLE: return "table";
+	case IB_TOML_ARRAY: return "array";
+	case IB_TOML_STRING: return "string";
+	case IB_TOML_INTEGER: return "integer";
+	case IB_TOML_FLOAT: return "float";
+	case IB_TOML_BOOL: return "boolean";
+	case IB_TOML_DATETIME: return "offset date-time";
+	case IB_TOML_DATETIME_LOCAL: return "local date-time";
+	case IB_TOML_DATE_LOCAL: return "local date";
+	case IB_TOML_TIME_LOCAL: return "local time";
 	}
 	return "unknown";
 }
 
-
 struct parser {
-	const char *s;	/* not owned, not NUL-terminated */
+	const char *s; /* not owned, not NUL-terminated */
 	size_t len, p;
-	int line, col;	/* of the character at p; col counts characters, not bytes */
-	const char *filename;	/* not owned */
-	char *section;	/* dotted path of the current [header], for messages */
+	int line, col;	      /* of the character at p; col counts characters, not bytes */
+	const char *filename; /* not owned */
+	char *section;	      /* dotted path of the current [header], for messages */
 	ib_error_t *err;
 };
 
@@ -504,10 +490,15 @@ static int check_utf8(struct parser *ps)
 		}
 		for (size_t k = 1; k <= need; k++) {
 			if (i + k >= ps->len)
-				return fail(ps, line, col, "expected UTF-8 text, found a truncated sequence at end of file (save the file as UTF-8)");
+				return fail(
+					ps, line,
+					col, "expected UTF-8 text, found a truncated sequence at end of file (save the file as UTF-8)");
 			unsigned char d = (unsigned char)ps->s[i + k];
 			if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xBF))
-				return fail(ps, line, col, "expected UTF-8 text, found invalid sequence starting with byte 0x%02X (save the file as UTF-8)", c);
+				return fail(
+					ps, line,
+					col, "expected UTF-8 text, found invalid sequence starting with byte 0x%02X (save the file as UTF-8)",
+					c);
 		}
 		i += need + 1;
 		col++;
@@ -559,27 +550,13 @@ static int parse_escape(struct parser *ps, struct ib_buf *b, bool multi)
 	adv(ps);
 	int c = peek(ps);
 	switch (c) {
-	case 'b':
-		ib_buf_addc(b, '\b');
-		break;
-	case 't':
-		ib_buf_addc(b, '\t');
-		break;
-	case 'n':
-		ib_buf_addc(b, '\n');
-		break;
-	case 'f':
-		ib_buf_addc(b, '\f');
-		break;
-	case 'r':
-		ib_buf_addc(b, '\r');
-		break;
-	case '"':
-		ib_buf_addc(b, '"');
-		break;
-	case '\\':
-		ib_buf_addc(b, '\\');
-		break;
+	case 'b': ib_buf_addc(b, '\b'); break;
+	case 't': ib_buf_addc(b, '\t'); break;
+	case 'n': ib_buf_addc(b, '\n'); break;
+	case 'f': ib_buf_addc(b, '\f'); break;
+	case 'r': ib_buf_addc(b, '\r'); break;
+	case '"': ib_buf_addc(b, '"'); break;
+	case '\\': ib_buf_addc(b, '\\'); break;
 	case 'u':
 	case 'U': {
 		int digits = c == 'u' ? 4 : 8;
@@ -596,8 +573,8 @@ static int parse_escape(struct parser *ps, struct ib_buf *b, bool multi)
 			adv(ps);
 		}
 		if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return fail(ps, line, col, "expected a Unicode scalar value in \\%c escape, found U+%04" PRIX32 " (%s)", c, cp,
-				    cp > 0x10FFFF ? "beyond U+10FFFF" : "a surrogate");
+			return fail(ps, line, col, "expected a Unicode scalar value in \\%c escape, found U+%04" PRIX32 " (%s)",
+				    c, cp, cp > 0x10FFFF ? "beyond U+10FFFF" : "a surrogate");
 		add_utf8(b, cp);
 		return 0;
 	}
@@ -616,9 +593,10 @@ static int parse_escape(struct parser *ps, struct ib_buf *b, bool multi)
 		}
 		{
 			char tmp[128];
-			return fail(ps, line, col,
-				    "expected escape sequence (\\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX \\UXXXXXXXX) after backslash, found %s (write \\\\ for a backslash)",
-				    describe(ps, tmp, sizeof(tmp)));
+			return fail(
+				ps, line,
+				col, "expected escape sequence (\\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX \\UXXXXXXXX) after backslash, found %s (write \\\\ for a backslash)",
+				describe(ps, tmp, sizeof(tmp)));
 		}
 	}
 	adv(ps);
@@ -633,7 +611,8 @@ static bool is_string_control(int c)
 static int control_in_string(struct parser *ps)
 {
 	int c = peek(ps);
-	return fail(ps, ps->line, ps->col, "expected string character, found control character U+%04X (write it as \\u%04X in a basic string)",
+	return fail(ps, ps->line, ps->col,
+		    "expected string character, found control character U+%04X (write it as \\u%04X in a basic string)",
 		    (unsigned)c, (unsigned)c);
 }
 
@@ -723,7 +702,8 @@ static int parse_simple_key(struct parser *ps, struct keypart *out, const char *
 	out->col = ps->col;
 	if (c == '"' || c == '\'') {
 		if (peek_at(ps, 1) == c && peek_at(ps, 2) == c)
-			return fail(ps, ps->line, ps->col, "expected %s, found multi-line string (keys must be single-line strings)", what);
+			return fail(ps, ps->line, ps->col,
+				    "expected %s, found multi-line string (keys must be single-line strings)", what);
 		if (parse_string(ps, &b) < 0)
 			return -1;
 	} else if (is_bare(c)) {
@@ -745,7 +725,8 @@ static int parse_key(struct parser *ps, struct key *k)
 	const char *what = "key";
 	for (;;) {
 		if (k->n == MAX_DEPTH)
-			return fail(ps, ps->line, ps->col, "expected at most %d dotted key parts, found more (flatten the document)", MAX_DEPTH);
+			return fail(ps, ps->line, ps->col,
+				    "expected at most %d dotted key parts, found more (flatten the document)", MAX_DEPTH);
 		if (k->n == k->cap) {
 			k->cap = k->cap ? k->cap * 2 : 4;
 			k->parts = xrealloc(k->parts, k->cap * sizeof(*k->parts));
@@ -1122,7 +1103,8 @@ static int parse_inline_table(struct parser *ps, const char *path, int depth, st
 				break;
 			}
 			char what[96];
-			snprintf(what, sizeof(what), "',' or '}' in the inline table opened at %d:%d (inline tables are one line)", line, col);
+			snprintf(what, sizeof(what),
+				 "',' or '}' in the inline table opened at %d:%d (inline tables are one line)", line, col);
 			return expected(ps, what);
 		}
 	}
@@ -1242,7 +1224,8 @@ static int parse_keyval(struct parser *ps, struct node *table, const char *prefi
 			ssize_t pos = table_pos(t, part->s, part->len);
 			if (pos >= 0) {
 				cleanup_free char *path = key_path(prefix, &k, i + 1);
-				return fail(ps, part->line, part->col, "duplicate key '%s', first defined at %d:%d (each key may be set once)", path,
+				return fail(ps, part->line, part->col,
+					    "duplicate key '%s', first defined at %d:%d (each key may be set once)", path,
 					    t->key_pos[pos].line, t->key_pos[pos].col);
 			}
 			break;
@@ -1260,12 +1243,16 @@ static int parse_keyval(struct parser *ps, struct node *table, const char *prefi
 				    article(child->v.type), ib_toml_type_name(child->v.type), child->v.line, child->v.col);
 		} else if (child->flags & F_INLINE) {
 			cleanup_free char *path = key_path(prefix, &k, i + 1);
-			return fail(ps, part->line, part->col, "cannot add keys to inline table '%s' defined at %d:%d (inline tables are complete as written)",
-				    path, child->v.line, child->v.col);
+			return fail(
+				ps, part->line, part->col,
+				"cannot add keys to inline table '%s' defined at %d:%d (inline tables are complete as written)",
+				path, child->v.line, child->v.col);
 		} else if (!(child->flags & F_DOTTED)) {
 			cleanup_free char *path = key_path(prefix, &k, i + 1);
-			return fail(ps, part->line, part->col, "cannot add to table [%s] (defined at %d:%d) with a dotted key; add the key under a [%s] header",
-				    path, child->v.line, child->v.col, path);
+			return fail(
+				ps, part->line, part->col,
+				"cannot add to table [%s] (defined at %d:%d) with a dotted key; add the key under a [%s] header",
+				path, child->v.line, child->v.col, path);
 		}
 		t = child;
 	}
@@ -1333,7 +1320,8 @@ static int parse_header(struct parser *ps, struct node *root, struct node **cur)
 		path = key_path(NULL, &k, i + 1);
 		if (child->v.type == IB_TOML_ARRAY && (child->flags & F_AOT)) {
 			if (last && !aot)
-				return fail(ps, part->line, part->col, "expected [[%s]] for the array of tables defined at %d:%d, found [%s]", path,
+				return fail(ps, part->line, part->col,
+					    "expected [[%s]] for the array of tables defined at %d:%d, found [%s]", path,
 					    child->v.line, child->v.col, path);
 			if (last) {
 				if (check_depth(ps, child->depth + 1, part->line, part->col) < 0)
@@ -1349,25 +1337,30 @@ static int parse_header(struct parser *ps, struct node *root, struct node **cur)
 			continue;
 		}
 		if (child->v.type == IB_TOML_ARRAY)
-			return fail(ps, part->line, part->col, "cannot extend '%s', an array written as a value at %d:%d (use [[%s]] throughout instead)",
+			return fail(ps, part->line, part->col,
+				    "cannot extend '%s', an array written as a value at %d:%d (use [[%s]] throughout instead)",
 				    path, child->v.line, child->v.col, path);
 		if (child->v.type != IB_TOML_TABLE)
 			return fail(ps, part->line, part->col, "expected '%s' to be a table, found %s %s defined at %d:%d", path,
 				    article(child->v.type), ib_toml_type_name(child->v.type), child->v.line, child->v.col);
 		if (child->flags & F_INLINE)
-			return fail(ps, part->line, part->col, "cannot extend inline table '%s' defined at %d:%d (inline tables are complete as written)",
+			return fail(ps, part->line, part->col,
+				    "cannot extend inline table '%s' defined at %d:%d (inline tables are complete as written)",
 				    path, child->v.line, child->v.col);
 		if (last && aot)
-			return fail(ps, part->line, part->col, "expected [%s] for the table defined at %d:%d, found [[%s]] (it is not an array of tables)",
+			return fail(ps, part->line, part->col,
+				    "expected [%s] for the table defined at %d:%d, found [[%s]] (it is not an array of tables)",
 				    path, child->v.line, child->v.col, path);
 		if (last) {
 			if (child->flags & F_DEFINED)
-				return fail(ps, part->line, part->col, "table [%s] already defined at %d:%d (merge the two sections)", path, child->v.line,
+				return fail(ps, part->line, part->col,
+					    "table [%s] already defined at %d:%d (merge the two sections)", path, child->v.line,
 					    child->v.col);
 			if (child->flags & F_DOTTED)
-				return fail(ps, part->line, part->col,
-					    "table [%s] already defined by a dotted key at %d:%d (move those keys under this header)", path,
-					    child->v.line, child->v.col);
+				return fail(
+					ps, part->line, part->col,
+					"table [%s] already defined by a dotted key at %d:%d (move those keys under this header)",
+					path, child->v.line, child->v.col);
 			child->flags |= F_DEFINED;
 			child->v.line = part->line;
 			child->v.col = part->col;

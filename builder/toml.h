@@ -15,7 +15,7 @@ enum ib_toml_type {
 	IB_TOML_INTEGER,
 	IB_TOML_FLOAT,
 	IB_TOML_BOOL,
-	IB_TOML_DATETIME,	/* offset date-time */
+	IB_TOML_DATETIME, /* offset date-time */
 	IB_TOML_DATETIME_LOCAL,
 	IB_TOML_DATE_LOCAL,
 	IB_TOML_TIME_LOCAL,
@@ -23,9 +23,9 @@ enum ib_toml_type {
 
 struct ib_toml_value {
 	enum ib_toml_type type;
-	int line, col;	/* 1-based position of the value (of the key for tables) */
+	int line, col; /* 1-based position of the value (of the key for tables) */
 	union {
-		char *str;	/* STRING; date/time types keep their RFC 3339 text, normalised ('T', no lowercase z) */
+		char *str; /* STRING; date/time types keep their RFC 3339 text, normalised ('T', no lowercase z) */
 		int64_t integer;
 		double real;
 		bool boolean;

@@ -29,10 +29,12 @@ int ib_trust_check_name(const char *name, ib_error_t *err)
 {
 	size_t len = strlen(name);
 	/* The name becomes NAME.pub in the trust folder: no path, no hidden file. */
-	if (len == 0 || len > 100 || name[0] == '.' || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-								 "0123456789._-") != len)
-		return ib_error_usage(err, "bad key name '%s': use 1 to 100 letters, digits, '.', '_' or '-', "
-					   "not starting with '.' (pick one with --name NAME)",
+	if (len == 0 || len > 100 || name[0] == '.' ||
+	    strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			 "0123456789._-") != len)
+		return ib_error_usage(err,
+				      "bad key name '%s': use 1 to 100 letters, digits, '.', '_' or '-', "
+				      "not starting with '.' (pick one with --name NAME)",
 				      name);
 	return 0;
 }
@@ -66,7 +68,7 @@ static void scan_dir(const char *dir, bool installation, struct scan *s)
 {
 	DIR *d = opendir(dir);
 	if (d == NULL)
-		return;	/* no folder: no keys */
+		return; /* no folder: no keys */
 	size_t first = s->n;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
@@ -117,8 +119,9 @@ int ib_trust_name_free(const char *name, const struct ib_pubkey *key, ib_error_t
 		if (key && s.keys[i].keynum[0] && memcmp(s.pubs[i].keynum, key->keynum, IB_SIGN_KEYNUM_LEN) == 0 &&
 		    memcmp(s.pubs[i].key, key->key, IB_ED25519_PUBLIC_LEN) == 0)
 			return 0;
-		return ib_error_usage(err, "another key is already trusted as '%s' (%s): pick another name, or first run "
-					   "'imgbuild trust remove %s'",
+		return ib_error_usage(err,
+				      "another key is already trusted as '%s' (%s): pick another name, or first run "
+				      "'imgbuild trust remove %s'",
 				      name, s.keys[i].path, name);
 	}
 	return 0;
@@ -128,17 +131,20 @@ int ib_trust_name_free(const char *name, const struct ib_pubkey *key, ib_error_t
 static int bad_key(const char *pub, const char *why, ib_error_t *err)
 {
 	if (!ib_path_exists(pub))
-		return ib_error_usage(err, "trust add: '%s' does not exist: give the path of the signer's public key "
-					   "(a .pub file)",
+		return ib_error_usage(err,
+				      "trust add: '%s' does not exist: give the path of the signer's public key "
+				      "(a .pub file)",
 				      pub);
 	size_t l = strlen(pub);
 	cleanup_free char *text = ib_read_file(pub, NULL, NULL);
 	if ((l > 4 && strcmp(pub + l - 4, ".sec") == 0) || (text && strstr(text, "secret key")))
-		return ib_error_usage(err, "trust add: '%s' is a secret key: trust its public half, the .pub file made "
-					   "with it (and never hand out the .sec)",
+		return ib_error_usage(err,
+				      "trust add: '%s' is a secret key: trust its public half, the .pub file made "
+				      "with it (and never hand out the .sec)",
 				      pub);
-	return ib_error_usage(err, "trust add: '%s' is not a signify Ed25519 public key (%s): give a .pub file made by "
-				   "'imgbuild keygen' or 'signify-openbsd -G'",
+	return ib_error_usage(err,
+			      "trust add: '%s' is not a signify Ed25519 public key (%s): give a .pub file made by "
+			      "'imgbuild keygen' or 'signify-openbsd -G'",
 			      pub, why);
 }
 
@@ -170,8 +176,9 @@ int ib_trust_add(const char *pub, const char *name, struct ib_trusted_key *out, 
 		if (s.keys[i].keynum[0] == '\0' || memcmp(s.pubs[i].keynum, key.keynum, IB_SIGN_KEYNUM_LEN) != 0)
 			continue;
 		if (memcmp(s.pubs[i].key, key.key, IB_ED25519_PUBLIC_LEN) != 0)
-			return ib_error_set(err, 0, "trust add: '%s' has keynum %s, as the different key '%s' already "
-						    "trusted: one of them is forged; check with the key's owner",
+			return ib_error_set(err, 0,
+					    "trust add: '%s' has keynum %s, as the different key '%s' already "
+					    "trusted: one of them is forged; check with the key's owner",
 					    pub, s.keys[i].keynum, s.keys[i].path);
 		if (already)
 			*already = true;
@@ -233,8 +240,9 @@ int ib_trust_remove(const char *what, struct ib_trusted_key *out, ib_error_t *er
 		if (strcmp(k->name, what) != 0 && !(by_num && strcmp(k->keynum, what) == 0))
 			continue;
 		if (i >= user_n)
-			return ib_error_set(err, 0, "trust remove: '%s' is the installation's key %s, trusted for every "
-						    "user: remove that file to stop trusting it",
+			return ib_error_set(err, 0,
+					    "trust remove: '%s' is the installation's key %s, trusted for every "
+					    "user: remove that file to stop trusting it",
 					    what, k->path);
 		if (unlink(k->path) < 0)
 			return ib_error_errno(err, errno, "trust remove: remove '%s'", k->path);
@@ -242,7 +250,8 @@ int ib_trust_remove(const char *what, struct ib_trusted_key *out, ib_error_t *er
 			copy_key(out, k);
 		return 0;
 	}
-	return ib_error_usage(err, "trust remove: no trusted key is named or numbered '%s' "
-				   "('imgbuild trust list' shows them)",
+	return ib_error_usage(err,
+			      "trust remove: no trusted key is named or numbered '%s' "
+			      "('imgbuild trust list' shows them)",
 			      what);
 }

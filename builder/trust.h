@@ -11,10 +11,10 @@
 #include "sign.h"
 
 struct ib_trusted_key {
-	char keynum[2 * IB_SIGN_KEYNUM_LEN + 1];	/* hex; "" when the file is not a valid key */
-	char *name;		/* the file name without .pub */
+	char keynum[2 * IB_SIGN_KEYNUM_LEN + 1]; /* hex; "" when the file is not a valid key */
+	char *name;				 /* the file name without .pub */
 	char *path;
-	bool installation;	/* from the installation's keys/: trusted by every user, not ours to remove */
+	bool installation; /* from the installation's keys/: trusted by every user, not ours to remove */
 };
 void ib_trusted_key_free(struct ib_trusted_key *k);
 void ib_trusted_keys_free(struct ib_trusted_key *keys, size_t n);

@@ -28,7 +28,7 @@ static void rm_tree_at(int at, const char *name, dev_t dev)
 	}
 	if (st.st_dev != dev)
 		return;
-	fchmodat(at, name, 0700, 0);	/* a 0555 folder from the image */
+	fchmodat(at, name, 0700, 0); /* a 0555 folder from the image */
 	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -191,8 +191,8 @@ static int enter_tmp(const char *dir, char **tmp_out, int *cwd_out, ib_error_t *
  * tree is kept only when every check held. Before the first byte is written,
  * IMAGE.sha256 must carry a good signature (or --allow-unsigned): an image
  * that cannot pass is refused by the plain verify, which writes nothing. */
-static int verify_extract(const char *image, const char *dir, const struct ib_verify_opts *opts,
-			  char got[IB_SHA256_HEX_LEN + 1], char **tmp_out, struct ib_tar_entry *root, ib_error_t *err)
+static int verify_extract(const char *image, const char *dir, const struct ib_verify_opts *opts, char got[IB_SHA256_HEX_LEN + 1],
+			  char **tmp_out, struct ib_tar_entry *root, ib_error_t *err)
 {
 	struct ib_verify_opts vo = opts ? *opts : (struct ib_verify_opts){ 0 };
 	char hex[IB_SHA256_HEX_LEN + 1];
@@ -254,7 +254,8 @@ static int unpack(const char *image, const char *dir, const struct ib_verify_opt
 		rc = 0;
 	} else {
 		ib_log_warn("UNPACKING '%s' WITHOUT VERIFYING IT (--no-verify): its digest, signature and listing are "
-			    "NOT checked; only path safety is", image);
+			    "NOT checked; only path safety is",
+			    image);
 		cleanup_fd int fd = open(image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 		if (fd < 0)
 			return ib_error_errno(err, errno, "unpack: open '%s'", image);
@@ -409,7 +410,7 @@ int ib_unpack_cached(const char *image, const struct ib_verify_opts *opts, char 
 	 * named by: no other run can pick up a tree that is not that image's. */
 	struct stat st;
 	if (lstat(key, &st) == 0)
-		rm_tree(key);	/* a stamp left without its tree */
+		rm_tree(key); /* a stamp left without its tree */
 	cleanup_free char *tmp_key = xasprintf("%s/.unpack-%s.XXXXXX", images, hex);
 	if (mkdtemp(tmp_key) == NULL)
 		return ib_error_errno(err, errno, "unpack: make a folder in '%s'", images);

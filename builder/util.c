@@ -176,14 +176,14 @@ static char *read_fd(int fd, const char *path, size_t max, size_t *len, ib_error
 	 * IMAGE.sig or lock.d entry may be either. */
 	if (!S_ISREG(st.st_mode)) {
 		ib_error_set(err, 0, "'%s' is not a regular file (%s): refusing to read it", path,
-			     S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
-							     : S_ISDIR(st.st_mode)			  ? "a folder"
-														  : "not a file");
+			     S_ISFIFO(st.st_mode)			  ? "a FIFO"
+			     : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+			     : S_ISDIR(st.st_mode)			  ? "a folder"
+									  : "not a file");
 		return NULL;
 	}
 	if ((uint64_t)st.st_size > max) {
-		ib_error_set(err, 0, "'%s' is %lld bytes, more than the %zu this file may have", path,
-			     (long long)st.st_size, max);
+		ib_error_set(err, 0, "'%s' is %lld bytes, more than the %zu this file may have", path, (long long)st.st_size, max);
 		return NULL;
 	}
 	/* Regular files never block; the flag only mattered for the open. */
@@ -361,7 +361,7 @@ char *ib_escape(const char *s, bool keep_newlines)
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if ((*p < 0x20 && *p != '\t' && !(keep_newlines && *p == '\n')) || *p == 0x7f)
 			o += sprintf(o, "\\x%02x", *p);
-		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)	/* C1 controls as UTF-8 (CSI is U+009B) */
+		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) /* C1 controls as UTF-8 (CSI is U+009B) */
 			o += sprintf(o, "\\u%04x", p[1]), p++;
 		else
 			*o++ = (char)*p;

@@ -53,7 +53,7 @@ struct ib_strv {
 	char **v;
 	size_t n, cap;
 };
-void ib_strv_push(struct ib_strv *s, const char *str);	/* copies str */
+void ib_strv_push(struct ib_strv *s, const char *str); /* copies str */
 void ib_strv_push_owned(struct ib_strv *s, char *str);
 void ib_strv_free(struct ib_strv *s);
 #define cleanup_strv __attribute__((cleanup(ib_strv_free)))

@@ -19,7 +19,7 @@
 /* ---------------- entry safety ---------------- */
 
 struct ib_entry_check {
-	struct ib_strset seen;	/* normalised path -> 'd' 'f' 'l' 'h' */
+	struct ib_strset seen; /* normalised path -> 'd' 'f' 'l' 'h' */
 	char *prev;
 	char *norm;
 	char *link_norm;
@@ -94,8 +94,11 @@ int ib_entry_check(struct ib_entry_check *c, const struct ib_tar_entry *e, const
 		return ib_error_set(err, 0, "unsafe entry '%s': %s", e->path, why);
 	const char *norm = c->norm;
 	if (e->type == IB_ENTRY_OTHER) {
-		const char *what = S_ISCHR(e->filetype) ? "character device" : S_ISBLK(e->filetype) ? "block device"
-				 : S_ISFIFO(e->filetype) ? "fifo" : S_ISSOCK(e->filetype) ? "socket" : "special file";
+		const char *what = S_ISCHR(e->filetype)	   ? "character device"
+				   : S_ISBLK(e->filetype)  ? "block device"
+				   : S_ISFIFO(e->filetype) ? "fifo"
+				   : S_ISSOCK(e->filetype) ? "socket"
+							   : "special file";
 		return ib_error_set(err, 0, "unsafe entry '%s': %s", norm, what);
 	}
 	/* Entries are sorted by path, but the listing ends the image (pack.c
@@ -136,14 +139,18 @@ int ib_entry_check(struct ib_entry_check *c, const struct ib_tar_entry *e, const
 			return ib_error_set(err, 0, "unsafe entry '%s': hard link to '%s' (%s)", norm, e->link ? e->link : "",
 					    e->link ? why : "no target");
 		if (ib_strset_get(&c->seen, c->link_norm) != 'f')
-			return ib_error_set(err, 0, "unsafe entry '%s': hard link to '%s', which is not an earlier file of the image",
+			return ib_error_set(err, 0,
+					    "unsafe entry '%s': hard link to '%s', which is not an earlier file of the image",
 					    norm, c->link_norm);
 		if (e->size != 0)
 			return ib_error_set(err, 0, "unsafe entry '%s': hard link with content", norm);
 	}
 	if ((e->type == IB_ENTRY_DIR || e->type == IB_ENTRY_SYMLINK) && e->size != 0)
 		return ib_error_set(err, 0, "entry '%s': a folder or symlink with content", norm);
-	unsigned char kind = e->type == IB_ENTRY_DIR ? 'd' : e->type == IB_ENTRY_FILE ? 'f' : e->type == IB_ENTRY_SYMLINK ? 'l' : 'h';
+	unsigned char kind = e->type == IB_ENTRY_DIR	   ? 'd'
+			     : e->type == IB_ENTRY_FILE	   ? 'f'
+			     : e->type == IB_ENTRY_SYMLINK ? 'l'
+							   : 'h';
 	ib_strset_put(&c->seen, norm, kind);
 	if (is_listing) {
 		c->listing_seen = true;
@@ -169,7 +176,7 @@ struct seen_entry {
 
 struct state {
 	struct ib_verify_report *rep;
-	const struct ib_verify_opts *opts;	/* NULL: nothing to hand out */
+	const struct ib_verify_opts *opts; /* NULL: nothing to hand out */
 	struct seen_entry *v;
 	size_t n, cap;
 	struct ib_buf listing;
@@ -232,8 +239,8 @@ static void seen_from(struct seen_entry *se, const struct ib_tar_entry *e, const
 
 /* Unpacking: nothing unsafe reaches the disk, and nothing after it. Returns -1
  * to stop reading, else 0 with *WRITING saying whether the entry goes to disk. */
-static int unpack_begin(struct state *st, struct ib_archive_reader *r, const struct ib_tar_entry *e, const char *norm,
-			bool safe, bool *writing)
+static int unpack_begin(struct state *st, struct ib_archive_reader *r, const struct ib_tar_entry *e, const char *norm, bool safe,
+			bool *writing)
 {
 	ib_error_t err = NULL;
 	*writing = false;
@@ -258,8 +265,8 @@ static int unpack_begin(struct state *st, struct ib_archive_reader *r, const str
 /* A file's content: hashed into SE, handed to the caller's take(), kept when
  * it is the listing or the facts, written to disk when WRITING. Returns -1
  * to stop reading (the image is cut short, or the disk failed). */
-static int read_content(struct state *st, struct ib_archive_reader *r, const struct ib_tar_entry *e, const char *norm,
-			bool safe, bool is_listing, bool is_facts, bool writing, struct seen_entry *se)
+static int read_content(struct state *st, struct ib_archive_reader *r, const struct ib_tar_entry *e, const char *norm, bool safe,
+			bool is_listing, bool is_facts, bool writing, struct seen_entry *se)
 {
 	ib_error_t err = NULL;
 	st->rep->files++;
@@ -374,7 +381,7 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 		if (se.path)
 			seen_add(st, &se);
 		continue;
-stop:
+	stop:
 		free(se.path);
 		free(se.target);
 		break;
@@ -397,7 +404,8 @@ static void compare_listing(struct state *st)
 		fail(st->rep, "the image has no ./" IB_META_LISTING);
 		return;
 	}
-	if (st->listing.len < strlen(IB_LISTING_HEADER) || memcmp(st->listing.s, IB_LISTING_HEADER, strlen(IB_LISTING_HEADER)) != 0) {
+	if (st->listing.len < strlen(IB_LISTING_HEADER) ||
+	    memcmp(st->listing.s, IB_LISTING_HEADER, strlen(IB_LISTING_HEADER)) != 0) {
 		fail(st->rep, "the listing does not start with '%.*s'", (int)strlen(IB_LISTING_HEADER) - 1, IB_LISTING_HEADER);
 		return;
 	}
@@ -450,10 +458,11 @@ static void compare_listing(struct state *st)
 		char msg[768];
 		msg[0] = '\0';
 		if (s->type != le.type)
-			snprintf(msg, sizeof(msg), "'%s' is a %s, the listing says %s", s->path, type_name(s->type), type_name(le.type));
+			snprintf(msg, sizeof(msg), "'%s' is a %s, the listing says %s", s->path, type_name(s->type),
+				 type_name(le.type));
 		else if (s->type == 'f' && strcmp(s->sha256, le.sha256) != 0)
-			snprintf(msg, sizeof(msg), "'%s': content differs from the listing (sha256 %.16s..., listed %.16s...)", s->path,
-				 s->sha256, le.sha256);
+			snprintf(msg, sizeof(msg), "'%s': content differs from the listing (sha256 %.16s..., listed %.16s...)",
+				 s->path, s->sha256, le.sha256);
 		else if (s->size != le.size)
 			snprintf(msg, sizeof(msg), "'%s': size %lld, listed %lld", s->path, (long long)s->size, (long long)le.size);
 		else if (s->mode != le.mode)

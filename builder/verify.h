@@ -13,10 +13,10 @@
 #include "imgmeta.h"
 
 struct ib_verify_opts {
-	const char *key;	/* the one trusted public key; NULL: ib_data_dir()/keys and ib_user_trust_dir() */
-	bool allow_unsigned;	/* an image without IMAGE.sig passes (a bad signature still fails) */
-	bool host;		/* also check the host driver against the image (see imgbuild driver) */
-	bool quiet;		/* print no report */
+	const char *key;     /* the one trusted public key; NULL: ib_data_dir()/keys and ib_user_trust_dir() */
+	bool allow_unsigned; /* an image without IMAGE.sig passes (a bad signature still fails) */
+	bool host;	     /* also check the host driver against the image (see imgbuild driver) */
+	bool quiet;	     /* print no report */
 	/* Optional: a reader of some entries' content in the same pass (export
 	 * reads the environment and the architecture this way). WANT is asked
 	 * for every safe file entry and returns how many of its first bytes to
@@ -31,20 +31,20 @@ struct ib_verify_opts {
 	 * stops the read; the digest, listing and signature are checked at the
 	 * end as always, so the caller keeps the tree only when ib_verify
 	 * returns 0. ROOT receives the root entry, which is not written. */
-	struct ib_archive_disk *disk;	/* not owned */
-	int into;			/* not owned; a folder fd, used when DISK is set */
-	struct ib_tar_entry *root;	/* not owned; its path, link and xattrs are NULL */
+	struct ib_archive_disk *disk; /* not owned */
+	int into;		      /* not owned; a folder fd, used when DISK is set */
+	struct ib_tar_entry *root;    /* not owned; its path, link and xattrs are NULL */
 };
 
 struct ib_verify_report {
-	char sha256[IB_SHA256_HEX_LEN + 1];	/* of the image file as read */
-	char *name, *builder, *archs, *min_driver;	/* from facts.toml; NULL when absent */
-	struct ib_strv plain;	/* its other string facts as "key = value" (the [stack] pins, gcc, ...) */
-	struct ib_facts facts;	/* min_driver, archs, ptx_jit: what --host and run --gpu check */
-	char *signer;		/* public key path, NULL when unsigned */
-	char signer_keynum[2 * 8 + 1];	/* signify keynum in hex, "" when unsigned */
+	char sha256[IB_SHA256_HEX_LEN + 1];	   /* of the image file as read */
+	char *name, *builder, *archs, *min_driver; /* from facts.toml; NULL when absent */
+	struct ib_strv plain;			   /* its other string facts as "key = value" (the [stack] pins, gcc, ...) */
+	struct ib_facts facts;			   /* min_driver, archs, ptx_jit: what --host and run --gpu check */
+	char *signer;				   /* public key path, NULL when unsigned */
+	char signer_keynum[2 * 8 + 1];		   /* signify keynum in hex, "" when unsigned */
 	uint64_t entries, files, bytes;
-	struct ib_strv failures;	/* one line per failed check */
+	struct ib_strv failures; /* one line per failed check */
 };
 void ib_verify_report_free(struct ib_verify_report *r);
 

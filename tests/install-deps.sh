@@ -2,7 +2,7 @@
 # Installs the Debian packages imgbuild needs to build and test, and only the missing ones.
 set -eu
 pkgs="libarchive-dev libcurl4-openssl-dev libseccomp-dev libssl-dev libcmocka-dev pkg-config
-clang libclang-rt-14-dev mmdebstrap debootstrap git zstd ccache signify-openbsd python3
+clang clang-format libclang-rt-14-dev mmdebstrap debootstrap git zstd ccache signify-openbsd python3
 uidmap arch-test gcc make ca-certificates curl busybox-static libarchive-tools libcap2-bin attr
 zlib1g-dev podman skopeo umoci runc pigz
 libacl1-dev libxml2-dev liblzma-dev libzstd-dev liblz4-dev libbz2-dev libnghttp2-dev libidn2-dev

@@ -59,7 +59,7 @@ __attribute__((used)) void cuda_query_main(void)
 {
 	int rc = query();
 	fflush(stdout);
-	_exit(rc);	/* no atexit handlers: libcuda's threads may still run */
+	_exit(rc); /* no atexit handlers: libcuda's threads may still run */
 }
 
 __asm__(".text\n.global _start\n_start:\n"

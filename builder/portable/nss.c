@@ -14,7 +14,7 @@
 
 __attribute__((constructor)) static void nss_builtin_only(void)
 {
-	static const char *const files_only[] = { "passwd", "group", "shadow", "gshadow", "initgroups",
+	static const char *const files_only[] = { "passwd",   "group",	   "shadow",   "gshadow", "initgroups",
 						  "services", "protocols", "networks", "aliases", "ethers",
 						  "netgroup", "publickey", "rpc" };
 	for (size_t i = 0; i < sizeof(files_only) / sizeof(files_only[0]); i++)

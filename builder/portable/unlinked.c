@@ -17,12 +17,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FAIL_INT(name) int name(void); int name(void) { return -1; }
-#define FAIL_PTR(name) void *name(void); void *name(void) { return NULL; }
-#define NOTHING(name) void name(void); void name(void) {}
+#define FAIL_INT(name)     \
+	int name(void);    \
+	int name(void)     \
+	{                  \
+		return -1; \
+	}
+#define FAIL_PTR(name)       \
+	void *name(void);    \
+	void *name(void)     \
+	{                    \
+		return NULL; \
+	}
+#define NOTHING(name)    \
+	void name(void); \
+	void name(void)  \
+	{                \
+	}
 
 /* GSS-API: GSS_S_FAILURE is (13ul << 16) */
-#define GSS_FAIL(name) uint32_t name(uint32_t *minor); uint32_t name(uint32_t *minor) { if (minor) *minor = 0; return 13u << 16; }
+#define GSS_FAIL(name)                  \
+	uint32_t name(uint32_t *minor); \
+	uint32_t name(uint32_t *minor)  \
+	{                               \
+		if (minor)              \
+			*minor = 0;     \
+		return 13u << 16;       \
+	}
 GSS_FAIL(gss_delete_sec_context)
 GSS_FAIL(gss_display_name)
 GSS_FAIL(gss_display_status)
@@ -45,7 +66,10 @@ NOTHING(RTMP_Init)
 FAIL_INT(RTMP_Read)
 NOTHING(RTMP_SetBufferMS)
 int RTMP_SetupURL(void);
-int RTMP_SetupURL(void) { return 0; }
+int RTMP_SetupURL(void)
+{
+	return 0;
+}
 FAIL_INT(RTMP_Write)
 
 /* LDAP: -1 is LDAP_SERVER_DOWN-like failure for int results */
@@ -55,7 +79,11 @@ NOTHING(ber_memfree)
 FAIL_INT(ber_sockbuf_add_io)
 FAIL_INT(ldap_abandon_ext)
 const char *ldap_err2string(int rc);
-const char *ldap_err2string(int rc) { (void)rc; return "LDAP is not in imgbuild-portable"; }
+const char *ldap_err2string(int rc)
+{
+	(void)rc;
+	return "LDAP is not in imgbuild-portable";
+}
 NOTHING(ldap_free_urldesc)
 FAIL_PTR(ldap_get_attribute_ber)
 FAIL_INT(ldap_get_dn_ber)
@@ -78,10 +106,18 @@ FAIL_INT(ldap_url_parse)
 /* ICU converters: ucnv_open reports U_UNSUPPORTED_ERROR (16), libxml2 then
  * says the encoding is unsupported. */
 void *ucnv_open_72(const char *name, int *err);
-void *ucnv_open_72(const char *name, int *err) { (void)name; if (err) *err = 16; return NULL; }
+void *ucnv_open_72(const char *name, int *err)
+{
+	(void)name;
+	if (err)
+		*err = 16;
+	return NULL;
+}
 NOTHING(ucnv_close_72)
 void ucnv_convertEx_72(void);
-void ucnv_convertEx_72(void) {}
+void ucnv_convertEx_72(void)
+{
+}
 NOTHING(ucnv_setFromUCallBack_72)
 NOTHING(ucnv_setToUCallBack_72)
 NOTHING(UCNV_FROM_U_CALLBACK_STOP_72)
