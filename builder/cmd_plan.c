@@ -211,7 +211,7 @@ static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 	out("stages     %zu, in order\n", m->n_stages);
 	const char *parent = key_problem ? NULL : base_key;
 	char key[IB_KEY_LEN + 1];
-	struct ib_strv net = { 0 };
+	cleanup_strv struct ib_strv net = { 0 };
 	for (size_t i = 0; i < m->n_stages; i++) {
 		const struct ib_stage *s = &m->stages[i];
 		out("  %2zu %-12s %-32s %s\n", i + 1, s->name, rel(m, s->script), s->network ? "network" : "no network");
@@ -246,7 +246,6 @@ static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 		    m->n_stages - net.n == 1 ? "" : "s", m->n_stages - net.n == 1 ? "s" : "");
 	}
 	out("\n           the base and every input are fetched before any stage runs\n");
-	ib_strv_free(&net);
 
 	struct ib_verdicts v = { 0 };
 	if (ib_compat_check(compat, m, &v, err) < 0) {

@@ -1752,7 +1752,7 @@ void ib_compat_advise(const struct ib_compat *c, const char *cc, struct ib_advic
 		item(&a->cuda_range, ar->source, "%s (nvcc can target %s)", range, cc);
 
 	/* Candidate CUDA releases: every major.minor the driver table knows, newest first. */
-	struct ib_strv cands = { 0 };
+	cleanup_strv struct ib_strv cands = { 0 };
 	for (size_t i = 0; i < c->n_driver; i++) {
 		char *mm = major_minor(c->driver[i].cuda);
 		bool dup = false;
@@ -1832,7 +1832,6 @@ void ib_compat_advise(const struct ib_compat *c, const char *cc, struct ib_advic
 	if (!a->have_stack)
 		snprintf(a->why_none, sizeof(a->why_none), "no CUDA in %s that %s can use has a %s row in compat.toml", range,
 			 ad ? "its last driver branch" : "it", blocked ? blocked : "driver");
-	ib_strv_free(&cands);
 }
 
 const char *ib_compat_ext_arch_fix(const struct ib_compat *c, const char *arch, const char *torch, const char **source)

@@ -499,7 +499,7 @@ static void find_devices(struct ib_driver *d)
 {
 	size_t cap = 0;
 	add_dev(d, &cap, "/dev/nvidiactl");
-	struct ib_strv names = { 0 };
+	cleanup_strv struct ib_strv names = { 0 };
 	cleanup_free char *devdir = host_path(d, "/dev");
 	DIR *dir = opendir(devdir);
 	if (dir) {
@@ -531,7 +531,6 @@ static void find_devices(struct ib_driver *d)
 			qsort(names.v, names.n, sizeof(char *), cmp_str);
 		for (size_t i = 0; i < names.n; i++)
 			add_dev(d, &cap, names.v[i]);
-		ib_strv_free(&names);
 	}
 }
 

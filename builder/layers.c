@@ -163,12 +163,11 @@ int ib_layers_stage_key(const struct ib_manifest *m, const struct ib_stage *s, c
 		return ib_error_wrap(err, "stage '%s' script", s->name);
 	feed(h, "script", hex);
 
-	struct ib_strv env = { 0 };
+	cleanup_strv struct ib_strv env = { 0 };
 	ib_layers_stage_env(m, s, NULL, &env);
 	if (env.n > 0)
 		qsort(env.v, env.n, sizeof(char *), cmp_str);
 	feed_strv(h, "env", &env);
-	ib_strv_free(&env);
 
 	feed(h, "network", s->network ? "true" : "false");
 	for (size_t i = 0; i < s->inputs.n; i++) {
