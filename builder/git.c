@@ -145,7 +145,7 @@ static char *trim(char *s)
  * not NULL; a failure's error carries git's last stderr lines. */
 static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *const *args, char **out, ib_error_t *err)
 {
-	struct ib_strv argv = { 0 };
+	cleanup_strv struct ib_strv argv = { 0 };
 	ib_strv_push(&argv, "git");
 	static const char *const config[] = {
 		"protocol.file.allow=always", /* local and file:// repositories, also for submodules */
@@ -170,7 +170,7 @@ static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *co
 	for (size_t i = 0; args[i]; i++)
 		ib_strv_push(&argv, args[i]);
 
-	struct ib_strv env = { 0 };
+	cleanup_strv struct ib_strv env = { 0 };
 	for (size_t i = 0; i < ctx->env.n; i++)
 		ib_strv_push(&env, ctx->env.v[i]);
 	if (o->index)
@@ -179,11 +179,8 @@ static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *co
 	struct ib_proc_cmd pc = { .argv = argv.v, .envp = env.v, .cwd = o->work_tree };
 	struct ib_proc_output po;
 	int rc = ib_proc_capture(&pc, &po, err);
-	ib_strv_free(&env);
-	if (rc < 0) {
-		ib_strv_free(&argv);
+	if (rc < 0)
 		return ib_error_wrap(err, "git");
-	}
 
 	/* The command as a user could retype it, for messages. */
 	size_t clen = 1;
@@ -196,7 +193,6 @@ static int run_git(struct git_ctx *ctx, const struct git_opts *o, const char *co
 		strcat(cmd, " ");
 		strcat(cmd, argv.v[i]);
 	}
-	ib_strv_free(&argv);
 
 	if (po.status != 0) {
 		const char *why = po.err_tail;
@@ -327,7 +323,7 @@ static int fetch_superproject(struct git_ctx *ctx, const char *mirror, ib_error_
 	if (ctx->offline)
 		return ib_error_set(err, 0, "offline: source '%s' (tag %s of %s) is not in the cache", s->name, s->tag, s->url);
 	cleanup_free char *refspec = xasprintf("+refs/tags/%s:refs/tags/%s", s->tag, s->tag);
-	struct ib_strv reasons = { 0 };
+	cleanup_strv struct ib_strv reasons = { 0 };
 	const char *used = NULL;
 	for (size_t i = 0; i <= s->mirrors.n && used == NULL; i++) {
 		const char *url = i == 0 ? s->url : s->mirrors.v[i - 1];
@@ -347,10 +343,8 @@ static int fetch_superproject(struct git_ctx *ctx, const char *mirror, ib_error_
 	}
 	if (used == NULL) {
 		cleanup_free char *list = join_reasons(&reasons);
-		ib_strv_free(&reasons);
 		return ib_error_set(err, 0, "fetch tag '%s' of source '%s' failed from every URL:%s", s->tag, s->name, list);
 	}
-	ib_strv_free(&reasons);
 	cleanup_free char *got = tag_commit(ctx, mirror, s->tag);
 	if (got == NULL)
 		return ib_error_set(err, 0, "source '%s': tag '%s' from %s does not point to a commit", s->name, s->tag, used);
@@ -400,7 +394,7 @@ struct candidate {
 static int fetch_submodule_commit(struct git_ctx *ctx, const char *mirror, const struct candidate *cands, size_t n_cands,
 				  const char *commit, const char *path, const char **served_out, ib_error_t *err)
 {
-	struct ib_strv reasons = { 0 };
+	cleanup_strv struct ib_strv reasons = { 0 };
 	for (size_t t = 0; t < n_cands; t++) {
 		const char *url = cands[t].url;
 		struct git_opts o = { .git_dir = mirror, .rewrites = cands[t].rewrites, .quiet_fail = true };
@@ -421,7 +415,6 @@ static int fetch_submodule_commit(struct git_ctx *ctx, const char *mirror, const
 		if (!got)
 			got = run_git(ctx, &o, all, NULL, &ferr) == 0 && has_commit(ctx, mirror, commit);
 		if (got) {
-			ib_strv_free(&reasons);
 			*served_out = url;
 			return 0;
 		}
@@ -430,7 +423,6 @@ static int fetch_submodule_commit(struct git_ctx *ctx, const char *mirror, const
 		ib_error_free(&ferr);
 	}
 	cleanup_free char *list = join_reasons(&reasons);
-	ib_strv_free(&reasons);
 	return ib_error_set(err, 0, "submodule '%s' of source '%s': cannot fetch commit %s:%s", path, ctx->s->name, commit, list);
 }
 
@@ -678,7 +670,7 @@ static int export_source(struct git_ctx *ctx, char **tree_out, ib_error_t *err)
 	 * exported with and without submodules gives different trees. */
 	cleanup_free char *key = NULL;
 	if (subs.n > 0) {
-		struct ib_strv lines = { 0 };
+		cleanup_strv struct ib_strv lines = { 0 };
 		size_t len = 1;
 		for (size_t i = 0; i < subs.n; i++) {
 			ib_strv_push_owned(&lines, xasprintf("%s %s\n", subs.v[i].commit, subs.v[i].path));
@@ -687,7 +679,6 @@ static int export_source(struct git_ctx *ctx, char **tree_out, ib_error_t *err)
 		cleanup_free char *state = xcalloc(1, len);
 		for (size_t i = 0; i < lines.n; i++)
 			strcat(state, lines.v[i]);
-		ib_strv_free(&lines);
 		cleanup_free char *h = hash_hex(state);
 		key = xasprintf("%s-%.16s", s->commit, h);
 	} else
