@@ -924,7 +924,7 @@ int ib_sandbox_run(const struct ib_sandbox_spec *spec, int *status, ib_error_t *
 	struct ib_seccomp_prog prog = { 0 };
 	if (spec->seccomp && ib_seccomp_compile(&prog, spec->allow_ptrace ? IB_SECCOMP_ALLOW_PTRACE : 0, err) < 0)
 		return -1;
-	struct ib_strv env = { 0 };
+	cleanup_strv struct ib_strv env = { 0 };
 	char *const *envp = spec->envp;
 	static char *const empty_env[] = { NULL };
 	if (envp == NULL)
@@ -1009,7 +1009,6 @@ out:
 	remove_made_points(&made);
 	if (tmp_mp && tmp_mp[strlen(tmp_mp) - 1] != 'X')
 		rmdir(tmp_mp);
-	ib_strv_free(&env);
 	ib_seccomp_prog_free(&prog);
 	return rc;
 }
