@@ -193,6 +193,8 @@ struct ib_hash_pipe {
 	bool reader, eof, stop;
 	int in_fd;
 	uint64_t consumed;
+	ib_hash_tap_fn tap;
+	void *tap_ctx;
 };
 
 static void *reader_main(void *arg)
@@ -228,6 +230,8 @@ static void *reader_main(void *arg)
 		}
 		if (got)
 			dual_update(&p->sha, b->data, got);
+		if (got && p->tap)
+			p->tap(p->tap_ctx, b->data, got);
 		pthread_mutex_lock(&p->lock);
 		b->len = got;
 		p->offset += got;
@@ -247,7 +251,14 @@ static void *reader_main(void *arg)
 
 struct ib_hash_pipe *ib_hash_pipe_new_reader(int in_fd, size_t block_size, int n_blocks)
 {
+	return ib_hash_pipe_new_reader_tap(in_fd, block_size, n_blocks, NULL, NULL);
+}
+
+struct ib_hash_pipe *ib_hash_pipe_new_reader_tap(int in_fd, size_t block_size, int n_blocks, ib_hash_tap_fn tap, void *tap_ctx)
+{
 	struct ib_hash_pipe *p = xcalloc(1, sizeof(*p));
+	p->tap = tap;
+	p->tap_ctx = tap_ctx;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->in_fd = in_fd;

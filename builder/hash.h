@@ -23,6 +23,13 @@ struct ib_hash_pipe *ib_hash_pipe_new(size_t block_size, int n_blocks);
  * read's copy is on the other core. Use _next, then _finish, which reads and
  * hashes whatever the parser left. */
 struct ib_hash_pipe *ib_hash_pipe_new_reader(int in_fd, size_t block_size, int n_blocks);
+/* The same, and TAP gets every block the thread read, in order, right after
+ * hashing it, on that thread, before the parser does: all of the file, the
+ * bytes past where the parser stopped included. So a consumer of the raw
+ * bytes (export's layer) needs no second read, and gets exactly the bytes
+ * whose digest _finish gives. */
+typedef void (*ib_hash_tap_fn)(void *ctx, const void *buf, size_t len);
+struct ib_hash_pipe *ib_hash_pipe_new_reader_tap(int in_fd, size_t block_size, int n_blocks, ib_hash_tap_fn tap, void *tap_ctx);
 /* The next block in *BUF (valid until _next is called N_BLOCKS-3 more times),
  * its length; 0 at EOF; -1 with errno set on a read error. */
 ssize_t ib_hash_pipe_next(struct ib_hash_pipe *p, const void **buf);

@@ -358,11 +358,38 @@ static int out_blob(struct out *o, const struct ib_buf *b, char hex[IB_SHA256_HE
 	return out_file(o, name, b->s, b->len, err);
 }
 
+/* What precedes the layer. Written before verify's pass, when the image's
+ * time for the tar headers is not known yet; in a tar, written over once
+ * it is (the same length). */
+static int write_prefix(struct out *o, ib_error_t *err)
+{
+	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
+	if (out_file(o, "oci-layout", layout, sizeof(layout) - 1, err) < 0 || out_dir_entry(o, "blobs/", err) < 0 ||
+	    out_dir_entry(o, "blobs/sha256/", err) < 0)
+		return -1;
+	return 0;
+}
+
+static int rewrite_prefix(struct out *o, ib_error_t *err)
+{
+	uint64_t end = o->off;
+	if (lseek(o->fd, 0, SEEK_SET) < 0)
+		return ib_error_errno(err, errno, "export: seek '%s'", o->tmp);
+	o->off = 0;
+	if (write_prefix(o, err) < 0)
+		return -1;
+	o->off = end;
+	if (lseek(o->fd, 0, SEEK_END) < 0)
+		return ib_error_errno(err, errno, "export: seek '%s'", o->tmp);
+	return 0;
+}
+
 /* The layer's bytes, in order, from the compressor or the copier. */
 static int layer_sink(void *ctx, const void *buf, size_t len, ib_error_t *err)
 {
 	struct out *o = ctx;
-	ib_sha256_update(o->blob_sha, buf, len);
+	if (o->blob_sha)
+		ib_sha256_update(o->blob_sha, buf, len);
 	o->blob_len += len;
 	return write_all(o->fd, buf, len, err);
 }
@@ -488,6 +515,30 @@ static int write_layer(struct out *o, int image_fd, bool zstd_image, enum ib_oci
 	return 0;
 }
 
+/* One pass (a tar image): verify's reading thread hands every byte of the
+ * image here right after hashing it, and the layer is written from them
+ * while verify parses the same blocks on this thread. The layer goes into a
+ * temporary file, named only once verify has passed: an image that fails is
+ * never exported. Against verify first and a second read for the layer, this
+ * saves the second read and hash, and overlaps verify with compressing. */
+struct layer_tap {
+	struct feed f;
+	uint64_t total;
+	ib_error_t err; /* the first failure; later bytes are dropped */
+};
+
+static void layer_tap(void *ctx, const void *buf, size_t len)
+{
+	struct layer_tap *t = ctx;
+	/* The zstd check was made on another open of the file: one replaced
+	 * since by a zstd image must not go into a layer typed as tar. */
+	if (t->total == 0 && t->err == NULL && len >= 4 && memcmp(buf, "\x28\xb5\x2f\xfd", 4) == 0)
+		ib_error_set(&t->err, 0, "export: the image changed while it was read (now zstd): nothing written");
+	t->total += len;
+	if (t->err == NULL)
+		feed(&t->f, buf, len, &t->err);
+}
+
 /* ---------------- the export ---------------- */
 
 static char *fact_str(const struct ib_toml_value *root, const char *key)
@@ -548,6 +599,9 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	cleanup_buf struct ib_buf config = { 0 }, manifest = { 0 }, index = { 0 };
 	struct out o = { .fd = -1 };
 	cleanup_fd int image_fd = -1;
+	cleanup_gzip struct ib_gzip *gz = NULL;
+	struct layer_tap tap = { 0 };
+	cleanup_archive_writer struct ib_archive_writer *zw = NULL;
 	cleanup_free char *out_path = NULL, *layer_tmp = NULL, *name = NULL, *cuda = NULL, *archs = NULL, *min_driver = NULL;
 
 	/* Where it goes, checked before the long work. */
@@ -565,24 +619,104 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 					      opts->output);
 	}
 
-	/* Open the image first, so that the bytes verified and the bytes
-	 * exported are read through the same open file (and hashed again). */
+	/* Open the image first: a zstd image's layer is read through this open
+	 * file after verify (and hashed again); a tar image's is written from
+	 * verify's own read (layer_tap). */
 	image_fd = open(opts->image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (image_fd < 0)
 		return ib_error_errno(err, errno, "export: open '%s'", opts->image);
 	uint8_t magic[4] = { 0 };
 	bool zstd_image = pread(image_fd, magic, sizeof(magic), 0) == 4 && memcmp(magic, "\x28\xb5\x2f\xfd", 4) == 0;
 
+	/* The output, beside its final name. */
+	o.tmp = xasprintf("%s.tmp-%ld", out_path, (long)getpid());
+	if (o.tar) {
+		o.fd = open(o.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (o.fd < 0) {
+			ib_error_errno(err, errno, "export: create '%s'", o.tmp);
+			free(o.tmp);
+			o.tmp = NULL;
+			goto out;
+		}
+	} else if (mkdir(o.tmp, 0755) < 0) {
+		ib_error_errno(err, errno, "export: mkdir '%s'", o.tmp);
+		free(o.tmp);
+		o.tmp = NULL;
+		goto out;
+	}
+	if (write_prefix(&o, err) < 0)
+		goto out;
+
+	/* The layer: its header's name is its digest, known at the end, so a
+	 * placeholder header goes first and is written over. */
+	uint64_t header_off = o.off;
+	if (o.tar) {
+		static const uint8_t zero[512];
+		if (write_all(o.fd, zero, sizeof(zero), err) < 0)
+			goto out;
+		o.off += 512;
+	} else {
+		layer_tmp = xasprintf("%s/blobs/sha256/layer.tmp", o.tmp);
+		o.fd = open(layer_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (o.fd < 0) {
+			ib_error_errno(err, errno, "export: create '%s'", layer_tmp);
+			goto out;
+		}
+	}
+	/* A tar image's layer is written in verify's pass (layer_tap); a zstd
+	 * image is decompressed for it in a second pass, after verify. */
+	bool one_pass = !zstd_image;
+	o.blob_sha = one_pass && opts->compression == IB_OCI_NONE ? NULL : ib_sha256_new();
+	tap.f = (struct feed){ .comp = opts->compression, .o = &o };
+	if (one_pass && opts->compression == IB_OCI_GZIP)
+		tap.f.gz = gz = ib_gzip_new(opts->threads, layer_sink, &o);
+	else if (one_pass && opts->compression == IB_OCI_ZSTD &&
+		 (tap.f.zw = zw = ib_archive_compressor_new(IB_COMPRESS_ZSTD, opts->threads, 0, layer_sink, &o, err)) == NULL)
+		goto out;
+
 	double t0 = now();
 	struct ib_verify_opts vo = *opts->verify;
 	vo.want = gather_want;
 	vo.take = gather_take;
 	vo.ctx = &g;
+	if (one_pass) {
+		vo.raw = layer_tap;
+		vo.raw_ctx = &tap;
+	}
 	if (ib_verify(opts->image, &vo, &rep, err) < 0) {
 		ib_error_wrap(err, "export: not exported");
 		goto out;
 	}
 	res->seconds_verify = now() - t0;
+	t0 = now();
+	if (one_pass) {
+		if (tap.err) {
+			*err = steal_pointer(&tap.err);
+			goto out;
+		}
+		if ((gz && ib_gzip_finish(gz, NULL, err) < 0) || (zw && ib_archive_writer_finish(zw, err) < 0))
+			goto out;
+		/* The layer holds exactly the bytes whose digest verify checked. */
+		memcpy(res->diff_id, rep.sha256, sizeof(rep.sha256));
+		res->image_size = tap.total;
+		if (o.blob_sha) {
+			uint8_t d[IB_SHA256_LEN];
+			ib_sha256_final(o.blob_sha, d);
+			ib_hex(d, sizeof(d), res->layer_digest);
+		} else {
+			memcpy(res->layer_digest, rep.sha256, sizeof(rep.sha256));
+		}
+		res->layer_size = o.blob_len;
+	} else {
+		posix_fadvise(image_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		if (lseek(image_fd, 0, SEEK_SET) < 0) {
+			ib_error_errno(err, errno, "export: seek '%s'", opts->image);
+			goto out;
+		}
+		if (write_layer(&o, image_fd, zstd_image, opts->compression, opts->threads, rep.sha256, res, err) < 0)
+			goto out;
+	}
+	res->seconds_layer = now() - t0;
 
 	facts = ib_toml_parse(g.facts.s ? g.facts.s : "", g.facts.len, "facts.toml", err);
 	if (facts == NULL)
@@ -593,6 +727,8 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 		goto out;
 	}
 	o.epoch = created->u.integer;
+	if (o.tar && rewrite_prefix(&o, err) < 0)
+		goto out;
 	if (g.arch == NULL) {
 		ib_error_set(err, 0, "export '%s': no ELF program in /usr/bin or /bin tells the image's architecture", opts->image);
 		goto out;
@@ -624,53 +760,6 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 			    "and are not in the config's Env (imgbuild run would run them)",
 			    skipped);
 
-	/* The output, beside its final name. */
-	o.tmp = xasprintf("%s.tmp-%ld", out_path, (long)getpid());
-	if (o.tar) {
-		o.fd = open(o.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (o.fd < 0) {
-			ib_error_errno(err, errno, "export: create '%s'", o.tmp);
-			free(o.tmp);
-			o.tmp = NULL;
-			goto out;
-		}
-	} else if (mkdir(o.tmp, 0755) < 0) {
-		ib_error_errno(err, errno, "export: mkdir '%s'", o.tmp);
-		free(o.tmp);
-		o.tmp = NULL;
-		goto out;
-	}
-	static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
-	if (out_file(&o, "oci-layout", layout, sizeof(layout) - 1, err) < 0 || out_dir_entry(&o, "blobs/", err) < 0 ||
-	    out_dir_entry(&o, "blobs/sha256/", err) < 0)
-		goto out;
-
-	/* The layer: its header's name is its digest, known at the end, so a
-	 * placeholder header goes first and is written over. */
-	uint64_t header_off = o.off;
-	if (o.tar) {
-		static const uint8_t zero[512];
-		if (write_all(o.fd, zero, sizeof(zero), err) < 0)
-			goto out;
-		o.off += 512;
-	} else {
-		layer_tmp = xasprintf("%s/blobs/sha256/layer.tmp", o.tmp);
-		o.fd = open(layer_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (o.fd < 0) {
-			ib_error_errno(err, errno, "export: create '%s'", layer_tmp);
-			goto out;
-		}
-	}
-	o.blob_sha = ib_sha256_new();
-	posix_fadvise(image_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	t0 = now();
-	if (lseek(image_fd, 0, SEEK_SET) < 0) {
-		ib_error_errno(err, errno, "export: seek '%s'", opts->image);
-		goto out;
-	}
-	if (write_layer(&o, image_fd, zstd_image, opts->compression, opts->threads, rep.sha256, res, err) < 0)
-		goto out;
-	res->seconds_layer = now() - t0;
 	if (o.tar) {
 		uint8_t h[512];
 		cleanup_free char *lname = xasprintf("blobs/sha256/%s", res->layer_digest);
@@ -777,6 +866,7 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 	o.tmp = NULL;
 	rc = 0;
 out:
+	ib_error_free(&tap.err);
 	if (o.fd >= 0)
 		close(o.fd);
 	if (o.tmp) {

@@ -682,7 +682,7 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 	ib_error_t e2 = NULL;
 
 	/* One read of the image: 1 MiB blocks, hashed then parsed. */
-	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new_reader(fd, 256 << 10, 32);
+	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new_reader_tap(fd, 256 << 10, 32, opts->raw, opts->raw_ctx);
 	struct state st = { .rep = rep, .opts = opts };
 	/* Unpacking: libarchive writes relative to the working folder. The image
 	 * is open already, and its .sha256 and .sig are read after returning. */

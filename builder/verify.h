@@ -34,6 +34,12 @@ struct ib_verify_opts {
 	struct ib_archive_disk *disk; /* not owned */
 	int into;		      /* not owned; a folder fd, used when DISK is set */
 	struct ib_tar_entry *root;    /* not owned; its path, link and xattrs are NULL */
+	/* Optional: every byte of the image file, in order, as the reading
+	 * thread hashed it (the outer digest is of exactly these bytes), called
+	 * on that thread. Export writes its layer from them in the same pass;
+	 * whatever RAW does with them must not count until verify returned 0. */
+	void (*raw)(void *raw_ctx, const void *buf, size_t len);
+	void *raw_ctx;
 };
 
 struct ib_verify_report {
