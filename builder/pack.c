@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -70,6 +71,7 @@ struct pentry {
 	size_t primary; /* hard link: index of the entry holding the data */
 	bool is_link_secondary;
 	bool empty;	  /* content dropped (etc/machine-id) */
+	bool xattrs_read; /* by the walk, through the folder's descriptor */
 	char *xattr_blob; /* names and values, see read_xattrs */
 	struct ib_xattr *xattrs;
 	size_t n_xattrs;
@@ -135,9 +137,23 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int read_xattrs(const char *full, struct pentry *e, ib_error_t *err)
+/* FD >= 0: the entry's own open file (flistxattr: no path lookup, the
+ * cheapest per-file call); else by path, not following a symlink. FULL names
+ * it in errors. */
+static ssize_t x_list(int fd, const char *full, char *buf, size_t len)
 {
-	ssize_t n = llistxattr(full, NULL, 0);
+	return fd >= 0 ? flistxattr(fd, buf, len) : llistxattr(full, buf, len);
+}
+
+static ssize_t x_get(int fd, const char *full, const char *name, void *buf, size_t len)
+{
+	return fd >= 0 ? fgetxattr(fd, name, buf, len) : lgetxattr(full, name, buf, len);
+}
+
+static int read_xattrs(int fd, const char *full, struct pentry *e, ib_error_t *err)
+{
+	e->xattrs_read = true;
+	ssize_t n = x_list(fd, full, NULL, 0);
 	if (n < 0) {
 		if (errno == ENOTSUP || errno == ENODATA)
 			return 0;
@@ -146,7 +162,7 @@ static int read_xattrs(const char *full, struct pentry *e, ib_error_t *err)
 	if (n == 0)
 		return 0;
 	cleanup_free char *names = xmalloc((size_t)n + 1);
-	n = llistxattr(full, names, (size_t)n);
+	n = x_list(fd, full, names, (size_t)n);
 	if (n < 0)
 		return ib_error_errno(err, errno, "list xattrs of '%s'", full);
 	const char *keep[64];
@@ -164,7 +180,7 @@ static int read_xattrs(const char *full, struct pentry *e, ib_error_t *err)
 	       *val_len = xcalloc(nk, sizeof(size_t));
 	size_t got = 0;
 	for (size_t i = 0; i < nk; i++) {
-		ssize_t vl = lgetxattr(full, keep[i], NULL, 0);
+		ssize_t vl = x_get(fd, full, keep[i], NULL, 0);
 		if (vl < 0) {
 			if (errno == ENODATA)
 				continue;
@@ -179,7 +195,7 @@ static int read_xattrs(const char *full, struct pentry *e, ib_error_t *err)
 		name_off[got] = used;
 		memcpy(blob + used, keep[i], strlen(keep[i]) + 1);
 		used += strlen(keep[i]) + 1;
-		vl = lgetxattr(full, keep[i], blob + used, (size_t)vl);
+		vl = x_get(fd, full, keep[i], blob + used, (size_t)vl);
 		if (vl < 0) {
 			free(blob), free(name_off), free(val_off), free(val_len);
 			return ib_error_errno(err, errno, "read xattr '%s' of '%s'", keep[i], full);
@@ -198,7 +214,10 @@ static int read_xattrs(const char *full, struct pentry *e, ib_error_t *err)
 	return 0;
 }
 
+#define DENTS_BUF ((size_t)32 << 10)
+
 struct walk {
+	char *dents; /* DENTS_BUF bytes, walk_dir's */
 	const char *root;
 	int64_t epoch;
 	struct plist *list;
@@ -285,33 +304,47 @@ static int add_path(struct walk *w, int dirfd, const char *name, const char *rel
 		cleanup_fd int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			return ib_error_errno(err, errno, "open '%s'", full);
+		/* The folder is open anyway: its xattrs cost one call without a
+		 * path lookup here, where write_entry would look it up again. */
+		if (read_xattrs(fd, full, e, err) < 0)
+			return -1;
 		return walk_dir(w, fd, rel, err);
 	}
 	return 0;
 }
 
+/* The names in a folder, read with getdents64 on the descriptor the walk
+ * holds: against fdopendir, no dup, fcntl and second close per folder. */
+struct linux_dirent64 {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
 static int walk_dir(struct walk *w, int dirfd, const char *rel, ib_error_t *err)
 {
-	int fd2 = dup(dirfd);
-	if (fd2 < 0)
-		return ib_error_errno(err, errno, "dup");
-	DIR *d = fdopendir(fd2);
-	if (d == NULL) {
-		close(fd2);
-		return ib_error_errno(err, errno, "read folder '%s/%s'", w->root, rel);
-	}
 	cleanup_strv struct ib_strv names = { 0 };
-	struct dirent *de;
-	errno = 0;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+	/* One buffer for the whole walk: the names are copied out before the
+	 * walk goes down into a child. */
+	char *buf = w->dents;
+	for (;;) {
+		long n = syscall(SYS_getdents64, dirfd, buf, DENTS_BUF);
+		if (n < 0 && errno == EINTR)
 			continue;
-		ib_strv_push(&names, de->d_name);
+		if (n < 0)
+			return ib_error_errno(err, errno, "read folder '%s/%s'", w->root, rel);
+		if (n == 0)
+			break;
+		for (long off = 0; off < n;) {
+			struct linux_dirent64 *de = (struct linux_dirent64 *)(buf + off);
+			off += de->d_reclen;
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			ib_strv_push(&names, de->d_name);
+		}
 	}
-	int rerr = errno;
-	closedir(d);
-	if (rerr)
-		return ib_error_errno(err, rerr, "read folder '%s/%s'", w->root, rel);
 	int rc = 0;
 	for (size_t i = 0; i < names.n && rc == 0; i++) {
 		cleanup_free char *child = *rel ? xasprintf("%s/%s", rel, names.v[i]) : xstrdup(names.v[i]);
@@ -582,9 +615,18 @@ static int place_file(struct out *o, int fd, const struct pentry *e, ib_error_t 
 static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, const char *root, int rootfd, struct pentry *e,
 		       uint8_t *buf, size_t cap, ib_error_t *err)
 {
-	if (e->kind == P_TREE && *e->rel) {
+	/* A file with content is opened first, and its xattrs read through
+	 * that descriptor; other entries by path. */
+	cleanup_fd int fd = -1;
+	bool content = e->kind == P_TREE && e->type == IB_ENTRY_FILE && e->size > 0;
+	if (content) {
+		fd = openat(rootfd, e->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			return ib_error_errno(err, errno, "open '%s'", e->rel);
+	}
+	if (e->kind == P_TREE && *e->rel && !e->xattrs_read) {
 		cleanup_free char *full = xasprintf("%s/%s", root, e->rel);
-		if (read_xattrs(full, e, err) < 0)
+		if (read_xattrs(fd, full, e, err) < 0)
 			return -1;
 	}
 	cleanup_free char *path = tar_path(e->rel);
@@ -612,9 +654,6 @@ static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, 
 			return -1;
 		return ib_archive_writer_skip(w, e->size, err);
 	}
-	cleanup_fd int fd = openat(rootfd, e->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return ib_error_errno(err, errno, "open '%s'", e->rel);
 	if (direct) {
 		/* The follower hashes this file's bytes as it reads them back
 		 * from the image: the listing holds the digest of what is in the
@@ -805,7 +844,8 @@ static int check_opts(const struct ib_pack_opts *o, struct stat *rst, ib_error_t
 static int collect(const struct ib_pack_opts *o, int rootfd, const struct stat *rst, struct plist *list,
 		   struct ib_pack_stats *stats, ib_error_t *err)
 {
-	struct walk w = { .root = o->root, .epoch = o->epoch, .list = list, .st = stats };
+	cleanup_free char *dents = xmalloc(DENTS_BUF);
+	struct walk w = { .dents = dents, .root = o->root, .epoch = o->epoch, .list = list, .st = stats };
 	struct pentry *root = plist_add(list);
 	root->kind = P_TREE;
 	root->rel = xstrdup("");
@@ -814,7 +854,7 @@ static int collect(const struct ib_pack_opts *o, int rootfd, const struct stat *
 	root->uid = rst->st_uid;
 	root->gid = rst->st_gid;
 	root->mtime = rst->st_mtime < o->epoch ? rst->st_mtime : o->epoch;
-	if (read_xattrs(o->root, root, err) < 0)
+	if (read_xattrs(rootfd, o->root, root, err) < 0)
 		return ib_error_wrap(err, "pack");
 	if (walk_dir(&w, rootfd, "", err) < 0)
 		return ib_error_wrap(err, "pack '%s'", o->root);
