@@ -12,8 +12,9 @@
 # seconds, and the ratio of the medians (reference / imgbuild: > 1 means
 # imgbuild is faster). The machine's load average is printed with them.
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-IMGBUILD=${IMGBUILD:-$REPO/build/imgbuild}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"	# verdict, the shared demo image; run, row and ratio are this script's own
+REPO=$BENCH_REPO
 RUNS=${RUNS:-3}
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/imgbuild-bench-export.XXXXXX")
 trap 'rm -rf --one-file-system "$WORK"' EXIT
@@ -25,10 +26,8 @@ done
 IMAGE=${1:-}
 PUB=${2:-$REPO/tests/fixtures/imgbuild-test.pub}
 if [ -z "$IMAGE" ]; then
-	IMAGE=$WORK/demo.tar
-	echo "building the demo image (benchmark cache)..." >&2
-	IMGBUILD_CACHE=${BENCH_CACHE:-/var/cache/imgbuild-bench} "$IMGBUILD" -q build "$REPO/manifests/demo.toml" \
-		-o "$IMAGE" --sign "$REPO/tests/fixtures/imgbuild-test.sec" --build-dir "$WORK/bd" >&2
+	echo "the demo image (benchmark cache, bench/lib.sh bench_demo_image)..." >&2
+	IMAGE=$(bench_demo_image) || { echo "the demo image did not build (see $BENCH_LOG)"; exit 1; }
 fi
 
 timeit() {	# prints "wall cpu"
@@ -97,6 +96,11 @@ bench_image() {
 	row "skopeo copy (uncompressed kept) oci:DIR oci-archive:OUT" "$name-skopeo"
 	echo "export gzip vs tar|pigz -n -6:         $(ratio "$name-export" "$name-pigz")   (sizes: OCI archive $gz_size, tar.gz $ref_size bytes)"
 	echo "export none vs skopeo copy:            $(ratio "$name-none" "$name-skopeo")"
+	local sg sn
+	sg=$(awk -v a="${RESULT[$name-export]%% *}" -v b="${RESULT[$name-pigz]%% *}" 'BEGIN {printf "%.2f", b / a}')
+	sn=$(awk -v a="${RESULT[$name-none]%% *}" -v b="${RESULT[$name-skopeo]%% *}" 'BEGIN {printf "%.2f", b / a}')
+	verdict "$sg >= 1" "export gzip ($name) at least as fast as tar -cf - | pigz -n -6 of the tree, measured ${sg}x"
+	verdict "$sn >= 1" "export --compression none ($name) at least as fast as skopeo copy oci: to oci-archive:, measured ${sn}x"
 }
 
 echo "machine: $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), pigz $(pigz --version 2>&1 | awk '{print $2}'), skopeo $(skopeo --version | awk '{print $3}'); runs: $RUNS (median, min, max wall seconds; median CPU seconds)"

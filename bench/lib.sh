@@ -202,3 +202,17 @@ bench_vision_layer() {
 	done
 	return 1
 }
+
+# bench_unpacked IMAGE DIR: prints DIR, IMAGE's tree (imgbuild unpack, checked with the
+# test key), made once and kept while IMAGE's digest is the one recorded in DIR.sha256.
+bench_unpacked() {
+	local img=$1 dir=$2 sum
+	sum=$(cut -d' ' -f1 "$img.sha256") || return 1
+	if [ "$(cat "$dir.sha256" 2>/dev/null)" != "$sum" ]; then
+		rm -rf --one-file-system "$dir" "$dir.sha256"
+		"$IMGBUILD" -q unpack "$img" "$dir" --key "$BENCH_REPO/tests/fixtures/imgbuild-test.pub" >>"$BENCH_LOG" 2>&1 ||
+			{ bench_note "unpack of $img failed (see $BENCH_LOG)"; return 1; }
+		echo "$sum" >"$dir.sha256"
+	fi
+	echo "$dir"
+}
