@@ -714,7 +714,7 @@ static int read_dir_files(const char *root, const char *dir, struct ib_strv *nam
 		close(dfd);
 		return ib_error_errno(err, errno, "read the image's /%s", dir);
 	}
-	struct ib_strv found = { 0 };
+	cleanup_strv struct ib_strv found = { 0 };
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL)
 		if (e->d_name[0] != '.')
@@ -744,37 +744,29 @@ static int read_dir_files(const char *root, const char *dir, struct ib_strv *nam
 		ib_strv_push_owned(values, text);
 	}
 	closedir(d);
-	ib_strv_free(&found);
 	return rc;
 }
 
 /* The lock: what exactly went into the image, one "kind name value" line each. */
 static char *make_lock(const struct ib_manifest *m, const char *root, ib_error_t *err)
 {
-	struct ib_buf lock = { 0 };
+	cleanup_buf struct ib_buf lock = { 0 };
 	for (size_t i = 0; i < m->n_downloads; i++)
 		ib_buf_printf(&lock, "download %s sha256:%s\n", m->downloads[i].name,
 			      m->downloads[i].sha256 ? m->downloads[i].sha256 : "unknown");
 	for (size_t i = 0; i < m->n_sources; i++)
 		ib_buf_printf(&lock, "source %s %s\n", m->sources[i].name, m->sources[i].commit);
-	struct ib_strv pkgs = { 0 };
+	cleanup_strv struct ib_strv pkgs = { 0 };
 	installed_packages(root, &pkgs);
 	for (size_t i = 0; i < pkgs.n; i++)
 		ib_buf_printf(&lock, "package %s\n", pkgs.v[i]);
-	ib_strv_free(&pkgs);
-	struct ib_strv names = { 0 }, values = { 0 };
-	if (read_dir_files(root, IB_META_LOCK_D, &names, &values, err) < 0) {
-		ib_strv_free(&names);
-		ib_strv_free(&values);
-		ib_buf_free(&lock);
+	cleanup_strv struct ib_strv names = { 0 }, values = { 0 };
+	if (read_dir_files(root, IB_META_LOCK_D, &names, &values, err) < 0)
 		return NULL;
-	}
 	for (size_t i = 0; i < names.n; i++) {
 		ib_buf_printf(&lock, "# %s\n", names.v[i]);
 		ib_buf_printf(&lock, "%s\n", values.v[i]);
 	}
-	ib_strv_free(&names);
-	ib_strv_free(&values);
 	return ib_buf_steal(&lock);
 }
 
@@ -807,7 +799,7 @@ static int make_facts(struct ib_build *b, const char *root, struct ib_strv *keys
 		cleanup_free char *k = xasprintf("stage_key_%s", m->stages[i].name);
 		add_fact(keys, values, k, b->keys[i]);
 	}
-	struct ib_strv names = { 0 }, vals = { 0 };
+	cleanup_strv struct ib_strv names = { 0 }, vals = { 0 };
 	int rc = read_dir_files(root, IB_META_FACTS_D, &names, &vals, err);
 	for (size_t i = 0; i < names.n; i++) {
 		if (ib_facts_key_reserved(names.v[i]))
@@ -815,8 +807,6 @@ static int make_facts(struct ib_build *b, const char *root, struct ib_strv *keys
 		else
 			add_fact(keys, values, names.v[i], vals.v[i]);
 	}
-	ib_strv_free(&names);
-	ib_strv_free(&vals);
 	return rc;
 }
 
