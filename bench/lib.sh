@@ -216,3 +216,46 @@ bench_unpacked() {
 	fi
 	echo "$dir"
 }
+
+# bench_synth_tree DIR MB: the synthetic tree of pack-verify.sh and unpack-run.sh
+# (about MB MiB: 40% of the bytes in 4-64 KiB files like /usr/lib, 60% in a few
+# 50-200 MB files like libcudnn; seed 42, so the same bytes every time), made once:
+# DIR.done marks a whole one.
+bench_synth_tree() {
+	[ -f "$1.done" ] && return 0
+	rm -rf --one-file-system "$1"
+	mkdir -p "$1"
+	python3 - "$1" "$2" <<'PY' || return 1
+import os, random, sys
+root, mb = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(42)
+small = mb * 1024 * 1024 * 4 // 10
+big = mb * 1024 * 1024 - small
+blob = os.urandom(1 << 20)
+n = 0
+d = 0
+while small > 0:
+    if n % 200 == 0:
+        d += 1
+        os.makedirs(f"{root}/usr/lib/d{d}", exist_ok=True)
+    size = rnd.randint(4096, 65536)
+    off = rnd.randint(0, len(blob) - size)
+    with open(f"{root}/usr/lib/d{d}/f{n}.so", "wb") as f:
+        f.write(blob[off:off + size])
+    small -= size
+    n += 1
+os.makedirs(f"{root}/opt/big", exist_ok=True)
+i = 0
+while big > 0:
+    size = min(big, rnd.randint(50, 200) << 20)
+    with open(f"{root}/opt/big/lib{i}.so", "wb") as f:
+        left = size
+        while left > 0:
+            k = min(left, len(blob))
+            f.write(os.urandom(16) + blob[16:k])
+            left -= k
+    big -= size
+    i += 1
+PY
+	touch "$1.done"
+}

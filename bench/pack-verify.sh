@@ -30,44 +30,6 @@ command -v zstd >/dev/null || bench_skip "zstd not installed (make deps)"
 WORK=$(mktemp -d "$BENCH_TMP/pack-verify.XXXXXX")
 trap 'rm -rf --one-file-system "$WORK"' EXIT
 
-gen_synth() {	# DIR MB: made once (DIR.done marks a whole one)
-	[ -f "$1.done" ] && return 0
-	rm -rf --one-file-system "$1"
-	mkdir -p "$1"
-	python3 - "$1" "$2" <<'PY' || return 1
-import os, random, sys
-root, mb = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(42)
-small = mb * 1024 * 1024 * 4 // 10
-big = mb * 1024 * 1024 - small
-blob = os.urandom(1 << 20)
-n = 0
-d = 0
-while small > 0:
-    if n % 200 == 0:
-        d += 1
-        os.makedirs(f"{root}/usr/lib/d{d}", exist_ok=True)
-    size = rnd.randint(4096, 65536)
-    off = rnd.randint(0, len(blob) - size)
-    with open(f"{root}/usr/lib/d{d}/f{n}.so", "wb") as f:
-        f.write(blob[off:off + size])
-    small -= size
-    n += 1
-os.makedirs(f"{root}/opt/big", exist_ok=True)
-i = 0
-while big > 0:
-    size = min(big, rnd.randint(50, 200) << 20)
-    with open(f"{root}/opt/big/lib{i}.so", "wb") as f:
-        left = size
-        while left > 0:
-            k = min(left, len(blob))
-            f.write(os.urandom(16) + blob[16:k])
-            left -= k
-    big -= size
-    i += 1
-PY
-	touch "$1.done"
-}
 
 NAMES=()
 declare -A TREE
@@ -94,7 +56,7 @@ else
 			"(imgbuild build manifests/vision-cpu.toml, or BENCH_VISION_LAYER=DIR)"
 	fi
 	if [ "${BENCH_SYNTH:-1}" != 0 ]; then
-		if gen_synth "$BENCH_TMP/synth-$MB" "$MB"; then NAMES+=(synthetic); TREE[synthetic]=$BENCH_TMP/synth-$MB; fi
+		if bench_synth_tree "$BENCH_TMP/synth-$MB" "$MB"; then NAMES+=(synthetic); TREE[synthetic]=$BENCH_TMP/synth-$MB; fi
 	fi
 fi
 [ ${#NAMES[@]} -gt 0 ] || bench_die "no tree to measure"

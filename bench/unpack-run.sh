@@ -30,41 +30,6 @@ pack_once() {	# DIR IMAGE
 	[ -s "$2" ] && [ -s "$2.sha256" ] && [ "$2" -nt "$1" ] && return 0
 	"$IMGBUILD" -q pack "$1" -o "$2" --epoch 1577836800 >>"$BENCH_LOG" 2>&1
 }
-synth_tree() {	# DIR MB: 40% of the bytes in 4-64 KiB files, 60% in 50-200 MB ones (as pack-verify.sh)
-	[ -d "$1" ] && return 0
-	python3 - "$1.new" "$2" <<'PY' || return 1
-import os, random, sys
-root, mb = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(42)
-small = mb * 1024 * 1024 * 4 // 10
-big = mb * 1024 * 1024 - small
-blob = os.urandom(1 << 20)
-n = d = 0
-while small > 0:
-    if n % 200 == 0:
-        d += 1
-        os.makedirs(f"{root}/usr/lib/d{d}", exist_ok=True)
-    size = rnd.randint(4096, 65536)
-    off = rnd.randint(0, len(blob) - size)
-    with open(f"{root}/usr/lib/d{d}/f{n}.so", "wb") as f:
-        f.write(blob[off:off + size])
-    small -= size
-    n += 1
-os.makedirs(f"{root}/opt/big", exist_ok=True)
-i = 0
-while big > 0:
-    size = min(big, rnd.randint(50, 200) << 20)
-    with open(f"{root}/opt/big/lib{i}.so", "wb") as f:
-        left = size
-        while left > 0:
-            k = min(left, len(blob))
-            f.write(os.urandom(16) + blob[16:k])
-            left -= k
-    big -= size
-    i += 1
-PY
-	mv "$1.new" "$1"
-}
 
 TREES=()	# "label|image|trust option|run" (run: 1 when the tree has a userland to start /bin/true in)
 if img=$(bench_minbase_image); then TREES+=("bookworm minbase|$img|--allow-unsigned|1"); else bench_note "no minbase image: its rows are left out"; fi
@@ -74,7 +39,7 @@ if layer=$(bench_vision_layer) && pack_once "$layer" "$BENCH_TMP/vision-torch.ta
 else
 	bench_note "no vision-cpu torch layer built (BENCH_VISION_LAYER, or build manifests/vision-cpu.toml with IMGBUILD_CACHE=$BENCH_CACHE): its rows are left out"
 fi
-if [ "$SYNTH_MB" -gt 0 ] && synth_tree "$BENCH_TMP/synth-$SYNTH_MB" "$SYNTH_MB" && pack_once "$BENCH_TMP/synth-$SYNTH_MB" "$BENCH_TMP/synth-$SYNTH_MB.tar"; then
+if [ "$SYNTH_MB" -gt 0 ] && bench_synth_tree "$BENCH_TMP/synth-$SYNTH_MB" "$SYNTH_MB" && pack_once "$BENCH_TMP/synth-$SYNTH_MB" "$BENCH_TMP/synth-$SYNTH_MB.tar"; then
 	TREES+=("synthetic ${SYNTH_MB} MB|$BENCH_TMP/synth-$SYNTH_MB.tar|--allow-unsigned|0")
 fi
 [ ${#TREES[@]} -gt 0 ] || bench_skip "no image to measure"
