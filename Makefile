@@ -76,8 +76,8 @@ $(GPU_PROBE): tests/gpu/cuda-probe.c
 
 build/asan/libimgbuild.a: $(ASAN_OBJ)
 	rm -f $@ && ar rcs $@ $^
-build/unit/%: tests/unit/%.c build/asan/libimgbuild.a | build/unit
-	$(CC) $(ALL_CFLAGS) $(ASAN_FLAGS) -O1 -o $@ $^ -lcmocka $(LDLIBS)
+build/unit/%: tests/unit/%.c $(wildcard tests/unit/*.h) build/asan/libimgbuild.a | build/unit
+	$(CC) $(ALL_CFLAGS) $(ASAN_FLAGS) -O1 -o $@ $(filter-out %.h,$^) -lcmocka $(LDLIBS)
 
 # ---- imgbuild-portable: one static x86_64 file with the commands that receive
 # images (builder/main.c: those not marked BUILDS()), for Ubuntu 18.04 and up.

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "unit.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,16 +34,13 @@ static char tmpdir[64];
 
 static int group_setup(void **state)
 {
-	strcpy(tmpdir, "/tmp/ib-archive-unit.XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
+	unit_tmpdir_make(tmpdir, "archive");
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	ib_error_t err = NULL;
-	if (ib_remove_tree(tmpdir, &err) < 0)
-		ib_error_free(&err);
+	unit_tmpdir_remove(tmpdir);
 	return 0;
 }
 

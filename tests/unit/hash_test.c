@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "unit.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -46,16 +48,13 @@ static char tmpdir[64];
 
 static int group_setup(void **state)
 {
-	strcpy(tmpdir, "/tmp/ib-hash-unit.XXXXXX");
-	assert_non_null(mkdtemp(tmpdir));
+	unit_tmpdir_make(tmpdir, "hash");
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
-	ib_error_t err = NULL;
-	if (ib_remove_tree(tmpdir, &err) < 0)
-		ib_error_free(&err);
+	unit_tmpdir_remove(tmpdir);
 	return 0;
 }
 

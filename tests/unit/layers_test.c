@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "unit.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,17 +429,7 @@ int main(void)
 {
 	/* compat.toml (ib_compat_default reads it) comes from the
 	 * source tree: build/unit/layers_test -> ../.. */
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		for (int up = 0; up < 3; up++) {
-			char *slash = strrchr(exe, '/');
-			if (slash)
-				*slash = '\0';
-		}
-		setenv("IMGBUILD_DATADIR", exe, 0);
-	}
+	unit_use_source_datadir();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_keys_stable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_base, setup, teardown),

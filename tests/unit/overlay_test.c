@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "unit.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,17 +225,7 @@ int main(void)
 {
 	/* ib_overlay_load checks the [stack] pins against builder/compat.toml:
 	 * the source tree's (build/unit/overlay_test -> ../..). */
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		for (int up = 0; up < 3; up++) {
-			char *slash = strrchr(exe, '/');
-			if (slash)
-				*slash = '\0';
-		}
-		setenv("IMGBUILD_DATADIR", exe, 0);
-	}
+	unit_use_source_datadir();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_no_override, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_merge, setup, teardown),

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "unit.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,15 +188,8 @@ static void test_arch_spellings(void **state)
 int main(void)
 {
 	/* the source tree: build/unit/preflight_test -> ../.. */
-	ssize_t n = readlink("/proc/self/exe", repo, sizeof(repo) - 1);
-	if (n <= 0)
+	if (!unit_source_tree(repo, sizeof(repo)))
 		return 1;
-	repo[n] = '\0';
-	for (int up = 0; up < 3; up++) {
-		char *slash = strrchr(repo, '/');
-		if (slash)
-			*slash = '\0';
-	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_driver, reset),
 		cmocka_unit_test_setup(test_archs, reset),
