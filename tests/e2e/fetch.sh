@@ -60,6 +60,8 @@ elif what == "ranges":   # Range headers sent for paths containing ARG
     print(" ".join(r["range"] for r in reqs if arg in r["path"] and r["range"]))
 elif what == "statuses": # statuses, in order of arrival
     print(" ".join(str(r["status"]) for r in sorted(reqs, key=lambda r: r["start"]) if arg in r["path"]))
+elif what == "errors":   # the server's notes on requests for paths containing ARG
+    print(" | ".join(r["error"] for r in reqs if arg in r["path"] and r.get("error")))
 elif what == "overlap":  # do all requests for paths containing ARG run at one moment?
     rs = [r for r in reqs if arg in r["path"]]
     print("yes" if len(rs) >= 3 and max(r["start"] for r in rs) < min(r["end"] for r in rs) else "no")
@@ -117,11 +119,13 @@ if [ "$st" = "500 500 200" ]; then ok "500, 500, then 200 from the same URL"; el
 # 7. A stalled transfer hits the low-speed timeout, then resumes; a URL that
 #    always stalls is given up for the next mirror.
 manifest "$TMP/m/stall.toml" "f $BASE/fault/stall=20,after=50000,times=1/f.bin ${SHA[f]}"
-start=$SECONDS
 check "fetch survives a stall" "$IMGBUILD" fetch "$TMP/m/stall.toml"
 ranges=$(logq ranges /f.bin)
-if [ "$ranges" = "bytes=50000-" ] && [ $((SECONDS - start)) -lt 15 ]; then ok "stall detected in $((SECONDS - start))s, resumed with '$ranges'"; else
-	not_ok "stall: ranges '$ranges', $((SECONDS - start))s"; fi
+# The server notes when a client hangs up inside its 20 s silence: imgbuild
+# gave up on the stall itself, rather than waiting it out.
+for _ in $(seq 50); do errs=$(logq errors /f.bin); [ -n "$errs" ] && break; sleep 0.1; done
+if [ "$ranges" = "bytes=50000-" ] && [ "$errs" = "client hung up during the stall" ]; then ok "stall detected (the server saw the hang-up), resumed with '$ranges'"; else
+	not_ok "stall: ranges '$ranges', server notes '$errs'"; fi
 manifest "$TMP/m/stall2.toml" "g $BASE/fault/stall=20,after=1000/g.bin ${SHA[g]} $BASE/g.bin"
 check "a URL that always stalls falls back to the mirror" env IMGBUILD_FETCH_RETRIES=1 "$IMGBUILD" fetch "$TMP/m/stall2.toml"
 st=$(logq statuses /g.bin)
