@@ -586,104 +586,152 @@ static const char *const layer_types[] = {
 	[IB_OCI_ZSTD] = "application/vnd.oci.image.layer.v1.tar+zstd",
 };
 
-int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_error_t *err)
+/* One export's state, shared by the steps of ib_oci_export. */
+struct export
 {
-	memset(res, 0, sizeof(*res));
-	int rc = -1;
+	const struct ib_oci_opts *opts;
+	struct ib_oci_result *res;
+	struct out o;
+	char *out_path;	 /* the output, without a trailing slash */
+	bool out_exists; /* an empty folder there, to be replaced */
+	int image_fd;
+	uint64_t header_off; /* tar: the layer's placeholder header */
+	char *layer_tmp;     /* folder: the layer blob until its digest is known */
 	struct gather g;
-	memset(&g, 0, sizeof(g));
 	struct ib_verify_report rep;
-	memset(&rep, 0, sizeof(rep));
-	struct ib_toml_value *facts = NULL;
-	cleanup_strv struct ib_strv env = { 0 };
-	cleanup_buf struct ib_buf config = { 0 }, manifest = { 0 }, index = { 0 };
-	struct out o = { .fd = -1 };
-	cleanup_fd int image_fd = -1;
-	cleanup_gzip struct ib_gzip *gz = NULL;
-	struct layer_tap tap = { 0 };
-	cleanup_archive_writer struct ib_archive_writer *zw = NULL;
-	cleanup_free char *out_path = NULL, *layer_tmp = NULL, *name = NULL, *cuda = NULL, *archs = NULL, *min_driver = NULL;
+	struct ib_toml_value *facts;
+	char *name, *cuda, *archs, *min_driver;
+	struct ib_strv env;
+	char created[32];
+	struct ib_buf config, manifest;
+};
 
-	/* Where it goes, checked before the long work. */
-	struct stat st;
-	out_path = xstrdup(opts->output);
-	bool out_exists = stat(opts->output, &st) == 0;
-	o.tar = !ends_with_slash(opts->output) && !(out_exists && S_ISDIR(st.st_mode));
-	while (strlen(out_path) > 1 && ends_with_slash(out_path))
-		out_path[strlen(out_path) - 1] = '\0';
-	if (out_exists && o.tar)
-		return ib_error_usage(err, "export: '%s' exists (remove it, or name a new file)", opts->output);
-	if (out_exists && !o.tar) {
-		if (!dir_is_empty(out_path))
-			return ib_error_usage(err, "export: the folder '%s' is not empty (name a new or empty folder)",
-					      opts->output);
+static void export_free(struct export *x)
+{
+	struct out *o = &x->o;
+	if (o->fd >= 0)
+		close(o->fd);
+	if (o->tmp) {
+		if (o->tar)
+			unlink(o->tmp);
+		else {
+			ib_error_t e2 = NULL;
+			if (ib_remove_tree(o->tmp, &e2) < 0)
+				ib_log_warn("export: %s", e2->msg);
+			ib_error_free(&e2);
+		}
+		free(o->tmp);
 	}
+	ib_sha256_free(o->blob_sha);
+	if (x->image_fd >= 0)
+		close(x->image_fd);
+	if (x->facts)
+		ib_toml_free(x->facts);
+	ib_verify_report_free(&x->rep);
+	gather_free(&x->g);
+	ib_strv_free(&x->env);
+	ib_buf_free(&x->config);
+	ib_buf_free(&x->manifest);
+	free(x->out_path);
+	free(x->layer_tmp);
+	free(x->name);
+	free(x->cuda);
+	free(x->archs);
+	free(x->min_driver);
+}
+
+/* Where it goes, checked before the long work; then the temporary output
+ * beside it, with the layout's first files. */
+static int export_open_output(struct export *x, ib_error_t *err)
+{
+	const char *output = x->opts->output;
+	struct out *o = &x->o;
+	struct stat st;
+	x->out_path = xstrdup(output);
+	x->out_exists = stat(output, &st) == 0;
+	o->tar = !ends_with_slash(output) && !(x->out_exists && S_ISDIR(st.st_mode));
+	while (strlen(x->out_path) > 1 && ends_with_slash(x->out_path))
+		x->out_path[strlen(x->out_path) - 1] = '\0';
+	if (x->out_exists && o->tar)
+		return ib_error_usage(err, "export: '%s' exists (remove it, or name a new file)", output);
+	if (x->out_exists && !dir_is_empty(x->out_path))
+		return ib_error_usage(err, "export: the folder '%s' is not empty (name a new or empty folder)", output);
 
 	/* Open the image first: a zstd image's layer is read through this open
 	 * file after verify (and hashed again); a tar image's is written from
 	 * verify's own read (layer_tap). */
-	image_fd = open(opts->image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (image_fd < 0)
-		return ib_error_errno(err, errno, "export: open '%s'", opts->image);
-	uint8_t magic[4] = { 0 };
-	bool zstd_image = pread(image_fd, magic, sizeof(magic), 0) == 4 && memcmp(magic, "\x28\xb5\x2f\xfd", 4) == 0;
+	x->image_fd = open(x->opts->image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (x->image_fd < 0)
+		return ib_error_errno(err, errno, "export: open '%s'", x->opts->image);
 
-	/* The output, beside its final name. */
-	o.tmp = xasprintf("%s.tmp-%ld", out_path, (long)getpid());
-	if (o.tar) {
-		o.fd = open(o.tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (o.fd < 0) {
-			ib_error_errno(err, errno, "export: create '%s'", o.tmp);
-			free(o.tmp);
-			o.tmp = NULL;
-			goto out;
+	o->tmp = xasprintf("%s.tmp-%ld", x->out_path, (long)getpid());
+	if (o->tar) {
+		o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (o->fd < 0) {
+			ib_error_errno(err, errno, "export: create '%s'", o->tmp);
+			free(o->tmp);
+			o->tmp = NULL;
+			return -1;
 		}
-	} else if (mkdir(o.tmp, 0755) < 0) {
-		ib_error_errno(err, errno, "export: mkdir '%s'", o.tmp);
-		free(o.tmp);
-		o.tmp = NULL;
-		goto out;
+	} else if (mkdir(o->tmp, 0755) < 0) {
+		ib_error_errno(err, errno, "export: mkdir '%s'", o->tmp);
+		free(o->tmp);
+		o->tmp = NULL;
+		return -1;
 	}
-	if (write_prefix(&o, err) < 0)
-		goto out;
+	if (write_prefix(o, err) < 0)
+		return -1;
 
 	/* The layer: its header's name is its digest, known at the end, so a
 	 * placeholder header goes first and is written over. */
-	uint64_t header_off = o.off;
-	if (o.tar) {
+	x->header_off = o->off;
+	if (o->tar) {
 		static const uint8_t zero[512];
-		if (write_all(o.fd, zero, sizeof(zero), err) < 0)
-			goto out;
-		o.off += 512;
-	} else {
-		layer_tmp = xasprintf("%s/blobs/sha256/layer.tmp", o.tmp);
-		o.fd = open(layer_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (o.fd < 0) {
-			ib_error_errno(err, errno, "export: create '%s'", layer_tmp);
-			goto out;
-		}
+		if (write_all(o->fd, zero, sizeof(zero), err) < 0)
+			return -1;
+		o->off += 512;
+		return 0;
 	}
-	/* A tar image's layer is written in verify's pass (layer_tap); a zstd
-	 * image is decompressed for it in a second pass, after verify. */
+	x->layer_tmp = xasprintf("%s/blobs/sha256/layer.tmp", o->tmp);
+	o->fd = open(x->layer_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (o->fd < 0)
+		return ib_error_errno(err, errno, "export: create '%s'", x->layer_tmp);
+	return 0;
+}
+
+/* Verify the image and write the layer: a tar image's in verify's own pass
+ * (layer_tap), a zstd image's decompressed in a second pass, after verify. */
+static int export_layer(struct export *x, ib_error_t *err)
+{
+	const struct ib_oci_opts *opts = x->opts;
+	struct ib_oci_result *res = x->res;
+	struct out *o = &x->o;
+	uint8_t magic[4] = { 0 };
+	bool zstd_image = pread(x->image_fd, magic, sizeof(magic), 0) == 4 && memcmp(magic, "\x28\xb5\x2f\xfd", 4) == 0;
 	bool one_pass = !zstd_image;
-	o.blob_sha = one_pass && opts->compression == IB_OCI_NONE ? NULL : ib_sha256_new();
-	tap.f = (struct feed){ .comp = opts->compression, .o = &o };
+	cleanup_gzip struct ib_gzip *gz = NULL;
+	cleanup_archive_writer struct ib_archive_writer *zw = NULL;
+	struct layer_tap tap = { 0 };
+	int rc = -1;
+
+	o->blob_sha = one_pass && opts->compression == IB_OCI_NONE ? NULL : ib_sha256_new();
+	tap.f = (struct feed){ .comp = opts->compression, .o = o };
 	if (one_pass && opts->compression == IB_OCI_GZIP)
-		tap.f.gz = gz = ib_gzip_new(opts->threads, layer_sink, &o);
+		tap.f.gz = gz = ib_gzip_new(opts->threads, layer_sink, o);
 	else if (one_pass && opts->compression == IB_OCI_ZSTD &&
-		 (tap.f.zw = zw = ib_archive_compressor_new(IB_COMPRESS_ZSTD, opts->threads, 0, layer_sink, &o, err)) == NULL)
-		goto out;
+		 (tap.f.zw = zw = ib_archive_compressor_new(IB_COMPRESS_ZSTD, opts->threads, 0, layer_sink, o, err)) == NULL)
+		return -1;
 
 	double t0 = now();
 	struct ib_verify_opts vo = *opts->verify;
 	vo.want = gather_want;
 	vo.take = gather_take;
-	vo.ctx = &g;
+	vo.ctx = &x->g;
 	if (one_pass) {
 		vo.raw = layer_tap;
 		vo.raw_ctx = &tap;
 	}
-	if (ib_verify(opts->image, &vo, &rep, err) < 0) {
+	if (ib_verify(opts->image, &vo, &x->rep, err) < 0) {
 		ib_error_wrap(err, "export: not exported");
 		goto out;
 	}
@@ -697,194 +745,205 @@ int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_
 		if ((gz && ib_gzip_finish(gz, NULL, err) < 0) || (zw && ib_archive_writer_finish(zw, err) < 0))
 			goto out;
 		/* The layer holds exactly the bytes whose digest verify checked. */
-		memcpy(res->diff_id, rep.sha256, sizeof(rep.sha256));
+		memcpy(res->diff_id, x->rep.sha256, sizeof(x->rep.sha256));
 		res->image_size = tap.total;
-		if (o.blob_sha) {
+		if (o->blob_sha) {
 			uint8_t d[IB_SHA256_LEN];
-			ib_sha256_final(o.blob_sha, d);
+			ib_sha256_final(o->blob_sha, d);
 			ib_hex(d, sizeof(d), res->layer_digest);
 		} else {
-			memcpy(res->layer_digest, rep.sha256, sizeof(rep.sha256));
+			memcpy(res->layer_digest, x->rep.sha256, sizeof(x->rep.sha256));
 		}
-		res->layer_size = o.blob_len;
+		res->layer_size = o->blob_len;
 	} else {
-		posix_fadvise(image_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-		if (lseek(image_fd, 0, SEEK_SET) < 0) {
+		posix_fadvise(x->image_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		if (lseek(x->image_fd, 0, SEEK_SET) < 0) {
 			ib_error_errno(err, errno, "export: seek '%s'", opts->image);
 			goto out;
 		}
-		if (write_layer(&o, image_fd, zstd_image, opts->compression, opts->threads, rep.sha256, res, err) < 0)
+		if (write_layer(o, x->image_fd, zstd_image, opts->compression, opts->threads, x->rep.sha256, res, err) < 0)
 			goto out;
 	}
 	res->seconds_layer = now() - t0;
+	rc = 0;
+out:
+	ib_error_free(&tap.err);
+	return rc;
+}
 
-	facts = ib_toml_parse(g.facts.s ? g.facts.s : "", g.facts.len, "facts.toml", err);
-	if (facts == NULL)
-		goto out;
-	const struct ib_toml_value *created = ib_toml_get(facts, "created");
-	if (created == NULL || created->type != IB_TOML_INTEGER) {
-		ib_error_set(err, 0, "export '%s': the image's facts.toml has no created time", opts->image);
-		goto out;
-	}
-	o.epoch = created->u.integer;
-	if (o.tar && rewrite_prefix(&o, err) < 0)
-		goto out;
-	if (g.arch == NULL) {
-		ib_error_set(err, 0, "export '%s': no ELF program in /usr/bin or /bin tells the image's architecture", opts->image);
-		goto out;
-	}
-	name = fact_str(facts, "name");
-	cuda = fact_str(facts, "cuda");
+/* The facts the config carries, read from what verify gathered: created
+ * (the tar headers' time), the labels, and Env from profile.d. */
+static int export_read_facts(struct export *x, ib_error_t *err)
+{
+	const char *image = x->opts->image;
+	struct gather *g = &x->g;
+	x->facts = ib_toml_parse(g->facts.s ? g->facts.s : "", g->facts.len, "facts.toml", err);
+	if (x->facts == NULL)
+		return -1;
+	const struct ib_toml_value *created = ib_toml_get(x->facts, "created");
+	if (created == NULL || created->type != IB_TOML_INTEGER)
+		return ib_error_set(err, 0, "export '%s': the image's facts.toml has no created time", image);
+	x->o.epoch = created->u.integer;
+	if (x->o.tar && rewrite_prefix(&x->o, err) < 0)
+		return -1;
+	if (g->arch == NULL)
+		return ib_error_set(err, 0, "export '%s': no ELF program in /usr/bin or /bin tells the image's architecture",
+				    image);
+	x->name = fact_str(x->facts, "name");
+	x->cuda = fact_str(x->facts, "cuda");
 	/* min_driver and archs as run --gpu reads them (imgmeta.h). */
 	struct ib_facts run_facts;
-	if (ib_facts_parse(g.facts.s ? g.facts.s : "", g.facts.len, IB_META_FACTS, &run_facts, err) < 0)
-		goto out;
-	min_driver = xstrdup(run_facts.min_driver ? run_facts.min_driver : "");
+	if (ib_facts_parse(g->facts.s ? g->facts.s : "", g->facts.len, IB_META_FACTS, &run_facts, err) < 0)
+		return -1;
+	x->min_driver = xstrdup(run_facts.min_driver ? run_facts.min_driver : "");
 	struct ib_buf ab = { 0 };
 	for (size_t i = 0; i < run_facts.archs.n; i++) {
 		if (i)
 			ib_buf_adds(&ab, ";");
 		ib_buf_adds(&ab, run_facts.archs.v[i]);
 	}
-	archs = ib_buf_steal(&ab);
+	x->archs = ib_buf_steal(&ab);
 	ib_facts_free(&run_facts);
 
-	const char **texts = xcalloc(g.n + 1, sizeof(*texts));
-	for (size_t i = 0; i < g.n; i++)
-		texts[i] = g.v[i].data;
+	const char **texts = xcalloc(g->n + 1, sizeof(*texts));
+	for (size_t i = 0; i < g->n; i++)
+		texts[i] = g->v[i].data;
 	size_t skipped = 0;
-	ib_oci_env_from_profile(texts, g.n, &env, &skipped);
+	ib_oci_env_from_profile(texts, g->n, &x->env, &skipped);
 	free(texts);
 	if (skipped)
 		ib_log_warn("export: %zu line(s) of the image's /etc/profile.d scripts are shell code, not NAME=VALUE, "
 			    "and are not in the config's Env (imgbuild run would run them)",
 			    skipped);
+	struct tm tm;
+	time_t epoch = (time_t)x->o.epoch;
+	gmtime_r(&epoch, &tm);
+	strftime(x->created, sizeof(x->created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return 0;
+}
 
-	if (o.tar) {
+/* The layer under its digest's name: the tar header written over the
+ * placeholder, or the folder's blob renamed. */
+static int export_name_layer(struct export *x, ib_error_t *err)
+{
+	struct out *o = &x->o;
+	struct ib_oci_result *res = x->res;
+	if (o->tar) {
 		uint8_t h[512];
 		cleanup_free char *lname = xasprintf("blobs/sha256/%s", res->layer_digest);
-		tar_header(h, lname, '0', 0644, res->layer_size, o.epoch);
-		if (pwrite(o.fd, h, sizeof(h), (off_t)header_off) != (ssize_t)sizeof(h)) {
-			ib_error_errno(err, errno, "export: write '%s'", o.tmp);
-			goto out;
-		}
-		o.off += res->layer_size;
-		if (tar_pad(&o, err) < 0)
-			goto out;
-	} else {
-		cleanup_free char *final = xasprintf("%s/blobs/sha256/%s", o.tmp, res->layer_digest);
-		close(o.fd);
-		o.fd = -1;
-		if (rename(layer_tmp, final) < 0) {
-			ib_error_errno(err, errno, "export: rename '%s'", layer_tmp);
-			goto out;
-		}
+		tar_header(h, lname, '0', 0644, res->layer_size, o->epoch);
+		if (pwrite(o->fd, h, sizeof(h), (off_t)x->header_off) != (ssize_t)sizeof(h))
+			return ib_error_errno(err, errno, "export: write '%s'", o->tmp);
+		o->off += res->layer_size;
+		return tar_pad(o, err);
 	}
+	cleanup_free char *final = xasprintf("%s/blobs/sha256/%s", o->tmp, res->layer_digest);
+	close(o->fd);
+	o->fd = -1;
+	if (rename(x->layer_tmp, final) < 0)
+		return ib_error_errno(err, errno, "export: rename '%s'", x->layer_tmp);
+	return 0;
+}
 
-	/* The config: what a runtime needs to start it as imgbuild run would
-	 * (Env after profile.d, /bin/sh), and the facts a user checks before
-	 * trusting it with a GPU, as labels. */
-	struct tm tm;
-	time_t epoch = (time_t)o.epoch;
-	gmtime_r(&epoch, &tm);
-	char created_s[32];
-	strftime(created_s, sizeof(created_s), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	ib_buf_printf(&config, "{\"created\":\"%s\",\"architecture\":\"%s\",\"os\":\"linux\",\"config\":{\"Env\":[", created_s,
-		      g.arch);
-	for (size_t i = 0; i < env.n; i++) {
+/* The config: what a runtime needs to start it as imgbuild run would (Env
+ * after profile.d, /bin/sh), and the facts a user checks before trusting it
+ * with a GPU, as labels. Its digest goes into CONFIG_HEX. */
+static int export_config(struct export *x, char config_hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
+{
+	struct ib_buf *config = &x->config;
+	ib_buf_printf(config, "{\"created\":\"%s\",\"architecture\":\"%s\",\"os\":\"linux\",\"config\":{\"Env\":[", x->created,
+		      x->g.arch);
+	for (size_t i = 0; i < x->env.n; i++) {
 		if (i)
-			ib_buf_adds(&config, ",");
-		json_str(&config, env.v[i]);
+			ib_buf_adds(config, ",");
+		json_str(config, x->env.v[i]);
 	}
-	ib_buf_adds(&config, "],\"Cmd\":[\"/bin/sh\"],\"WorkingDir\":\"/\",\"Labels\":{");
+	ib_buf_adds(config, "],\"Cmd\":[\"/bin/sh\"],\"WorkingDir\":\"/\",\"Labels\":{");
 	const char *labels[][2] = {
-		{ "imgbuild.name", name },
-		{ "imgbuild.cuda", cuda },
-		{ "imgbuild.archs", archs },
-		{ "imgbuild.min_driver", min_driver },
-		{ "imgbuild.image.sha256", rep.sha256 },
-		{ "imgbuild.signer.keynum", rep.signer_keynum },
+		{ "imgbuild.name", x->name },
+		{ "imgbuild.cuda", x->cuda },
+		{ "imgbuild.archs", x->archs },
+		{ "imgbuild.min_driver", x->min_driver },
+		{ "imgbuild.image.sha256", x->rep.sha256 },
+		{ "imgbuild.signer.keynum", x->rep.signer_keynum },
 	};
 	for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
 		if (i)
-			ib_buf_adds(&config, ",");
-		json_str(&config, labels[i][0]);
-		ib_buf_adds(&config, ":");
-		json_str(&config, labels[i][1]);
+			ib_buf_adds(config, ",");
+		json_str(config, labels[i][0]);
+		ib_buf_adds(config, ":");
+		json_str(config, labels[i][1]);
 	}
 	ib_buf_printf(
-		&config,
+		config,
 		"}},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:%s\"]},"
 		"\"history\":[{\"created\":\"%s\",\"created_by\":\"imgbuild pack\",\"comment\":\"imgbuild image sha256:%s\"}]}",
-		res->diff_id, created_s, rep.sha256);
-	char config_hex[IB_SHA256_HEX_LEN + 1];
-	if (out_blob(&o, &config, config_hex, err) < 0)
-		goto out;
+		x->res->diff_id, x->created, x->rep.sha256);
+	return out_blob(&x->o, config, config_hex, err);
+}
 
-	ib_buf_printf(&manifest,
+/* The manifest (config and layer by digest) and the index that names it. */
+static int export_manifest_index(struct export *x, const char *config_hex, ib_error_t *err)
+{
+	struct ib_oci_result *res = x->res;
+	struct ib_buf *manifest = &x->manifest;
+	cleanup_buf struct ib_buf index = { 0 };
+	ib_buf_printf(manifest,
 		      "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\",\"config\":{\"mediaType\":\"" MT_CONFIG
 		      "\",\"digest\":\"sha256:%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"sha256:%s\","
 		      "\"size\":%llu}],\"annotations\":{\"org.opencontainers.image.created\":\"%s\","
 		      "\"org.opencontainers.image.title\":",
-		      config_hex, config.len, layer_types[opts->compression], res->layer_digest,
-		      (unsigned long long)res->layer_size, created_s);
-	json_str(&manifest, name);
-	ib_buf_adds(&manifest, "}}");
-	if (out_blob(&o, &manifest, res->manifest_digest, err) < 0)
-		goto out;
+		      config_hex, x->config.len, layer_types[x->opts->compression], res->layer_digest,
+		      (unsigned long long)res->layer_size, x->created);
+	json_str(manifest, x->name);
+	ib_buf_adds(manifest, "}}");
+	if (out_blob(&x->o, manifest, res->manifest_digest, err) < 0)
+		return -1;
 
-	res->ref = opts->ref ? xstrdup(opts->ref) : xasprintf("%s:%.12s", *name ? name : "imgbuild", rep.sha256);
+	res->ref = x->opts->ref ? xstrdup(x->opts->ref) : xasprintf("%s:%.12s", *x->name ? x->name : "imgbuild", x->rep.sha256);
 	ib_buf_printf(&index,
 		      "{\"schemaVersion\":2,\"mediaType\":\"" MT_INDEX "\",\"manifests\":[{\"mediaType\":\"" MT_MANIFEST
 		      "\",\"digest\":\"sha256:%s\",\"size\":%zu,\"annotations\":{\"org.opencontainers.image.ref.name\":",
-		      res->manifest_digest, manifest.len);
+		      res->manifest_digest, manifest->len);
 	json_str(&index, res->ref);
 	ib_buf_adds(&index, "}}]}");
-	if (out_file(&o, "index.json", index.s, index.len, err) < 0)
-		goto out;
-	if (o.tar) {
+	return out_file(&x->o, "index.json", index.s, index.len, err);
+}
+
+/* The tar's end, then the finished output renamed to its name. */
+static int export_finish(struct export *x, ib_error_t *err)
+{
+	struct out *o = &x->o;
+	if (o->tar) {
 		static const uint8_t end[1024];
-		if (write_all(o.fd, end, sizeof(end), err) < 0)
-			goto out;
-		if (close(o.fd) < 0) {
-			o.fd = -1;
-			ib_error_errno(err, errno, "export: write '%s'", o.tmp);
-			goto out;
-		}
-		o.fd = -1;
+		if (write_all(o->fd, end, sizeof(end), err) < 0)
+			return -1;
+		int fd = o->fd;
+		o->fd = -1;
+		if (close(fd) < 0)
+			return ib_error_errno(err, errno, "export: write '%s'", o->tmp);
 	}
 	/* An empty folder there is replaced by the finished layout. */
-	if (!o.tar && out_exists && rmdir(out_path) < 0) {
-		ib_error_errno(err, errno, "export: replace the empty folder '%s'", out_path);
-		goto out;
-	}
-	if (rename(o.tmp, out_path) < 0) {
-		ib_error_errno(err, errno, "export: rename '%s' to '%s'", o.tmp, out_path);
-		goto out;
-	}
-	free(o.tmp);
-	o.tmp = NULL;
-	rc = 0;
-out:
-	ib_error_free(&tap.err);
-	if (o.fd >= 0)
-		close(o.fd);
-	if (o.tmp) {
-		if (o.tar)
-			unlink(o.tmp);
-		else {
-			ib_error_t e2 = NULL;
-			if (ib_remove_tree(o.tmp, &e2) < 0)
-				ib_log_warn("export: %s", e2->msg);
-			ib_error_free(&e2);
-		}
-		free(o.tmp);
-	}
-	ib_sha256_free(o.blob_sha);
-	if (facts)
-		ib_toml_free(facts);
-	ib_verify_report_free(&rep);
-	gather_free(&g);
+	if (!o->tar && x->out_exists && rmdir(x->out_path) < 0)
+		return ib_error_errno(err, errno, "export: replace the empty folder '%s'", x->out_path);
+	if (rename(o->tmp, x->out_path) < 0)
+		return ib_error_errno(err, errno, "export: rename '%s' to '%s'", o->tmp, x->out_path);
+	free(o->tmp);
+	o->tmp = NULL;
+	return 0;
+}
+
+int ib_oci_export(const struct ib_oci_opts *opts, struct ib_oci_result *res, ib_error_t *err)
+{
+	memset(res, 0, sizeof(*res));
+	struct export x = { .opts = opts, .res = res, .o = { .fd = -1 }, .image_fd = -1 };
+	char config_hex[IB_SHA256_HEX_LEN + 1];
+	int rc = -1;
+	if (export_open_output(&x, err) == 0 && export_layer(&x, err) == 0 && export_read_facts(&x, err) == 0 &&
+	    export_name_layer(&x, err) == 0 && export_config(&x, config_hex, err) == 0 &&
+	    export_manifest_index(&x, config_hex, err) == 0 && export_finish(&x, err) == 0)
+		rc = 0;
+	export_free(&x);
 	if (rc < 0)
 		ib_oci_result_free(res);
 	return rc;
