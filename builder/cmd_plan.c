@@ -168,6 +168,72 @@ static int parse(int key, const char *arg, void *data, ib_error_t *err)
 	return 0;
 }
 
+/* The stages in order, each with its inputs, env and key, then who uses
+ * the network. PARENT is the base key, NULL when it is unknown. */
+static void print_stages(const struct ib_manifest *m, const char *parent)
+{
+	out("stages     %zu, in order\n", m->n_stages);
+	char key[IB_KEY_LEN + 1];
+	ib_error_t kerr = NULL;
+	cleanup_strv struct ib_strv net = { 0 };
+	for (size_t i = 0; i < m->n_stages; i++) {
+		const struct ib_stage *s = &m->stages[i];
+		out("  %2zu %-12s %-32s %s\n", i + 1, s->name, rel(m, s->script), s->network ? "network" : "no network");
+		if (s->retries)
+			out("     retries %d%s%s\n", s->retries, s->clean ? ", clean: " : "", s->clean ? s->clean : "");
+		for (size_t k = 0; k < s->inputs.n; k++)
+			print_input(m, s->inputs.v[k]);
+		for (size_t k = 0; k < s->env.n; k++)
+			out("     env   %s=%s\n", s->env.v[k].key, s->env.v[k].value);
+		if (parent && ib_layers_stage_key(m, s, parent, key, &kerr) == 0) {
+			out("     key   %s\n", key);
+			parent = key;
+		} else {
+			if (parent)
+				out("     key   unknown: %s\n", kerr ? kerr->msg : "?");
+			else
+				out("     key   unknown until the stages before it have keys\n");
+			ib_error_free(&kerr);
+			parent = NULL;
+		}
+		if (s->network)
+			ib_strv_push(&net, s->name);
+	}
+	out("\nnetwork    ");
+	if (net.n == 0)
+		out("no stage uses the network");
+	else {
+		out("stage%s", net.n > 1 ? "s" : "");
+		for (size_t i = 0; i < net.n; i++)
+			out("%s%s", i ? ", " : " ", net.v[i]);
+		out(" use%s the network; the other%s run%s in an empty network namespace", net.n > 1 ? "" : "s",
+		    m->n_stages - net.n == 1 ? "" : "s", m->n_stages - net.n == 1 ? "s" : "");
+	}
+	out("\n           the base and every input are fetched before any stage runs\n");
+}
+
+/* The verdicts of the compat rules; counts the failures and warnings. */
+static void print_checks(const struct ib_verdicts *v, size_t *fails_out, size_t *warns_out)
+{
+	size_t fails = 0, warns = 0;
+	out("\nchecks     (rules: builder/compat.toml)\n");
+	for (size_t i = 0; i < v->n; i++) {
+		const struct ib_verdict *x = &v->v[i];
+		fails += x->level == IB_VERDICT_FAIL;
+		warns += x->level == IB_VERDICT_WARN;
+		if (x->level == IB_VERDICT_FAIL && x->fix)
+			out("  %-5s %-15s %s: %s\n", ib_verdict_level_name(x->level), x->rule, x->message, x->fix);
+		else
+			out("  %-5s %-15s %s\n", ib_verdict_level_name(x->level), x->rule, x->message);
+		if (x->level == IB_VERDICT_WARN && x->fix)
+			out("  %-5s %-15s fix: %s\n", "", "", x->fix);
+		if (x->level != IB_VERDICT_OK)
+			out("  %-5s %-15s source: %s\n", "", "", x->source);
+	}
+	*fails_out = fails;
+	*warns_out = warns;
+}
+
 static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t *err)
 {
 	struct args a = { 0 };
@@ -208,44 +274,7 @@ static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 	print_stack(m);
 	out("\n");
 
-	out("stages     %zu, in order\n", m->n_stages);
-	const char *parent = key_problem ? NULL : base_key;
-	char key[IB_KEY_LEN + 1];
-	cleanup_strv struct ib_strv net = { 0 };
-	for (size_t i = 0; i < m->n_stages; i++) {
-		const struct ib_stage *s = &m->stages[i];
-		out("  %2zu %-12s %-32s %s\n", i + 1, s->name, rel(m, s->script), s->network ? "network" : "no network");
-		if (s->retries)
-			out("     retries %d%s%s\n", s->retries, s->clean ? ", clean: " : "", s->clean ? s->clean : "");
-		for (size_t k = 0; k < s->inputs.n; k++)
-			print_input(m, s->inputs.v[k]);
-		for (size_t k = 0; k < s->env.n; k++)
-			out("     env   %s=%s\n", s->env.v[k].key, s->env.v[k].value);
-		if (parent && ib_layers_stage_key(m, s, parent, key, &kerr) == 0) {
-			out("     key   %s\n", key);
-			parent = key;
-		} else {
-			if (parent)
-				out("     key   unknown: %s\n", kerr ? kerr->msg : "?");
-			else
-				out("     key   unknown until the stages before it have keys\n");
-			ib_error_free(&kerr);
-			parent = NULL;
-		}
-		if (s->network)
-			ib_strv_push(&net, s->name);
-	}
-	out("\nnetwork    ");
-	if (net.n == 0)
-		out("no stage uses the network");
-	else {
-		out("stage%s", net.n > 1 ? "s" : "");
-		for (size_t i = 0; i < net.n; i++)
-			out("%s%s", i ? ", " : " ", net.v[i]);
-		out(" use%s the network; the other%s run%s in an empty network namespace", net.n > 1 ? "" : "s",
-		    m->n_stages - net.n == 1 ? "" : "s", m->n_stages - net.n == 1 ? "s" : "");
-	}
-	out("\n           the base and every input are fetched before any stage runs\n");
+	print_stages(m, key_problem ? NULL : base_key);
 
 	struct ib_verdicts v = { 0 };
 	if (ib_compat_check(compat, m, &v, err) < 0) {
@@ -255,20 +284,7 @@ static int cmd_plan(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 	if (host_driver)
 		ib_compat_check_host(compat, m, host_driver, &v);
 	size_t fails = 0, warns = 0;
-	out("\nchecks     (rules: builder/compat.toml)\n");
-	for (size_t i = 0; i < v.n; i++) {
-		const struct ib_verdict *x = &v.v[i];
-		fails += x->level == IB_VERDICT_FAIL;
-		warns += x->level == IB_VERDICT_WARN;
-		if (x->level == IB_VERDICT_FAIL && x->fix)
-			out("  %-5s %-15s %s: %s\n", ib_verdict_level_name(x->level), x->rule, x->message, x->fix);
-		else
-			out("  %-5s %-15s %s\n", ib_verdict_level_name(x->level), x->rule, x->message);
-		if (x->level == IB_VERDICT_WARN && x->fix)
-			out("  %-5s %-15s fix: %s\n", "", "", x->fix);
-		if (x->level != IB_VERDICT_OK)
-			out("  %-5s %-15s source: %s\n", "", "", x->source);
-	}
+	print_checks(&v, &fails, &warns);
 	out("\n");
 	print_driver(m);
 	out("\n");
