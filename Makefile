@@ -66,8 +66,12 @@ build/libimgbuild.a: $(OBJ)
 # builder/portable/unlinked.c stands in for the libraries with no static archive.
 build/obj/unlinked.o: builder/portable/unlinked.c | build/obj
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
-build/imgbuild: build/obj/main.o $(OBJ) $(IMGBUILD_OBJ_EXTRA)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(IMGBUILD_LIBS)
+# The link line (LINK=, the library list) is recorded like DATADIR above, so
+# changing it relinks build/imgbuild.
+build/link.stamp: FORCE
+	@mkdir -p build && echo '$(IMGBUILD_LIBS)' | cmp -s - $@ || echo '$(IMGBUILD_LIBS)' >$@
+build/imgbuild: build/obj/main.o $(OBJ) $(IMGBUILD_OBJ_EXTRA) build/link.stamp
+	$(CC) $(ALL_CFLAGS) -o $@ $(filter-out build/link.stamp,$^) $(IMGBUILD_LIBS)
 build/toml-decode: tests/toml/decode.c build/libimgbuild.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 # Test helper: runs a command as on Linux 4.15 (tests/e2e/oldkernel.sh).
