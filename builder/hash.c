@@ -193,8 +193,6 @@ struct ib_hash_pipe {
 	bool reader, eof, stop;
 	int in_fd;
 	uint64_t consumed;
-	ib_hash_tap_fn tap;
-	void *tap_ctx;
 };
 
 static void *reader_main(void *arg)
@@ -230,8 +228,6 @@ static void *reader_main(void *arg)
 		}
 		if (got)
 			dual_update(&p->sha, b->data, got);
-		if (got && p->tap)
-			p->tap(p->tap_ctx, b->data, got);
 		pthread_mutex_lock(&p->lock);
 		b->len = got;
 		p->offset += got;
@@ -251,14 +247,7 @@ static void *reader_main(void *arg)
 
 struct ib_hash_pipe *ib_hash_pipe_new_reader(int in_fd, size_t block_size, int n_blocks)
 {
-	return ib_hash_pipe_new_reader_tap(in_fd, block_size, n_blocks, NULL, NULL);
-}
-
-struct ib_hash_pipe *ib_hash_pipe_new_reader_tap(int in_fd, size_t block_size, int n_blocks, ib_hash_tap_fn tap, void *tap_ctx)
-{
 	struct ib_hash_pipe *p = xcalloc(1, sizeof(*p));
-	p->tap = tap;
-	p->tap_ctx = tap_ctx;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->in_fd = in_fd;
@@ -397,6 +386,297 @@ void ib_hash_pipe_free(struct ib_hash_pipe *p)
 void ib_hash_pipe_cleanup(struct ib_hash_pipe **p)
 {
 	ib_hash_pipe_free(*p);
+}
+
+/* ---- the scan: verify's one read ---- */
+
+/* The calling thread (the parser) reads the image into a ring of blocks and
+ * parses them; the scan's thread hashes each block once the parser has said
+ * which of its bytes are file content: the image's digest and, over the same
+ * bytes, each content extent's (two lanes, sha256ni.h). So the read's copy
+ * and libarchive are on one core and all hashing on the other, where the
+ * image's own digest, one sequential stream, is the floor. The thread never
+ * hashes past LIMIT: below it every extent is known. LIMIT moves when the
+ * parser announces an extent (to its end) and whenever the parser asks for
+ * a new block (to that block's start: libarchive only asks for more bytes
+ * than it has when what it is reading, a header or content, goes on into
+ * them, so no content begins before). */
+struct scan_block {
+	uint8_t *data;
+	uint64_t off;
+	size_t len;
+};
+
+struct ib_hash_scan {
+	pthread_mutex_t lock;
+	pthread_cond_t more;  /* the thread waits for bytes or a higher limit */
+	pthread_cond_t freed; /* the parser waits for a block to reuse */
+	pthread_t thread;
+	bool running;
+	int fd;
+	size_t block_size;
+	int n;
+	struct scan_block *ring;
+	uint64_t produced; /* blocks read (parser) */
+	uint64_t finished; /* blocks hashed to their end (thread) */
+	uint64_t hashed;   /* bytes hashed (thread) */
+	uint64_t claimed;  /* bytes the thread is hashing up to */
+	uint64_t read_off; /* bytes read (parser) */
+	uint64_t limit;
+	bool eof, abandon, thread_waiting, parser_waiting;
+	int read_errno;
+	struct stream hs;
+	uint8_t (*digests)[IB_SHA256_LEN];
+	ib_hash_tap_fn tap;
+	void *tap_ctx;
+};
+
+static void *scan_main(void *arg)
+{
+	struct ib_hash_scan *s = arg;
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		struct scan_block *b = NULL;
+		uint64_t from = 0, to = 0;
+		for (;;) {
+			if (s->abandon)
+				goto out;
+			if (s->finished < s->produced) {
+				b = &s->ring[s->finished % (uint64_t)s->n];
+				from = s->hashed;
+				to = b->off + b->len < s->limit ? b->off + b->len : s->limit;
+				if (to > from)
+					break;
+			} else if (s->eof) {
+				goto out;
+			}
+			s->thread_waiting = true;
+			pthread_cond_wait(&s->more, &s->lock);
+			s->thread_waiting = false;
+		}
+		s->claimed = to;
+		size_t n_ext = s->hs.n_ext;
+		pthread_mutex_unlock(&s->lock);
+		stream_hash(&s->hs, b->data + (from - b->off), from, to, n_ext);
+		bool whole = to == b->off + b->len;
+		if (whole && s->tap)
+			s->tap(s->tap_ctx, b->data, b->len);
+		pthread_mutex_lock(&s->lock);
+		s->hashed = to;
+		if (whole) {
+			s->finished++;
+			/* Woken with half the ring free, the parser reads on for a
+			 * while: a wake-up of an idle core costs this VM ~0.1 ms. */
+			if (s->parser_waiting && s->produced - s->finished <= (uint64_t)s->n / 2)
+				pthread_cond_signal(&s->freed);
+		}
+	}
+out:
+	s->abandon = true; /* nothing more is hashed: the parser must not wait */
+	pthread_cond_signal(&s->freed);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+struct ib_hash_scan *ib_hash_scan_new(int fd, uint64_t size_hint, size_t block_size, int n_blocks, ib_hash_tap_fn tap, void *tap_ctx)
+{
+	struct ib_hash_scan *s = xcalloc(1, sizeof(*s));
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->more, NULL);
+	pthread_cond_init(&s->freed, NULL);
+	s->fd = fd;
+	s->tap = tap;
+	s->tap_ctx = tap_ctx;
+	s->block_size = block_size;
+	/* libarchive may point into the last three blocks it got. */
+	s->n = n_blocks < 5 ? 5 : n_blocks;
+	s->ring = xcalloc((size_t)s->n, sizeof(*s->ring));
+	for (int i = 0; i < s->n; i++)
+		s->ring[i].data = xmalloc(block_size);
+	/* Every content extent follows a 512-byte header of its own; the
+	 * arrays are only touched as far as they are used. An image that grew
+	 * past the hint gets its later files hashed by the parser. */
+	size_t max_ext = (size_t)(size_hint / 1024) + 16;
+	stream_init(&s->hs, max_ext);
+	s->digests = xcalloc(max_ext, sizeof(*s->digests));
+	if (pthread_create(&s->thread, NULL, scan_main, s) != 0)
+		ib_die_oom();
+	s->running = true;
+	return s;
+}
+
+ssize_t ib_hash_scan_next(struct ib_hash_scan *s, const void **buf)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->eof) {
+		pthread_mutex_unlock(&s->lock);
+		if (s->read_errno) {
+			errno = s->read_errno;
+			return -1;
+		}
+		return 0;
+	}
+	/* Asked for more: nothing before this block is content still unknown. */
+	if (s->read_off > s->limit) {
+		s->limit = s->read_off;
+		if (s->thread_waiting)
+			pthread_cond_signal(&s->more);
+	}
+	while (s->produced - s->finished >= (uint64_t)s->n && !s->abandon) {
+		s->parser_waiting = true;
+		pthread_cond_wait(&s->freed, &s->lock);
+		s->parser_waiting = false;
+	}
+	bool abandoned = s->abandon;
+	pthread_mutex_unlock(&s->lock);
+	if (abandoned) {
+		errno = EIO;
+		return -1;
+	}
+	struct scan_block *b = &s->ring[s->produced % (uint64_t)s->n];
+	size_t got = 0;
+	int rerr = 0;
+	while (got < s->block_size) {
+		ssize_t r = read(s->fd, b->data + got, s->block_size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			rerr = errno;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	pthread_mutex_lock(&s->lock);
+	b->off = s->read_off;
+	b->len = got;
+	if (got) {
+		s->produced++;
+		s->read_off += got;
+	}
+	if (rerr || got < s->block_size) {
+		s->eof = true;
+		s->read_errno = rerr;
+	}
+	if (s->thread_waiting)
+		pthread_cond_signal(&s->more);
+	pthread_mutex_unlock(&s->lock);
+	if (got == 0 && rerr) {
+		errno = rerr;
+		return -1;
+	}
+	*buf = b->data;
+	return (ssize_t)got;
+}
+
+int ib_hash_scan_locate(const struct ib_hash_scan *s, const void *p, size_t len, uint64_t *off)
+{
+	/* Only the parser calls this, and only it writes the ring's offsets. */
+	const uint8_t *q = p;
+	uint64_t back = s->produced < 4 ? s->produced : 4;
+	for (uint64_t k = 1; k <= back; k++) {
+		const struct scan_block *b = &s->ring[(s->produced - k) % (uint64_t)s->n];
+		if (q >= b->data && q <= b->data + b->len && len <= b->len - (size_t)(q - b->data)) {
+			*off = b->off + (uint64_t)(q - b->data);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+ssize_t ib_hash_scan_extent(struct ib_hash_scan *s, uint64_t off, uint64_t len)
+{
+	pthread_mutex_lock(&s->lock);
+	struct stream *h = &s->hs;
+	bool ok = len > 0 && h->n_ext < h->cap_ext && off >= s->claimed && off >= s->hashed &&
+		  (h->n_ext == 0 || off >= h->ext[h->n_ext - 1].off + h->ext[h->n_ext - 1].len);
+	ssize_t idx = -1;
+	if (ok) {
+		idx = (ssize_t)h->n_ext;
+		struct extent *e = &h->ext[h->n_ext++];
+		e->off = off;
+		e->len = len;
+		e->digest = s->digests[idx];
+		atomic_init(&e->owner, EXT_FREE);
+		if (off + len > s->limit) {
+			s->limit = off + len;
+			uint64_t ready = (s->limit < s->read_off ? s->limit : s->read_off) - s->hashed;
+			if (s->thread_waiting && ready >= s->block_size / 2)
+				pthread_cond_signal(&s->more);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return idx;
+}
+
+bool ib_hash_scan_behind(struct ib_hash_scan *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool behind = s->produced - s->finished >= (uint64_t)s->n - 1;
+	pthread_mutex_unlock(&s->lock);
+	return behind;
+}
+
+static void scan_stop(struct ib_hash_scan *s, bool abandon)
+{
+	if (!s->running)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (abandon)
+		s->abandon = true;
+	s->limit = UINT64_MAX;
+	pthread_cond_signal(&s->more);
+	pthread_mutex_unlock(&s->lock);
+	if (!abandon) {
+		/* The rest of the file, past where the parser stopped, counts. */
+		const void *buf;
+		while (ib_hash_scan_next(s, &buf) > 0)
+			;
+		pthread_mutex_lock(&s->lock);
+		s->eof = true;
+		pthread_cond_signal(&s->more);
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_join(s->thread, NULL);
+	s->running = false;
+}
+
+int ib_hash_scan_finish(struct ib_hash_scan *s, uint8_t digest[IB_SHA256_LEN], uint64_t *total, ib_error_t *err)
+{
+	scan_stop(s, false);
+	if (s->read_errno)
+		return ib_error_errno(err, s->read_errno, "read");
+	size_t missed = stream_final(&s->hs, digest);
+	if (total)
+		*total = s->read_off;
+	if (missed)
+		return ib_error_set(err, 0, "%zu file contents run past the end of the image", missed);
+	return 0;
+}
+
+const uint8_t *ib_hash_scan_digest(const struct ib_hash_scan *s, size_t idx)
+{
+	return s->digests[idx];
+}
+
+void ib_hash_scan_free(struct ib_hash_scan *s)
+{
+	if (s == NULL)
+		return;
+	scan_stop(s, true);
+	stream_free(&s->hs);
+	for (int i = 0; i < s->n; i++)
+		free(s->ring[i].data);
+	free(s->ring);
+	free(s->digests);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->more);
+	pthread_cond_destroy(&s->freed);
+	free(s);
+}
+
+void ib_hash_scan_cleanup(struct ib_hash_scan **s)
+{
+	ib_hash_scan_free(*s);
 }
 
 /* ---- the follower ---- */

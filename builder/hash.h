@@ -1,7 +1,8 @@
 #pragma once
-/* Hashing that keeps the second core busy: a pipe whose thread SHA-256es the
- * blocks handed to it, in order (verify and unpack: the outer digest while
- * parsing); a follower that hashes a file as it is written (pack: the image's
+/* Hashing that keeps the second core busy: a scan, whose thread hashes an
+ * image and its files' content while the caller reads and parses it (verify,
+ * unpack); a pipe whose thread SHA-256es the blocks handed to it, in order
+ * (the unverified unpack, export); a follower that hashes a file as it is written (pack: the image's
  * digest and its files'); and a parallel hasher for many files (pack --zstd). */
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,13 +24,10 @@ struct ib_hash_pipe *ib_hash_pipe_new(size_t block_size, int n_blocks);
  * read's copy is on the other core. Use _next, then _finish, which reads and
  * hashes whatever the parser left. */
 struct ib_hash_pipe *ib_hash_pipe_new_reader(int in_fd, size_t block_size, int n_blocks);
-/* The same, and TAP gets every block the thread read, in order, right after
- * hashing it, on that thread, before the parser does: all of the file, the
- * bytes past where the parser stopped included. So a consumer of the raw
- * bytes (export's layer) needs no second read, and gets exactly the bytes
- * whose digest _finish gives. */
+/* A consumer of an image's raw bytes (export's layer) that needs no read of
+ * its own: gets every block, in order, of exactly the bytes whose digest the
+ * hasher gives. */
 typedef void (*ib_hash_tap_fn)(void *ctx, const void *buf, size_t len);
-struct ib_hash_pipe *ib_hash_pipe_new_reader_tap(int in_fd, size_t block_size, int n_blocks, ib_hash_tap_fn tap, void *tap_ctx);
 /* The next block in *BUF (valid until _next is called N_BLOCKS-3 more times),
  * its length; 0 at EOF; -1 with errno set on a read error. */
 ssize_t ib_hash_pipe_next(struct ib_hash_pipe *p, const void **buf);
@@ -43,6 +41,37 @@ int ib_hash_pipe_finish(struct ib_hash_pipe *p, uint8_t digest[IB_SHA256_LEN], u
 void ib_hash_pipe_free(struct ib_hash_pipe *p);
 void ib_hash_pipe_cleanup(struct ib_hash_pipe **p);
 #define cleanup_hash_pipe __attribute__((cleanup(ib_hash_pipe_cleanup)))
+
+/* Verify's read: the calling thread reads IN_FD (not owned) into a ring of
+ * BLOCK_SIZE blocks with _next and parses them; a thread of the scan hashes
+ * the image and, in the same pass, the content extents the parser announces.
+ * SIZE_HINT (the file's size) bounds how many extents it takes. TAP, when
+ * not NULL, gets every block in order on that thread right after hashing. */
+struct ib_hash_scan;
+struct ib_hash_scan *ib_hash_scan_new(int in_fd, uint64_t size_hint, size_t block_size, int n_blocks, ib_hash_tap_fn tap,
+				      void *tap_ctx);
+/* The next block, as ib_hash_pipe_next (valid until N_BLOCKS-3 more calls). */
+ssize_t ib_hash_scan_next(struct ib_hash_scan *s, const void **buf);
+/* 1 with *OFF the image offset of P when [P, P+LEN) lies in one of the last
+ * blocks handed out; 0 when it does not (libarchive's own copy, or
+ * decompressed bytes). */
+int ib_hash_scan_locate(const struct ib_hash_scan *s, const void *p, size_t len, uint64_t *off);
+/* Bytes [OFF, OFF+LEN) of the image get a digest of their own (announce each
+ * before the parser asks for the block after its first byte): the extent's
+ * index for _digest, or -1 when the thread may be past OFF, the extents are
+ * out of order or there are too many (the parser hashes that content itself). */
+ssize_t ib_hash_scan_extent(struct ib_hash_scan *s, uint64_t off, uint64_t len);
+/* True while the thread is behind the parser (the ring is full): content the
+ * parser hashes itself then costs no time. */
+bool ib_hash_scan_behind(struct ib_hash_scan *s);
+/* Reads and hashes the rest of the file, waits for the thread: the image's
+ * digest and size; fails on a read error or an extent past the end. */
+int ib_hash_scan_finish(struct ib_hash_scan *s, uint8_t digest[IB_SHA256_LEN], uint64_t *total, ib_error_t *err);
+/* An extent's digest, once _finish succeeded. */
+const uint8_t *ib_hash_scan_digest(const struct ib_hash_scan *s, size_t idx);
+void ib_hash_scan_free(struct ib_hash_scan *s);
+void ib_hash_scan_cleanup(struct ib_hash_scan **s);
+#define cleanup_hash_scan __attribute__((cleanup(ib_hash_scan_cleanup)))
 
 /* Hashes FD's bytes from offset 0 on a thread of its own, as the caller
  * reports them written: the digest of exactly what is in the file (pack's

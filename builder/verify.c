@@ -171,12 +171,14 @@ struct seen_entry {
 	unsigned mode;
 	int64_t uid, gid, size;
 	char sha256[IB_SHA256_HEX_LEN + 1];
+	ssize_t extent; /* >= 0: its digest comes from the scan's thread */
 	char *target;
 };
 
 struct state {
 	struct ib_verify_report *rep;
 	const struct ib_verify_opts *opts; /* NULL: nothing to hand out */
+	struct ib_hash_scan *scan;	   /* NULL: every digest is made here */
 	struct seen_entry *v;
 	size_t n, cap;
 	struct ib_buf listing;
@@ -229,6 +231,7 @@ static void seen_from(struct seen_entry *se, const struct ib_tar_entry *e, const
 	se->uid = e->uid;
 	se->gid = e->gid;
 	se->size = e->type == IB_ENTRY_FILE ? e->size : 0;
+	se->extent = -1;
 	if (e->type == IB_ENTRY_HARDLINK) {
 		const char *why;
 		se->target = normalise(e->link, &why);
@@ -262,6 +265,37 @@ static int unpack_begin(struct state *st, struct ib_archive_reader *r, const str
 	return 0;
 }
 
+/* One chunk of a file's content. Where it lies in the scan's blocks, the
+ * scan's thread hashes the whole content as one extent of the image, in the
+ * pass that hashes the image (FIRST announces it); every later chunk must then
+ * be the very next bytes of the image, so that what is written and handed out
+ * is what that thread hashed. The chunk is hashed here instead when it is
+ * anywhere else (a zstd image's decompressed bytes), and when that thread is
+ * behind: this one would only wait for it (with large files, verify is bound
+ * by that thread; unpack, by this one's writes). */
+static int hash_chunk(struct state *st, const struct ib_tar_entry *e, const void *buf, size_t len, bool first,
+		      struct ib_sha256 **sha, ssize_t *extent, uint64_t *at)
+{
+	uint64_t off = 0;
+	if (first && st->scan && !ib_hash_scan_behind(st->scan) && ib_hash_scan_locate(st->scan, buf, len, &off)) {
+		*extent = ib_hash_scan_extent(st->scan, off, (uint64_t)e->size);
+		*at = off;
+	}
+	if (*extent >= 0) {
+		if (!ib_hash_scan_locate(st->scan, buf, len, &off) || off != *at) {
+			cleanup_free char *msg = xasprintf("'%s': its content is not stored in one piece", e->path);
+			entry_fail(st, msg);
+			return -1;
+		}
+		*at += len;
+		return 0;
+	}
+	if (*sha == NULL)
+		*sha = ib_sha256_new();
+	ib_sha256_update(*sha, buf, len);
+	return 0;
+}
+
 /* A file's content: hashed into SE, handed to the caller's take(), kept when
  * it is the listing or the facts, written to disk when WRITING. Returns -1
  * to stop reading (the image is cut short, or the disk failed). */
@@ -270,7 +304,9 @@ static int read_content(struct state *st, struct ib_archive_reader *r, const str
 {
 	ib_error_t err = NULL;
 	st->rep->files++;
-	struct ib_sha256 *sha = ib_sha256_new();
+	cleanup_sha256 struct ib_sha256 *sha = NULL;
+	ssize_t extent = -1;
+	uint64_t at = 0; /* where in the image the next chunk must be */
 	int64_t got = 0;
 	bool too_big = false;
 	size_t give = safe && st->opts && st->opts->want ? st->opts->want(st->opts->ctx, norm, e->size) : 0;
@@ -281,16 +317,15 @@ static int read_content(struct state *st, struct ib_archive_reader *r, const str
 		if (d < 0) {
 			fail(st->rep, "image is truncated or corrupt at '%s': %s", e->path, err->msg);
 			ib_error_free(&err);
-			ib_sha256_free(sha);
 			return -1;
 		}
 		if (d == 0)
 			break;
-		ib_sha256_update(sha, buf, len);
+		if (hash_chunk(st, e, buf, len, got == 0, &sha, &extent, &at) < 0)
+			return -1;
 		if (writing && ib_archive_disk_data(st->opts->disk, r, buf, len, &err) < 0) {
 			fail(st->rep, "unpack: %s", err->msg);
 			ib_error_free(&err);
-			ib_sha256_free(sha);
 			return -1;
 		}
 		if (give > 0) {
@@ -309,10 +344,14 @@ static int read_content(struct state *st, struct ib_archive_reader *r, const str
 		}
 	}
 	st->rep->bytes += (uint64_t)got;
-	uint8_t d[IB_SHA256_LEN];
-	ib_sha256_final(sha, d);
-	ib_sha256_free(sha);
-	ib_hex(d, sizeof(d), se->sha256);
+	se->extent = extent;
+	if (extent < 0) {
+		uint8_t d[IB_SHA256_LEN];
+		if (sha == NULL)
+			sha = ib_sha256_new();
+		ib_sha256_final(sha, d);
+		ib_hex(d, sizeof(d), se->sha256);
+	}
 	if (too_big)
 		entry_fail(st, is_listing ? "the listing is too large" : "facts.toml is too large");
 	if (got != e->size)
@@ -591,16 +630,24 @@ int ib_verify_memory(const void *data, size_t len, struct ib_verify_report *rep_
 	return rc;
 }
 
-/* ---------------- file source: one read, on the pipe's thread ---------------- */
+/* ---------------- file source: one read, hashed on the scan's thread ---------------- */
 
-/* The pipe's thread reads each block and hashes it (the outer digest) before
- * this thread parses it and hashes the entries' content: two SHA-256 streams
- * on two cores, and the read's copy on the one that has no parsing to do.
- * libarchive points into the blocks (no copy for content), and both digests
- * are of the same bytes, read once. */
+/* This thread reads each block (the copy) and parses it; the scan's thread
+ * hashes the image and every file's content in it in one pass (hash.h), so
+ * the image's digest, one sequential SHA-256, is all that thread does beyond
+ * the content lanes beside it. libarchive points into the blocks (no copy
+ * for content), and both digests are of the same bytes, read once. */
 static ssize_t file_read(void *ctx, const void **buf)
 {
-	return ib_hash_pipe_next(ctx, buf);
+	return ib_hash_scan_next(ctx, buf);
+}
+
+/* After the scan finished: the digests its thread made. */
+static void take_scan_digests(struct state *st)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->v[i].extent >= 0)
+			ib_hex(ib_hash_scan_digest(st->scan, (size_t)st->v[i].extent), IB_SHA256_LEN, st->v[i].sha256);
 }
 
 int ib_verify_read_sha256_file(const char *image, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
@@ -681,9 +728,10 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	ib_error_t e2 = NULL;
 
-	/* One read of the image: 1 MiB blocks, hashed then parsed. */
-	cleanup_hash_pipe struct ib_hash_pipe *pipe = ib_hash_pipe_new_reader_tap(fd, 256 << 10, 32, opts->raw, opts->raw_ctx);
-	struct state st = { .rep = rep, .opts = opts };
+	/* One read of the image in 256 KiB blocks, parsed here, hashed there. */
+	cleanup_hash_scan struct ib_hash_scan *scan =
+		ib_hash_scan_new(fd, (uint64_t)sb.st_size, 256 << 10, 16, opts->raw, opts->raw_ctx);
+	struct state st = { .rep = rep, .opts = opts, .scan = scan };
 	/* Unpacking: libarchive writes relative to the working folder. The image
 	 * is open already, and its .sha256 and .sig are read after returning. */
 	cleanup_fd int cwd = -1;
@@ -694,7 +742,7 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 			ib_verify_report_free(&local);
 			return ib_error_errno(err, e, "unpack: enter the folder to unpack into");
 		}
-		read_entries(&st, file_read, pipe);
+		read_entries(&st, file_read, scan);
 		/* Always, and here inside INTO, even after a failure: libarchive sets
 		 * the folders' deferred modes and times by relative name, and left
 		 * for later it would do so when the writer is freed, in whatever
@@ -712,14 +760,16 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 			return ib_error_errno(err, e, "unpack: return to the working folder");
 		}
 	} else {
-		read_entries(&st, file_read, pipe);
+		read_entries(&st, file_read, scan);
 	}
 	/* Whatever libarchive left unread (after an error) still counts for the
 	 * digest: _finish reads it. */
 	uint8_t digest[IB_SHA256_LEN];
-	if (ib_hash_pipe_finish(pipe, digest, NULL, &e2) < 0) {
+	if (ib_hash_scan_finish(scan, digest, NULL, &e2) < 0) {
 		fail(rep, "read '%s': %s", image, e2->msg);
 		ib_error_free(&e2);
+	} else {
+		take_scan_digests(&st);
 	}
 	ib_hex(digest, sizeof(digest), rep->sha256);
 	compare_listing(&st);

@@ -1,4 +1,4 @@
-/* Unit tests for builder/hash.c: the hash pipe (both modes), the follower
+/* Unit tests for builder/hash.c: the scan, the hash pipe (both modes), the follower
  * with its per-extent digests and helper, and the parallel file hasher.
  * Expected digests are the FIPS 180-2 / NIST example vectors, not the code's
  * own output. The program runs its tests once as the CPU allows (SHA-NI when
@@ -223,6 +223,97 @@ static void follow_run(bool help)
 	assert_memory_equal(d, want, sizeof(want));
 }
 
+static void tap_collect(void *ctx, const void *buf, size_t len)
+{
+	ib_buf_add(ctx, buf, len);
+}
+
+/* The scan: the parser (this thread) reads the blocks and announces where
+ * content lies by pointer, as verify does; the thread gives the image's digest
+ * and each extent's, and the tap sees every byte once, in order. Extents out
+ * of order, unlocatable pointers and too many extents are refused, not
+ * hashed wrongly. */
+static void test_scan(void **state)
+{
+	cleanup_free char *a = million_a();
+	size_t l1 = 3, l2 = strlen(MSG448), l3 = MILLION, tail = 3;
+	size_t total = l1 + l2 + l3 + tail;
+	cleanup_free char *all = xmalloc(total);
+	memcpy(all, ABC, l1);
+	memcpy(all + l1, MSG448, l2);
+	memcpy(all + l1 + l2, a, l3);
+	memcpy(all + l1 + l2 + l3, "xyz", tail);
+	cleanup_free char *path = write_tmp("scan", all, total);
+	cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	cleanup_buf struct ib_buf tapped = { 0 };
+	cleanup_hash_scan struct ib_hash_scan *s = ib_hash_scan_new(fd, 1024, 4096, 5, tap_collect, &tapped);
+	const void *buf;
+	ssize_t n = ib_hash_scan_next(s, &buf);
+	assert_int_equal(n, 4096);
+	uint64_t off = 99;
+	assert_int_equal(ib_hash_scan_locate(s, (const char *)buf + l1, l2, &off), 1);
+	assert_int_equal(off, l1);
+	assert_int_equal(ib_hash_scan_locate(s, a, 10, &off), 0);
+	assert_int_equal(ib_hash_scan_locate(s, (const char *)buf + 4000, 200, &off), 0); /* runs past the block */
+	assert_int_equal(ib_hash_scan_extent(s, 0, l1), 0);
+	assert_int_equal(ib_hash_scan_extent(s, l1, l2), 1);
+	assert_int_equal(ib_hash_scan_extent(s, l1 + 1, 1), -1); /* inside the one before */
+	assert_int_equal(ib_hash_scan_extent(s, l1 + l2, l3), 2);
+	size_t got = (size_t)n;
+	while ((n = ib_hash_scan_next(s, &buf)) > 0)
+		got += (size_t)n;
+	assert_int_equal(n, 0);
+	assert_int_equal(got, total);
+	uint8_t d[IB_SHA256_LEN], want[IB_SHA256_LEN];
+	uint64_t size = 0;
+	ib_error_t err = NULL;
+	if (ib_hash_scan_finish(s, d, &size, &err) < 0)
+		fail_msg("%s", err->msg);
+	ib_sha256_buf(all, total, want);
+	assert_memory_equal(d, want, sizeof(want));
+	assert_int_equal(size, total);
+	assert_digest(ib_hash_scan_digest(s, 0), ABC_HEX);
+	assert_digest(ib_hash_scan_digest(s, 1), MSG448_HEX);
+	assert_digest(ib_hash_scan_digest(s, 2), MILLION_A_HEX);
+	assert_int_equal(tapped.len, total);
+	assert_memory_equal(tapped.s, all, total);
+}
+
+/* Only as many extents as the hint allows; one past the end of the image is
+ * the finish's error (a truncated image), and a read error is too. */
+static void test_scan_limits(void **state)
+{
+	cleanup_free char *path = write_tmp("scan-small", MSG448, strlen(MSG448));
+	cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	cleanup_hash_scan struct ib_hash_scan *s = ib_hash_scan_new(fd, 0, 4096, 5, NULL, NULL);
+	const void *buf;
+	assert_int_equal(ib_hash_scan_next(s, &buf), (ssize_t)strlen(MSG448));
+	for (size_t i = 0; i < 16; i++)
+		assert_int_equal(ib_hash_scan_extent(s, i, 1), (ssize_t)i);
+	assert_int_equal(ib_hash_scan_extent(s, 16, 1), -1);
+	uint8_t d[IB_SHA256_LEN];
+	ib_error_t err = NULL;
+	assert_int_equal(ib_hash_scan_finish(s, d, NULL, &err), 0);
+	assert_digest(d, MSG448_HEX);
+
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	cleanup_hash_scan struct ib_hash_scan *t = ib_hash_scan_new(fd, 4096, 4096, 5, NULL, NULL);
+	assert_int_equal(ib_hash_scan_next(t, &buf), (ssize_t)strlen(MSG448));
+	assert_int_equal(ib_hash_scan_extent(t, 50, 100), 0); /* 6 bytes are there */
+	assert_true(ib_hash_scan_finish(t, d, NULL, &err) < 0);
+	assert_non_null(strstr(err->msg, "past the end"));
+	ib_error_free(&err);
+
+	cleanup_fd int wfd = open(path, O_WRONLY | O_CLOEXEC); /* read(2) gives EBADF */
+	assert_true(wfd >= 0);
+	cleanup_hash_scan struct ib_hash_scan *u = ib_hash_scan_new(wfd, 0, 4096, 5, NULL, NULL);
+	assert_int_equal(ib_hash_scan_next(u, &buf), -1);
+	assert_true(ib_hash_scan_finish(u, d, NULL, &err) < 0);
+	ib_error_free(&err);
+}
+
 static void test_follow(void **state)
 {
 	follow_run(false);
@@ -291,7 +382,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pipe_vectors),	   cmocka_unit_test(test_pipe_reader),
 		cmocka_unit_test(test_pipe_reader_error),  cmocka_unit_test(test_follow),
-		cmocka_unit_test(test_follow_help),
+		cmocka_unit_test(test_follow_help),	   cmocka_unit_test(test_scan),
+		cmocka_unit_test(test_scan_limits),
 		cmocka_unit_test(test_files),		   cmocka_unit_test(test_files_refused),
 		cmocka_unit_test(test_ncpus),
 	};
