@@ -75,8 +75,8 @@ void ib_hash_scan_cleanup(struct ib_hash_scan **s);
 
 /* Hashes FD's bytes from offset 0 on a thread of its own, as the caller
  * reports them written: the digest of exactly what is in the file (pack's
- * IMAGE.sha256), read from the page cache through short-lived mappings, no
- * copy. FD is not owned and must be open for reading. In the same pass it
+ * IMAGE.sha256), read back from the page cache in 256 KiB pieces into one
+ * buffer (hash.c says why not mapped). FD is not owned and must be open for reading. In the same pass it
  * hashes up to MAX_EXTENTS byte ranges of the file on their own (the
  * content of each file in the image): where the CPU has SHA-NI, both digests
  * of a byte cost little more than one (sha256ni.h). */
