@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "commands.h"
+#include "log.h"
 #include "unpack.h"
 #include "util.h"
 
@@ -41,9 +42,12 @@ static int cmd_unpack(const struct ib_cmd *cmd, int argc, char **argv, ib_error_
 	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
 	if (r != 0)
 		return r < 0 ? -1 : 0;
+	/* -q: only errors, so neither the verify report nor the last line. */
+	a.opts.quiet = ib_log_level() == IB_LOG_QUIET;
 	if (ib_unpack(a.pos[0], a.pos[1], &a.opts, a.no_verify, err) < 0)
 		return -1;
-	printf("unpacked %s into %s\n", a.pos[0], a.pos[1]);
+	if (!a.opts.quiet)
+		printf("unpacked %s into %s\n", a.pos[0], a.pos[1]);
 	return 0;
 }
 

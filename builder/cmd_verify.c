@@ -1,5 +1,6 @@
 /* imgbuild verify IMAGE: digest, signature, listing and entry safety. */
 #include "commands.h"
+#include "log.h"
 #include "util.h"
 #include "verify.h"
 
@@ -37,6 +38,8 @@ static int cmd_verify(const struct ib_cmd *cmd, int argc, char **argv, ib_error_
 	int r = ib_cmd_parse(cmd, argc, argv, parse, &a, NULL, err);
 	if (r != 0)
 		return r < 0 ? -1 : 0;
+	/* -q: only errors, so no report; the failure still comes as the error. */
+	a.opts.quiet = ib_log_level() == IB_LOG_QUIET;
 	struct ib_verify_report rep;
 	int rc = ib_verify(a.image, &a.opts, &rep, err);
 	ib_verify_report_free(&rep);

@@ -38,6 +38,10 @@ check_fails "signify-openbsd -C rejects a tampered image" 1 "FAIL" bash -c "cd '
 check "signify-openbsd -G -n" signify-openbsd -G -n -c "their key" -p "$TMP/k/theirs.pub" -s "$TMP/k/theirs.sec"
 check "pack --sign with signify's secret key" "$IMGBUILD" -q pack "$TMP/root" -o "$TMP/out/t.tar" --epoch $E --sign "$TMP/k/theirs.sec"
 check "verify --key with signify's public key" "$IMGBUILD" verify "$TMP/out/t.tar" --key "$TMP/k/theirs.pub"
+# -q is "only errors": no report when the image verifies, the one-line error when not.
+check "verify -q prints nothing when the image verifies" bash -c "out=\$('$IMGBUILD' -q verify '$TMP/out/t.tar' --key '$TMP/k/theirs.pub' 2>&1) && [ -z \"\$out\" ]"
+check_fails "verify -q still names what failed" 1 "untrusted key" "$IMGBUILD" -q verify "$TMP/out/t.tar" --key "$TMP/k/ours.pub"
+check "unpack -q prints nothing" bash -c "out=\$('$IMGBUILD' -q unpack '$TMP/out/t.tar' '$TMP/out/t-tree' --key '$TMP/k/theirs.pub' 2>&1) && [ -z \"\$out\" ] && [ -f '$TMP/out/t-tree/etc/hostname' ]"
 "$IMGBUILD" -q pack "$TMP/root" -o "$TMP/out/s.tar" --epoch $E >/dev/null
 printf 'SHA256 (s.tar) = %s\n' "$(cut -c1-64 "$TMP/out/s.tar.sha256")" >"$TMP/out/s.msg"
 check "signify-openbsd -S -e signs an image's checksum" signify-openbsd -S -e -s "$TMP/k/theirs.sec" -m "$TMP/out/s.msg" -x "$TMP/out/s.tar.sig"
