@@ -494,9 +494,11 @@ struct ib_hash_scan *ib_hash_scan_new(int fd, uint64_t size_hint, size_t block_s
 	for (int i = 0; i < s->n; i++)
 		s->ring[i].data = xmalloc(block_size);
 	/* Every content extent follows a 512-byte header of its own; the
-	 * arrays are only touched as far as they are used. An image that grew
-	 * past the hint gets its later files hashed by the parser. */
-	size_t max_ext = (size_t)(size_hint / 1024) + 16;
+	 * arrays are only touched as far as they are used, and capped (64 bytes
+	 * an extent: 256 MiB of address space at most). Files past the cap, or
+	 * past the hint when the image grew, are hashed by the parser. */
+	uint64_t hint_ext = size_hint / 1024 + 16;
+	size_t max_ext = hint_ext < ((uint64_t)1 << 22) ? (size_t)hint_ext : (size_t)1 << 22;
 	stream_init(&s->hs, max_ext);
 	s->digests = xcalloc(max_ext, sizeof(*s->digests));
 	if (pthread_create(&s->thread, NULL, scan_main, s) != 0)
