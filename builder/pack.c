@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -216,13 +217,51 @@ static int read_xattrs(int fd, const char *full, struct pentry *e, ib_error_t *e
 
 #define DENTS_BUF ((size_t)32 << 10)
 
+/* The walk runs on two threads (the follower has nothing to hash before the
+ * first file is written, so the second core is free). Each has its own list
+ * and counts, merged before the sort, which alone decides the image's order.
+ * Folders a walker finds go to a shared queue as open descriptors, up to
+ * WALK_QUEUE_MAX of them (so the walk never holds more open folders than
+ * that plus its depth); past that a walker goes down into the folder itself. */
+#define WALK_QUEUE_MAX 64
+
+struct walk_item {
+	int fd;
+	char *rel;
+};
+
+struct walk_queue {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct walk_item v[WALK_QUEUE_MAX];
+	size_t n;
+	int active; /* walkers inside a folder they took */
+	bool failed;
+	ib_error_t err; /* the first failure */
+};
+
 struct walk {
 	char *dents; /* DENTS_BUF bytes, walk_dir's */
 	const char *root;
 	int64_t epoch;
 	struct plist *list;
 	struct ib_pack_stats *st;
+	struct walk_queue *q; /* NULL: one thread, folders walked as found */
 };
+
+/* Hands an open folder to whichever walker is free; false when the queue is
+ * full (the caller walks it itself). */
+static bool walk_offer(struct walk_queue *q, int fd, const char *rel)
+{
+	pthread_mutex_lock(&q->lock);
+	bool room = q->n < WALK_QUEUE_MAX && !q->failed;
+	if (room) {
+		q->v[q->n++] = (struct walk_item){ fd, xstrdup(rel) };
+		pthread_cond_signal(&q->cond);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return room;
+}
 
 static int walk_dir(struct walk *w, int dirfd, const char *rel, ib_error_t *err);
 
@@ -308,6 +347,10 @@ static int add_path(struct walk *w, int dirfd, const char *name, const char *rel
 		 * path lookup here, where write_entry would look it up again. */
 		if (read_xattrs(fd, full, e, err) < 0)
 			return -1;
+		if (w->q && walk_offer(w->q, fd, rel)) {
+			fd = -1; /* the queue's now */
+			return 0;
+		}
 		return walk_dir(w, fd, rel, err);
 	}
 	return 0;
@@ -351,6 +394,95 @@ static int walk_dir(struct walk *w, int dirfd, const char *rel, ib_error_t *err)
 		rc = add_path(w, dirfd, names.v[i], child, err);
 	}
 	return rc;
+}
+
+static int walk_dir(struct walk *w, int dirfd, const char *rel, ib_error_t *err);
+
+/* Takes folders from the queue until it is empty and no walker is inside a
+ * folder (which could still offer more), or a walker failed. */
+static void walk_drain(struct walk *w)
+{
+	struct walk_queue *q = w->q;
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		while (q->n == 0 && q->active > 0 && !q->failed)
+			pthread_cond_wait(&q->cond, &q->lock);
+		if (q->failed || q->n == 0)
+			break;
+		struct walk_item it = q->v[--q->n];
+		q->active++;
+		pthread_mutex_unlock(&q->lock);
+		ib_error_t e = NULL;
+		int rc = walk_dir(w, it.fd, it.rel, &e);
+		close(it.fd);
+		free(it.rel);
+		pthread_mutex_lock(&q->lock);
+		q->active--;
+		if (rc < 0 && !q->failed) {
+			q->failed = true;
+			q->err = steal_pointer(&e);
+		}
+		ib_error_free(&e);
+		if (q->failed || (q->n == 0 && q->active == 0))
+			pthread_cond_broadcast(&q->cond);
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void *walk_thread(void *arg)
+{
+	walk_drain(arg);
+	return NULL;
+}
+
+/* The tree below ROOTFD (not closed) into W's list, on two threads where the
+ * machine has two cores. */
+static int walk_tree(struct walk *w, int rootfd, ib_error_t *err)
+{
+	if (ib_hash_ncpus() < 2)
+		return walk_dir(w, rootfd, "", err);
+	struct walk_queue q = { .active = 1 };
+	pthread_mutex_init(&q.lock, NULL);
+	pthread_cond_init(&q.cond, NULL);
+	cleanup_free char *dents = xmalloc(DENTS_BUF);
+	struct plist list2 = { 0 };
+	struct ib_pack_stats st2 = { 0 };
+	struct walk w2 = { .dents = dents, .root = w->root, .epoch = w->epoch, .list = &list2, .st = &st2, .q = &q };
+	w->q = &q;
+	pthread_t t;
+	if (pthread_create(&t, NULL, walk_thread, &w2) != 0)
+		ib_die_oom();
+	ib_error_t e = NULL;
+	int rc = walk_dir(w, rootfd, "", &e);
+	pthread_mutex_lock(&q.lock);
+	q.active--;
+	if (rc < 0 && !q.failed) {
+		q.failed = true;
+		q.err = steal_pointer(&e);
+	}
+	ib_error_free(&e);
+	pthread_cond_broadcast(&q.cond);
+	pthread_mutex_unlock(&q.lock);
+	walk_drain(w);
+	pthread_join(t, NULL);
+	w->q = NULL;
+	for (size_t i = 0; i < q.n; i++) { /* left after a failure */
+		close(q.v[i].fd);
+		free(q.v[i].rel);
+	}
+	for (size_t i = 0; i < list2.n; i++)
+		*plist_add(w->list) = list2.v[i];
+	free(list2.v);
+	w->st->skipped_devices += st2.skipped_devices;
+	w->st->skipped_special += st2.skipped_special;
+	w->st->skipped_excluded += st2.skipped_excluded;
+	pthread_mutex_destroy(&q.lock);
+	pthread_cond_destroy(&q.cond);
+	if (q.failed) {
+		*err = q.err;
+		return -1;
+	}
+	return 0;
 }
 
 static int cmp_rel(const void *a, const void *b)
@@ -856,7 +988,7 @@ static int collect(const struct ib_pack_opts *o, int rootfd, const struct stat *
 	root->mtime = rst->st_mtime < o->epoch ? rst->st_mtime : o->epoch;
 	if (read_xattrs(rootfd, o->root, root, err) < 0)
 		return ib_error_wrap(err, "pack");
-	if (walk_dir(&w, rootfd, "", err) < 0)
+	if (walk_tree(&w, rootfd, err) < 0)
 		return ib_error_wrap(err, "pack '%s'", o->root);
 
 	cleanup_free char *name = o->name ? xstrdup(o->name) : default_name(o->output);

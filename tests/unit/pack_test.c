@@ -19,7 +19,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <grp.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ib_archive.h"
@@ -263,6 +265,80 @@ static int count_entries(const char *dir)
 	return n;
 }
 
+/* A tree of 150 folders (more than the walk's queue holds, so both walkers
+ * take folders from it and also go down into folders themselves): every path
+ * is in the image once, in sorted order, whichever thread found it. Then the
+ * same walk as an ordinary user with one folder it cannot open fails with
+ * that folder's name and leaves no output. */
+static void test_pack_wide_tree(void **state)
+{
+	cleanup_free char *wide = ib_path_join(top, "wide");
+	assert_int_equal(mkdir(wide, 0755), 0);
+	assert_int_equal(chmod(wide, 0755), 0);
+	for (int i = 0; i < 150; i++) {
+		cleanup_free char *d = xasprintf("%s/d%03d", wide, i);
+		cleanup_free char *sub = xasprintf("%s/s", d);
+		cleanup_free char *f = xasprintf("%s/f", sub);
+		assert_int_equal(mkdir(d, 0755), 0);
+		assert_int_equal(mkdir(sub, 0755), 0);
+		assert_int_equal(chmod(d, 0755) | chmod(sub, 0755), 0);
+		ib_error_t err = NULL;
+		if (ib_write_file_atomic(f, "x", 1, 0644, &err) < 0)
+			fail_msg("%s", err->msg);
+	}
+	cleanup_free char *out = ib_path_join(outdir, "wide.tar");
+	struct ib_pack_opts o = { .root = wide, .output = out, .epoch = EPOCH, .compression = IB_COMPRESS_NONE };
+	char digest[IB_SHA256_HEX_LEN + 1];
+	ib_error_t err = NULL;
+	if (ib_pack(&o, digest, &err) < 0)
+		fail_msg("%s", err->msg);
+	struct image img;
+	read_image(out, &img);
+	size_t tree = 0;
+	for (size_t i = 0; i < img.paths.n; i++) {
+		if (i > 0 && strcmp(img.paths.v[i - 1], img.paths.v[i]) >= 0 && i + 1 < img.paths.n)
+			fail_msg("'%s' before '%s'", img.paths.v[i - 1], img.paths.v[i]);
+		if (strncmp(img.paths.v[i], "./d", 3) == 0)
+			tree++;
+	}
+	assert_int_equal(tree, 150 * 3);
+	for (int i = 0; i < 150; i += 37) {
+		cleanup_free char *want = xasprintf("./d%03d/s/f", i);
+		assert_true(has_path(&img, want));
+	}
+	image_free(&img);
+
+	/* As nobody, with d077/s closed to everyone (and the top folder, made
+	 * by mkdtemp, open). */
+	cleanup_free char *shut = xasprintf("%s/d077/s", wide);
+	assert_int_equal(chmod(shut, 0), 0);
+	assert_int_equal(chmod(top, 0755), 0);
+	cleanup_free char *uout_dir = ib_path_join(top, "uout");
+	assert_int_equal(mkdir(uout_dir, 0777), 0);
+	assert_int_equal(chmod(uout_dir, 0777), 0);
+	cleanup_free char *uout = ib_path_join(uout_dir, "u.tar");
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(10);
+		struct ib_pack_opts uo = { .root = wide, .output = uout, .epoch = EPOCH };
+		ib_error_t uerr = NULL;
+		if (ib_pack(&uo, digest, &uerr) == 0)
+			_exit(11);
+		if (strstr(uerr->msg, "d077/s") && strstr(uerr->msg, "Permission denied"))
+			_exit(0);
+		fprintf(stderr, "# not the folder's error: %s\n", uerr->msg);
+		_exit(12);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(count_entries(uout_dir), 0);
+}
+
 /* A reserved or repeated fact fails the pack; nothing is written. */
 static void test_pack_refuses_reserved_fact(void **state)
 {
@@ -290,6 +366,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pack_tree),
 		cmocka_unit_test(test_pack_refuses_reserved_fact),
+		cmocka_unit_test(test_pack_wide_tree),
 	};
 	if (geteuid() != 0) {
 		printf("1..0 # SKIP needs root (owners, device nodes)\n");
