@@ -585,6 +585,32 @@ int ib_hash_scan_locate(const struct ib_hash_scan *s, const void *p, size_t len,
 	return 0;
 }
 
+bool ib_hash_scan_same(const struct ib_hash_scan *s, uint64_t off, const void *p, size_t len)
+{
+	/* The bytes may span the last blocks handed out; only the parser calls
+	 * this, as _locate. */
+	const uint8_t *q = p;
+	uint64_t back = s->produced < 4 ? s->produced : 4;
+	while (len > 0) {
+		const struct scan_block *hit = NULL;
+		for (uint64_t k = 1; k <= back && hit == NULL; k++) {
+			const struct scan_block *b = &s->ring[(s->produced - k) % (uint64_t)s->n];
+			if (off >= b->off && off < b->off + b->len)
+				hit = b;
+		}
+		if (hit == NULL)
+			return false;
+		size_t in = (size_t)(off - hit->off);
+		size_t n = hit->len - in < len ? hit->len - in : len;
+		if (memcmp(hit->data + in, q, n) != 0)
+			return false;
+		q += n;
+		off += n;
+		len -= n;
+	}
+	return true;
+}
+
 ssize_t ib_hash_scan_extent(struct ib_hash_scan *s, uint64_t off, uint64_t len)
 {
 	pthread_mutex_lock(&s->lock);

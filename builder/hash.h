@@ -56,6 +56,9 @@ ssize_t ib_hash_scan_next(struct ib_hash_scan *s, const void **buf);
  * blocks handed out; 0 when it does not (libarchive's own copy, or
  * decompressed bytes). */
 int ib_hash_scan_locate(const struct ib_hash_scan *s, const void *p, size_t len, uint64_t *off);
+/* True when [P, P+LEN) holds the same bytes as the image at OFF, all of them
+ * still in the last blocks handed out (libarchive may hand out a copy). */
+bool ib_hash_scan_same(const struct ib_hash_scan *s, uint64_t off, const void *p, size_t len);
 /* Bytes [OFF, OFF+LEN) of the image get a digest of their own (announce each
  * before the parser asks for the block after its first byte): the extent's
  * index for _digest, or -1 when the thread may be past OFF, the extents are

@@ -268,8 +268,9 @@ static int unpack_begin(struct state *st, struct ib_archive_reader *r, const str
 /* One chunk of a file's content. Where it lies in the scan's blocks, the
  * scan's thread hashes the whole content as one extent of the image, in the
  * pass that hashes the image (FIRST announces it); every later chunk must then
- * be the very next bytes of the image, so that what is written and handed out
- * is what that thread hashed. The chunk is hashed here instead when it is
+ * be the very next bytes of the image (where it lies, or, for a copy
+ * libarchive made, byte for byte), so that what is written and handed out is
+ * what that thread hashed. The chunk is hashed here instead when it is
  * anywhere else (a zstd image's decompressed bytes), and when that thread is
  * behind: this one would only wait for it (with large files, verify is bound
  * by that thread; unpack, by this one's writes). */
@@ -282,7 +283,8 @@ static int hash_chunk(struct state *st, const struct ib_tar_entry *e, const void
 		*at = off;
 	}
 	if (*extent >= 0) {
-		if (!ib_hash_scan_locate(st->scan, buf, len, &off) || off != *at) {
+		bool next = ib_hash_scan_locate(st->scan, buf, len, &off) ? off == *at : ib_hash_scan_same(st->scan, *at, buf, len);
+		if (!next) {
 			cleanup_free char *msg = xasprintf("'%s': its content is not stored in one piece", e->path);
 			entry_fail(st, msg);
 			return -1;

@@ -231,8 +231,8 @@ static void tap_collect(void *ctx, const void *buf, size_t len)
 /* The scan: the parser (this thread) reads the blocks and announces where
  * content lies by pointer, as verify does; the thread gives the image's digest
  * and each extent's, and the tap sees every byte once, in order. Extents out
- * of order, unlocatable pointers and too many extents are refused, not
- * hashed wrongly. */
+ * of order and unlocatable pointers are refused, not hashed wrongly; _same
+ * compares a copy with the image's bytes, across two blocks too. */
 static void test_scan(void **state)
 {
 	cleanup_free char *a = million_a();
@@ -256,11 +256,17 @@ static void test_scan(void **state)
 	assert_int_equal(off, l1);
 	assert_int_equal(ib_hash_scan_locate(s, a, 10, &off), 0);
 	assert_int_equal(ib_hash_scan_locate(s, (const char *)buf + 4000, 200, &off), 0); /* runs past the block */
+	assert_true(ib_hash_scan_same(s, l1, MSG448, l2));
+	assert_false(ib_hash_scan_same(s, l1, "abd", 3));
+	assert_false(ib_hash_scan_same(s, 4000, a, 200)); /* 4096.. not read yet */
 	assert_int_equal(ib_hash_scan_extent(s, 0, l1), 0);
 	assert_int_equal(ib_hash_scan_extent(s, l1, l2), 1);
 	assert_int_equal(ib_hash_scan_extent(s, l1 + 1, 1), -1); /* inside the one before */
 	assert_int_equal(ib_hash_scan_extent(s, l1 + l2, l3), 2);
 	size_t got = (size_t)n;
+	assert_int_equal(ib_hash_scan_next(s, &buf), 4096);
+	got += 4096;
+	assert_true(ib_hash_scan_same(s, 4000, a, 200)); /* across two blocks */
 	while ((n = ib_hash_scan_next(s, &buf)) > 0)
 		got += (size_t)n;
 	assert_int_equal(n, 0);
