@@ -401,13 +401,10 @@ void ib_hash_pipe_cleanup(struct ib_hash_pipe **p)
  * a new block (to that block's start: libarchive only asks for more bytes
  * than it has when what it is reading, a header or content, goes on into
  * them, so no content begins before). */
-/* The ring is one mapping on a 2 MiB boundary, in transparent huge pages
- * where the kernel gives them: this VM shadows page tables, so each new 4 KiB
- * page costs a fault to the host, and 16 blocks of 256 KiB are 1,024 of them
- * against 2. Verify of the minbase: 2,300 -> 1,270 page faults, 188-192 ->
- * 173 ms (docs/performance.md, section 10). */
-#define RING_ALIGN ((size_t)2 << 20)
-
+/* The ring is one ib_big_alloc (util.h): 16 blocks of 256 KiB are 1,024
+ * first-touch faults in 4 KiB pages and 2 in huge pages. Verify of the
+ * minbase: 2,300 -> 1,270 page faults, 182-190 -> 165 ms (docs/performance.md,
+ * section 10). */
 struct scan_block {
 	uint8_t *data;
 	uint64_t off;
@@ -500,12 +497,8 @@ struct ib_hash_scan *ib_hash_scan_new(int fd, uint64_t size_hint, size_t block_s
 	/* libarchive may point into the last three blocks it got. */
 	s->n = n_blocks < 5 ? 5 : n_blocks;
 	s->ring = xcalloc((size_t)s->n, sizeof(*s->ring));
-	s->map_len = block_size * (size_t)s->n + RING_ALIGN;
-	s->map = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (s->map == MAP_FAILED)
-		ib_die_oom();
-	uint8_t *ring = (uint8_t *)(((uintptr_t)s->map + RING_ALIGN - 1) & ~(uintptr_t)(RING_ALIGN - 1));
-	madvise(ring, block_size * (size_t)s->n, MADV_HUGEPAGE); /* a hint: without THP, 4 KiB pages */
+	s->map_len = block_size * (size_t)s->n;
+	uint8_t *ring = s->map = ib_big_alloc(s->map_len);
 	for (int i = 0; i < s->n; i++)
 		s->ring[i].data = ring + (size_t)i * block_size;
 	/* Every content extent follows a 512-byte header of its own; the
@@ -707,7 +700,7 @@ void ib_hash_scan_free(struct ib_hash_scan *s)
 		return;
 	scan_stop(s, true);
 	stream_free(&s->hs);
-	munmap(s->map, s->map_len);
+	ib_big_free(s->map, s->map_len);
 	free(s->ring);
 	free(s->digests);
 	pthread_mutex_destroy(&s->lock);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +38,36 @@ void *xrealloc(void *old, size_t size)
 	if (p == NULL)
 		ib_die_oom();
 	return p;
+}
+
+#define BIG_ALIGN ((size_t)2 << 20)
+
+static size_t big_len(size_t len)
+{
+	return (len + BIG_ALIGN - 1) & ~(BIG_ALIGN - 1);
+}
+
+void *ib_big_alloc(size_t len)
+{
+	size_t want = big_len(len ? len : 1);
+	/* Map one alignment more and trim, so the start is on the boundary. */
+	uint8_t *m = mmap(NULL, want + BIG_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		ib_die_oom();
+	uint8_t *p = (uint8_t *)(((uintptr_t)m + BIG_ALIGN - 1) & ~(uintptr_t)(BIG_ALIGN - 1));
+	if (p > m)
+		munmap(m, (size_t)(p - m));
+	size_t tail = (size_t)(m + want + BIG_ALIGN - (p + want));
+	if (tail)
+		munmap(p + want, tail);
+	madvise(p, want, MADV_HUGEPAGE); /* a hint: without THP, 4 KiB pages */
+	return p;
+}
+
+void ib_big_free(void *p, size_t len)
+{
+	if (p)
+		munmap(p, big_len(len ? len : 1));
 }
 
 char *xstrdup(const char *s)

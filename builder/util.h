@@ -16,6 +16,13 @@ void ib_die_oom(void) __attribute__((noreturn));
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t size);
+/* Large buffers (verify's ring of blocks): anonymous mappings on a 2 MiB
+ * boundary, in transparent huge pages where the kernel gives them. Each first
+ * touch of a 4 KiB page is a fault, and in a VM whose page tables the host
+ * shadows a costly one; a huge page is one fault for 512 of them. Lengths
+ * are the caller's; dies on failure like xmalloc. */
+void *ib_big_alloc(size_t len);
+void ib_big_free(void *p, size_t len);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
