@@ -175,19 +175,26 @@ static void test_pipe_reader_error(void **state)
 	ib_error_free(&err);
 }
 
+/* "abc" | MSG448 | a million 'a's | "xyz": three parts with known digests
+ * (the extents of the follower's and the scan's tests) and a tail. */
+static char *four_parts(size_t *total)
+{
+	size_t l1 = 3, l2 = strlen(MSG448), l3 = MILLION;
+	*total = l1 + l2 + l3 + 3;
+	char *all = xmalloc(*total);
+	memcpy(all, ABC, l1);
+	memcpy(all + l1, MSG448, l2);
+	memset(all + l1 + l2, 'a', l3);
+	memcpy(all + l1 + l2 + l3, "xyz", 3);
+	return all;
+}
+
 /* The follower: the file's digest, and each extent's, while the "writer"
  * appends in pieces; extents straddle the advances. */
 static void follow_run(bool help)
 {
-	cleanup_free char *a = million_a();
-	/* layout: "abc" | MSG448 | 1e6 'a' | "xyz" ; extents are the first three */
-	size_t l1 = 3, l2 = strlen(MSG448), l3 = MILLION, tail = 3;
-	size_t total = l1 + l2 + l3 + tail;
-	cleanup_free char *all = xmalloc(total);
-	memcpy(all, ABC, l1);
-	memcpy(all + l1, MSG448, l2);
-	memcpy(all + l1 + l2, a, l3);
-	memcpy(all + l1 + l2 + l3, "xyz", tail);
+	size_t l1 = 3, l2 = strlen(MSG448), l3 = MILLION, total;
+	cleanup_free char *all = four_parts(&total);
 
 	cleanup_free char *path = ib_path_join(tmpdir, help ? "follow-help" : "follow");
 	cleanup_fd int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -235,14 +242,9 @@ static void tap_collect(void *ctx, const void *buf, size_t len)
  * compares a copy with the image's bytes, across two blocks too. */
 static void test_scan(void **state)
 {
-	cleanup_free char *a = million_a();
-	size_t l1 = 3, l2 = strlen(MSG448), l3 = MILLION, tail = 3;
-	size_t total = l1 + l2 + l3 + tail;
-	cleanup_free char *all = xmalloc(total);
-	memcpy(all, ABC, l1);
-	memcpy(all + l1, MSG448, l2);
-	memcpy(all + l1 + l2, a, l3);
-	memcpy(all + l1 + l2 + l3, "xyz", tail);
+	size_t l1 = 3, l2 = strlen(MSG448), l3 = MILLION, total;
+	cleanup_free char *all = four_parts(&total);
+	const char *a = all + l1 + l2; /* a million 'a's */
 	cleanup_free char *path = write_tmp("scan", all, total);
 	cleanup_fd int fd = open(path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
