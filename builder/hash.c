@@ -195,6 +195,25 @@ struct ib_hash_pipe {
 	uint64_t consumed;
 };
 
+/* Reads into BUF until CAP bytes, the end of the file or an error (its errno
+ * in *ERR, else 0): fewer than CAP bytes means no more come. */
+static size_t read_block(int fd, uint8_t *buf, size_t cap, int *err)
+{
+	size_t got = 0;
+	*err = 0;
+	while (got < cap) {
+		ssize_t r = read(fd, buf + got, cap - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			*err = errno;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
 static void *reader_main(void *arg)
 {
 	struct ib_hash_pipe *p = arg;
@@ -209,23 +228,8 @@ static void *reader_main(void *arg)
 			break;
 		struct block *b = &p->ring[p->produced % (uint64_t)p->n];
 		pthread_mutex_unlock(&p->lock);
-		size_t got = 0;
-		int rerr = 0;
-		bool eof = false;
-		while (got < p->block_size) {
-			ssize_t r = read(p->in_fd, b->data + got, p->block_size - got);
-			if (r < 0) {
-				if (errno == EINTR)
-					continue;
-				rerr = errno;
-				break;
-			}
-			if (r == 0) {
-				eof = true;
-				break;
-			}
-			got += (size_t)r;
-		}
+		int rerr;
+		size_t got = read_block(p->in_fd, b->data, p->block_size, &rerr);
 		if (got)
 			dual_update(&p->sha, b->data, got);
 		pthread_mutex_lock(&p->lock);
@@ -235,7 +239,7 @@ static void *reader_main(void *arg)
 			p->produced++;
 		if (rerr)
 			p->read_errno = rerr;
-		if (rerr || eof)
+		if (got < p->block_size)
 			p->eof = true;
 		pthread_cond_broadcast(&p->cond);
 		if (p->eof)
@@ -401,15 +405,15 @@ void ib_hash_pipe_cleanup(struct ib_hash_pipe **p)
  * a new block (to that block's start: libarchive only asks for more bytes
  * than it has when what it is reading, a header or content, goes on into
  * them, so no content begins before). */
-/* The ring is one ib_big_alloc (util.h): 16 blocks of 256 KiB are 1,024
- * first-touch faults in 4 KiB pages and 2 in huge pages. Verify of the
- * minbase: 2,300 -> 1,270 page faults, 182-190 -> 165 ms (docs/performance.md,
- * section 10). */
 struct scan_block {
 	uint8_t *data;
 	uint64_t off;
 	size_t len;
 };
+
+/* The blocks libarchive may still hand out bytes from: the one it has and the
+ * three before. */
+#define SCAN_RECENT 4
 
 struct ib_hash_scan {
 	pthread_mutex_t lock;
@@ -495,8 +499,12 @@ struct ib_hash_scan *ib_hash_scan_new(int fd, uint64_t size_hint, size_t block_s
 	s->tap_ctx = tap_ctx;
 	s->block_size = block_size;
 	/* libarchive may point into the last three blocks it got. */
-	s->n = n_blocks < 5 ? 5 : n_blocks;
+	s->n = n_blocks < SCAN_RECENT + 1 ? SCAN_RECENT + 1 : n_blocks;
 	s->ring = xcalloc((size_t)s->n, sizeof(*s->ring));
+	/* One ib_big_alloc (util.h): 16 blocks of 256 KiB are 1,024 first-touch
+	 * faults in 4 KiB pages and 2 in huge pages. Verify of the minbase:
+	 * 2,300 -> 1,270 page faults, 182-190 -> 165 ms (docs/performance.md,
+	 * section 10). */
 	s->map_len = block_size * (size_t)s->n;
 	uint8_t *ring = s->map = ib_big_alloc(s->map_len);
 	for (int i = 0; i < s->n; i++)
@@ -544,18 +552,8 @@ ssize_t ib_hash_scan_next(struct ib_hash_scan *s, const void **buf)
 		return -1;
 	}
 	struct scan_block *b = &s->ring[s->produced % (uint64_t)s->n];
-	size_t got = 0;
-	int rerr = 0;
-	while (got < s->block_size) {
-		ssize_t r = read(s->fd, b->data + got, s->block_size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			rerr = errno;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
+	int rerr;
+	size_t got = read_block(s->fd, b->data, s->block_size, &rerr);
 	pthread_mutex_lock(&s->lock);
 	b->off = s->read_off;
 	b->len = got;
@@ -578,13 +576,21 @@ ssize_t ib_hash_scan_next(struct ib_hash_scan *s, const void **buf)
 	return (ssize_t)got;
 }
 
+/* The Kth last block handed out (1: the last), or NULL. Only the parser
+ * calls this (through _locate and _same), and only it writes the ring's
+ * offsets. */
+static const struct scan_block *recent_block(const struct ib_hash_scan *s, uint64_t k)
+{
+	if (k > SCAN_RECENT || k > s->produced)
+		return NULL;
+	return &s->ring[(s->produced - k) % (uint64_t)s->n];
+}
+
 int ib_hash_scan_locate(const struct ib_hash_scan *s, const void *p, size_t len, uint64_t *off)
 {
-	/* Only the parser calls this, and only it writes the ring's offsets. */
 	const uint8_t *q = p;
-	uint64_t back = s->produced < 4 ? s->produced : 4;
-	for (uint64_t k = 1; k <= back; k++) {
-		const struct scan_block *b = &s->ring[(s->produced - k) % (uint64_t)s->n];
+	const struct scan_block *b;
+	for (uint64_t k = 1; (b = recent_block(s, k)) != NULL; k++) {
 		if (q >= b->data && q <= b->data + b->len && len <= b->len - (size_t)(q - b->data)) {
 			*off = b->off + (uint64_t)(q - b->data);
 			return 1;
@@ -595,17 +601,13 @@ int ib_hash_scan_locate(const struct ib_hash_scan *s, const void *p, size_t len,
 
 bool ib_hash_scan_same(const struct ib_hash_scan *s, uint64_t off, const void *p, size_t len)
 {
-	/* The bytes may span the last blocks handed out; only the parser calls
-	 * this, as _locate. */
+	/* The bytes may span the last blocks handed out. */
 	const uint8_t *q = p;
-	uint64_t back = s->produced < 4 ? s->produced : 4;
 	while (len > 0) {
-		const struct scan_block *hit = NULL;
-		for (uint64_t k = 1; k <= back && hit == NULL; k++) {
-			const struct scan_block *b = &s->ring[(s->produced - k) % (uint64_t)s->n];
-			if (off >= b->off && off < b->off + b->len)
-				hit = b;
-		}
+		const struct scan_block *hit;
+		for (uint64_t k = 1; (hit = recent_block(s, k)) != NULL; k++)
+			if (off >= hit->off && off < hit->off + hit->len)
+				break;
 		if (hit == NULL)
 			return false;
 		size_t in = (size_t)(off - hit->off);

@@ -280,7 +280,10 @@ static int hash_chunk(struct state *st, const struct ib_tar_entry *e, const void
 	uint64_t off = 0;
 	if (first && st->scan && !ib_hash_scan_behind(st->scan) && ib_hash_scan_locate(st->scan, buf, len, &off)) {
 		*extent = ib_hash_scan_extent(st->scan, off, (uint64_t)e->size);
-		*at = off;
+		if (*extent >= 0) {
+			*at = off + len;
+			return 0;
+		}
 	}
 	if (*extent >= 0) {
 		bool next = ib_hash_scan_locate(st->scan, buf, len, &off) ? off == *at : ib_hash_scan_same(st->scan, *at, buf, len);
