@@ -398,6 +398,21 @@ static int walk_dir(struct walk *w, int dirfd, const char *rel, ib_error_t *err)
 
 static int walk_dir(struct walk *w, int dirfd, const char *rel, ib_error_t *err);
 
+/* With the lock held: a walker is out of the folder it took (RC its result,
+ * E its error, taken). The first failure stops every walker; the last walker
+ * out of an empty queue ends the walk. */
+static void walk_left(struct walk_queue *q, int rc, ib_error_t *e)
+{
+	q->active--;
+	if (rc < 0 && !q->failed) {
+		q->failed = true;
+		q->err = steal_pointer(e);
+	}
+	ib_error_free(e);
+	if (q->failed || (q->n == 0 && q->active == 0))
+		pthread_cond_broadcast(&q->cond);
+}
+
 /* Takes folders from the queue until it is empty and no walker is inside a
  * folder (which could still offer more), or a walker failed. */
 static void walk_drain(struct walk *w)
@@ -417,14 +432,7 @@ static void walk_drain(struct walk *w)
 		close(it.fd);
 		free(it.rel);
 		pthread_mutex_lock(&q->lock);
-		q->active--;
-		if (rc < 0 && !q->failed) {
-			q->failed = true;
-			q->err = steal_pointer(&e);
-		}
-		ib_error_free(&e);
-		if (q->failed || (q->n == 0 && q->active == 0))
-			pthread_cond_broadcast(&q->cond);
+		walk_left(q, rc, &e);
 	}
 	pthread_mutex_unlock(&q->lock);
 }
@@ -455,13 +463,7 @@ static int walk_tree(struct walk *w, int rootfd, ib_error_t *err)
 	ib_error_t e = NULL;
 	int rc = walk_dir(w, rootfd, "", &e);
 	pthread_mutex_lock(&q.lock);
-	q.active--;
-	if (rc < 0 && !q.failed) {
-		q.failed = true;
-		q.err = steal_pointer(&e);
-	}
-	ib_error_free(&e);
-	pthread_cond_broadcast(&q.cond);
+	walk_left(&q, rc, &e);
 	pthread_mutex_unlock(&q.lock);
 	walk_drain(w);
 	pthread_join(t, NULL);

@@ -57,7 +57,7 @@ void *ib_big_alloc(size_t len)
 	uint8_t *p = (uint8_t *)(((uintptr_t)m + BIG_ALIGN - 1) & ~(uintptr_t)(BIG_ALIGN - 1));
 	if (p > m)
 		munmap(m, (size_t)(p - m));
-	size_t tail = (size_t)(m + want + BIG_ALIGN - (p + want));
+	size_t tail = BIG_ALIGN - (size_t)(p - m);
 	if (tail)
 		munmap(p + want, tail);
 	madvise(p, want, MADV_HUGEPAGE); /* a hint: without THP, 4 KiB pages */
