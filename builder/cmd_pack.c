@@ -129,13 +129,12 @@ static int cmd_pack(const struct ib_cmd *cmd, int argc, char **argv, ib_error_t 
 	if (ib_pack(&o, hex, err) < 0)
 		goto out;
 	double secs = stats.seconds_walk + stats.seconds_hash + stats.seconds_write;
-	ib_log_info("packed %llu entries (%llu files, %.1f MiB) in %.2fs (%.0f MB/s): walk %.2fs, hash %.2fs, write %.2fs; left "
-		    "out %llu "
-		    "devices, %llu fifos/sockets, %llu run-time files",
+	ib_log_info("packed %llu entries (%llu files, %.1f MiB) in %.2fs (%.0f MB/s): walk %.2fs, hash %.2fs, write %.2fs "
+		    "(%llu small files read through io_uring); left out %llu devices, %llu fifos/sockets, %llu run-time files",
 		    (unsigned long long)stats.entries, (unsigned long long)stats.files, (double)stats.bytes_in / 1048576.0, secs,
 		    secs > 0 ? (double)stats.bytes_in / 1e6 / secs : 0.0, stats.seconds_walk, stats.seconds_hash,
-		    stats.seconds_write, (unsigned long long)stats.skipped_devices, (unsigned long long)stats.skipped_special,
-		    (unsigned long long)stats.skipped_excluded);
+		    stats.seconds_write, (unsigned long long)stats.files_batched, (unsigned long long)stats.skipped_devices,
+		    (unsigned long long)stats.skipped_special, (unsigned long long)stats.skipped_excluded);
 	printf("%s  %s\n", hex, o.output);
 	rc = 0;
 out:

@@ -3,6 +3,7 @@
 #include "hash.h"
 #include "log.h"
 #include "sign.h"
+#include "uring.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -72,7 +73,7 @@ struct pentry {
 	size_t primary; /* hard link: index of the entry holding the data */
 	bool is_link_secondary;
 	bool empty;	  /* content dropped (etc/machine-id) */
-	bool xattrs_read; /* by the walk, through the folder's descriptor */
+	bool xattrs_read; /* by the walk: a folder's through its descriptor, or a file has none */
 	char *xattr_blob; /* names and values, see read_xattrs */
 	struct ib_xattr *xattrs;
 	size_t n_xattrs;
@@ -149,6 +150,27 @@ static ssize_t x_list(int fd, const char *full, char *buf, size_t len)
 static ssize_t x_get(int fd, const char *full, const char *name, void *buf, size_t len)
 {
 	return fd >= 0 ? fgetxattr(fd, name, buf, len) : lgetxattr(full, name, buf, len);
+}
+
+/* listxattrat(2), Linux 6.13: a name's xattrs relative to a folder's
+ * descriptor, without a descriptor of its own or a lookup from the root.
+ * glibc has no wrapper yet; x86_64 and arm64 share the number. */
+#ifndef SYS_listxattrat
+#define SYS_listxattrat 465
+#endif
+static int listxattrat_missing; /* ENOSYS once: not asked again */
+
+/* True only when the kernel says NAME under DIRFD has no xattrs at all.
+ * Any doubt (an older kernel, an error) is false: write_entry then reads
+ * them the usual way, and reports the error. */
+static bool has_no_xattrs(int dirfd, const char *name)
+{
+	if (__atomic_load_n(&listxattrat_missing, __ATOMIC_RELAXED))
+		return false;
+	long n = syscall(SYS_listxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, NULL, (size_t)0);
+	if (n < 0 && errno == ENOSYS)
+		__atomic_store_n(&listxattrat_missing, 1, __ATOMIC_RELAXED);
+	return n == 0 || (n < 0 && errno == ENOTSUP);
 }
 
 static int read_xattrs(int fd, const char *full, struct pentry *e, ib_error_t *err)
@@ -334,10 +356,14 @@ static int add_path(struct walk *w, int dirfd, const char *name, const char *rel
 			cap *= 2;
 		}
 	}
-	/* xattrs are read by write_entry, on the writing thread: the walk is
-	 * the part of pack nothing else can overlap. */
-	cleanup_free char *full = *rel ? xasprintf("%s/%s", w->root, rel) : xstrdup(w->root);
+	/* A file's xattrs are read by write_entry, on the writing thread: the
+	 * walk is the part of pack nothing else can overlap. Only whether it
+	 * has any is asked here, where the folder is open: one with none can
+	 * be read through io_uring, which has no way to list them. */
+	if (type == IB_ENTRY_FILE && e->size > 0 && has_no_xattrs(dirfd, name))
+		e->xattrs_read = true;
 	if (type == IB_ENTRY_DIR) {
+		cleanup_free char *full = *rel ? xasprintf("%s/%s", w->root, rel) : xstrdup(w->root);
 		if (*rel && match_any(keep_empty, rel))
 			return 0;
 		cleanup_fd int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -622,6 +648,11 @@ struct out {
 	size_t fill, cap;
 	uint64_t off;		     /* the file offset of stage[0] */
 	struct ib_hash_follow *hash; /* not owned */
+	/* Small files without xattrs are read into the stage through io_uring
+	 * when the kernel allows it (NULL otherwise), and must all be in
+	 * before the stage is written out. */
+	struct ib_uring_reads *reads;
+	uint64_t batched; /* files read that way */
 };
 
 /* Files up to this size are read into the stage; larger ones are copied by the kernel. */
@@ -631,6 +662,8 @@ struct out {
 
 static int out_flush(struct out *o, ib_error_t *err)
 {
+	if (o->reads != NULL && ib_uring_reads_wait(o->reads, err) < 0)
+		return -1;
 	size_t done = 0;
 	while (done < o->fill) {
 		ssize_t w = pwrite(o->fd, o->stage + done, o->fill - done, (off_t)(o->off + done));
@@ -698,15 +731,23 @@ static int read_exact(int fd, uint8_t *buf, size_t len, off_t off, const char *r
 	return 0;
 }
 
-/* The content of a tree file, straight into the output. */
-static int place_file(struct out *o, int fd, const struct pentry *e, ib_error_t *err)
+static bool is_small(const struct out *o, const struct pentry *e)
+{
+	return e->size <= SMALL_FILE && (size_t)e->size <= o->cap;
+}
+
+/* The content of a tree file, straight into the output: FD is the open
+ * file, or -1 to have io_uring open and read it below ROOTFD. */
+static int place_file(struct out *o, int fd, int rootfd, const struct pentry *e, ib_error_t *err)
 {
 	size_t size = (size_t)e->size;
-	if (e->size <= SMALL_FILE && size <= o->cap) {
+	if (is_small(o, e)) {
 		if (o->cap - o->fill < size && out_flush(o, err) < 0)
 			return -1;
-		if (read_exact(fd, o->stage + o->fill, size, 0, e->rel, err) < 0)
+		if (fd < 0 ? ib_uring_reads_add(o->reads, rootfd, e->rel, o->stage + o->fill, size, err)
+			   : read_exact(fd, o->stage + o->fill, size, 0, e->rel, err))
 			return -1;
+		o->batched += fd < 0;
 		o->fill += size;
 		return 0;
 	}
@@ -750,10 +791,12 @@ static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, 
 		       uint8_t *buf, size_t cap, ib_error_t *err)
 {
 	/* A file with content is opened first, and its xattrs read through
-	 * that descriptor; other entries by path. */
+	 * that descriptor; other entries by path. A small one without xattrs
+	 * is left to io_uring. */
 	cleanup_fd int fd = -1;
 	bool content = e->kind == P_TREE && e->type == IB_ENTRY_FILE && e->size > 0;
-	if (content) {
+	bool queued = content && direct && o->reads != NULL && e->xattrs_read && is_small(o, e);
+	if (content && !queued) {
 		fd = openat(rootfd, e->rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 		if (fd < 0)
 			return ib_error_errno(err, errno, "open '%s'", e->rel);
@@ -793,7 +836,7 @@ static int write_entry(struct ib_archive_writer *w, struct out *o, bool direct, 
 		 * from the image: the listing holds the digest of what is in the
 		 * image, whatever happens to the tree meanwhile. */
 		ib_hash_follow_extent(o->hash, o->off + o->fill, (uint64_t)e->size, e->digest);
-		if (place_file(o, fd, e, err) < 0)
+		if (place_file(o, fd, rootfd, e, err) < 0)
 			return -1;
 		return ib_archive_writer_skip(w, e->size, err);
 	}
@@ -1067,13 +1110,16 @@ static int reserve(const struct ib_pack_opts *o, struct plist *list, int fd, ib_
 /* Writes the tar to FD, the listing last; DIRECT (no compression) hashes
  * the files from the bytes written, through the follower. */
 static int write_image(const struct ib_pack_opts *o, int rootfd, struct plist *list, size_t nfiles, bool direct, int fd,
-		       uint8_t digest[IB_SHA256_LEN], uint64_t *total, ib_error_t *err)
+		       uint8_t digest[IB_SHA256_LEN], struct ib_pack_stats *stats, ib_error_t *err)
 {
 	struct pentry *listing = &list->v[list->n - 1];
 	cleanup_hash_follow struct ib_hash_follow *follow = ib_hash_follow_new(fd, direct ? nfiles : 0);
 	struct out sink = { .fd = fd, .cap = 1 << 20, .hash = follow };
 	/* owns the buffer sink.stage borrows */
 	__attribute__((unused)) cleanup_free uint8_t *stage = sink.stage = xmalloc(sink.cap);
+	/* After the stage, so it is closed first: nothing in flight then
+	 * points into a freed stage. */
+	cleanup_uring_reads struct ib_uring_reads *reads = sink.reads = direct ? ib_uring_reads_new() : NULL;
 	cleanup_archive_writer struct ib_archive_writer *wr =
 		ib_archive_writer_new(o->compression, o->threads, o->zstd_level, sink_write, &sink, err);
 	if (wr == NULL)
@@ -1104,7 +1150,8 @@ static int write_image(const struct ib_pack_opts *o, int rootfd, struct plist *l
 	    (ftruncate(fd, (off_t)sink.off) < 0 && ib_error_errno(err, errno, "write") < 0) ||
 	    ib_hash_follow_finish(follow, digest, err) < 0)
 		return ib_error_wrap(err, "pack '%s'", o->output);
-	*total = sink.off;
+	stats->bytes_out = sink.off;
+	stats->files_batched = sink.batched;
 	return 0;
 }
 
@@ -1166,8 +1213,7 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 	if (direct && reserve(o, &list, out.fd, err) < 0)
 		return -1;
 	uint8_t digest[IB_SHA256_LEN];
-	uint64_t total = 0;
-	if (write_image(o, rootfd, &list, nfiles, direct, out.fd, digest, &total, err) < 0)
+	if (write_image(o, rootfd, &list, nfiles, direct, out.fd, digest, &stats, err) < 0)
 		return -1;
 	char hex[IB_SHA256_HEX_LEN + 1];
 	ib_hex(digest, sizeof(digest), hex);
@@ -1176,7 +1222,6 @@ int ib_pack(const struct ib_pack_opts *o, char digest_hex[IB_SHA256_HEX_LEN + 1]
 
 	double t2 = now_s();
 	stats.entries = list.n;
-	stats.bytes_out = total;
 	stats.seconds_walk = t_walked - t0;
 	stats.seconds_hash = t1 - t_walked;
 	stats.seconds_write = t2 - t1;

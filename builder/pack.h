@@ -31,6 +31,7 @@ struct ib_pack_stats {
 	uint64_t entries, files, bytes_in, bytes_out;
 	uint64_t skipped_devices, skipped_special, skipped_excluded;
 	double seconds_walk, seconds_hash, seconds_write; /* hash: file digests, after the walk */
+	uint64_t files_batched; /* small files read through io_uring (uring.h); 0 where the kernel refuses it */
 };
 
 struct ib_pack_opts {

@@ -3,7 +3,8 @@
  * stay out of the image; the listing is the last entry, sorted, with lines
  * written out by hand from the format in imgmeta.h; the digest pack returns
  * is that of the file it wrote (OpenSSL's, not the follower's); a reserved
- * fact fails the pack and leaves nothing at the output. */
+ * fact fails the pack and leaves nothing at the output; small files read
+ * through io_uring give the same image as a kernel that refuses it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,11 @@
 #include <grp.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <unistd.h>
 
 #include "ib_archive.h"
@@ -339,6 +346,92 @@ static void test_pack_wide_tree(void **state)
 	assert_int_equal(count_entries(uout_dir), 0);
 }
 
+/* In the calling process from here on: io_uring_setup and listxattrat(2)
+ * fail with ENOSYS, as on a kernel without them or under a seccomp profile
+ * that refuses them (Docker's default). */
+static void refuse_io_uring(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 465 /* listxattrat */, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+		_exit(20);
+}
+
+/* Small files go through io_uring when the kernel has it; where it does
+ * not, the plain reads must give the very same image. The tree mixes what
+ * decides the path: files up to 64 KiB and just past it, an empty one, one
+ * with an xattr (never batched: io_uring cannot list xattrs), a hard link. */
+static void test_pack_same_without_io_uring(void **state)
+{
+	cleanup_free char *mix = ib_path_join(top, "mix");
+	assert_int_equal(mkdir(mix, 0755), 0);
+	assert_int_equal(chmod(mix, 0755), 0);
+	size_t cap = 65537 + 140;
+	cleanup_free uint8_t *data = xmalloc(cap);
+	for (size_t j = 0; j < cap; j++)
+		data[j] = (uint8_t)(j * 13 + j / 509);
+	ib_error_t err = NULL;
+	for (int i = 0; i < 140; i++) {
+		cleanup_free char *f = xasprintf("%s/f%03d", mix, i);
+		size_t len = i == 0 ? 65536 : i == 1 ? 65537 : i == 2 ? 0 : (size_t)(i * 463) % 65536;
+		if (ib_write_file_atomic(f, data + i, len, 0644, &err) < 0)
+			fail_msg("%s", err->msg);
+	}
+	cleanup_free char *x = xasprintf("%s/f010", mix);
+	assert_int_equal(setxattr(x, "user.note", "kept", 4, 0), 0);
+	cleanup_free char *hl = xasprintf("%s/hl", mix);
+	cleanup_free char *f20 = xasprintf("%s/f020", mix);
+	assert_int_equal(link(f20, hl), 0);
+
+	cleanup_free char *dir_a = ib_path_join(top, "with"), *dir_b = ib_path_join(top, "without");
+	assert_int_equal(mkdir(dir_a, 0755) | mkdir(dir_b, 0755), 0);
+	cleanup_free char *out_a = ib_path_join(dir_a, "m.tar"), *out_b = ib_path_join(dir_b, "m.tar");
+	struct ib_pack_stats stats = { 0 };
+	struct ib_pack_opts o = { .root = mix, .output = out_a, .epoch = EPOCH, .stats = &stats };
+	char digest[IB_SHA256_HEX_LEN + 1];
+	if (ib_pack(&o, digest, &err) < 0)
+		fail_msg("%s", err->msg);
+	bool has_uring = stats.files_batched > 0;
+	if (has_uring)
+		/* every file with content but the one past 64 KiB and the xattr's */
+		assert_int_equal(stats.files_batched, 140 - 3);
+	else
+		print_message("# this kernel refuses io_uring or listxattrat: both packs read the plain way\n");
+
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		refuse_io_uring();
+		struct ib_pack_stats st = { 0 };
+		struct ib_pack_opts ob = { .root = mix, .output = out_b, .epoch = EPOCH, .stats = &st };
+		ib_error_t e = NULL;
+		if (ib_pack(&ob, digest, &e) < 0) {
+			fprintf(stderr, "# %s\n", e->msg);
+			_exit(21);
+		}
+		_exit(st.files_batched == 0 ? 0 : 22);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	size_t la = 0, lb = 0;
+	cleanup_free char *a = ib_read_file(out_a, &la, &err), *b = ib_read_file(out_b, &lb, &err);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(la, lb);
+	assert_memory_equal(a, b, la);
+	/* the xattr made it, as a pax record */
+	assert_non_null(memmem(a, la, "SCHILY.xattr.user.note=kept", 27));
+}
+
 /* A reserved or repeated fact fails the pack; nothing is written. */
 static void test_pack_refuses_reserved_fact(void **state)
 {
@@ -367,6 +460,7 @@ int main(void)
 		cmocka_unit_test(test_pack_tree),
 		cmocka_unit_test(test_pack_refuses_reserved_fact),
 		cmocka_unit_test(test_pack_wide_tree),
+		cmocka_unit_test(test_pack_same_without_io_uring),
 	};
 	if (geteuid() != 0) {
 		printf("1..0 # SKIP needs root (owners, device nodes)\n");
