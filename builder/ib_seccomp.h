@@ -27,7 +27,9 @@ enum ib_seccomp_flags {
  * clock_settime/clock_adjtime/adjtimex/settimeofday, and mknod/mknodat of a
  * block or character device (FIFOs and sockets stay allowed: a device node
  * made in a bound host folder would be a door to the host's disks).
- * clone3 gets ENOSYS so that libc falls back to clone, whose flags we can see. */
+ * clone3 gets ENOSYS so that libc falls back to clone, whose flags we can see;
+ * so do the io_uring calls (a kernel surface no stage needs, refused by
+ * Docker's default profile too), so that programs fall back to plain calls. */
 int ib_seccomp_compile(struct ib_seccomp_prog *prog, unsigned flags, ib_error_t *err);
 void ib_seccomp_prog_free(struct ib_seccomp_prog *prog);
 /* Async-signal-safe (for the forked child): installs the program. Does not set

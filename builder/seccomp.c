@@ -64,6 +64,19 @@ static const char *const refused[] = {
 	"open_tree_attr",
 };
 
+/* Answered ENOSYS, as a kernel without them would, so that programs fall back
+ * instead of failing. clone3: libc retries with clone, whose flags the rules
+ * below can see. io_uring: a large kernel surface that has been the source
+ * of many privilege escalations, which no build or GPU program here needs;
+ * Docker's and podman's default profiles refuse it too. liburing, libuv and
+ * imgbuild's own pack (uring.h) all fall back on ENOSYS. */
+static const char *const absent[] = {
+	"clone3",
+	"io_uring_setup",
+	"io_uring_enter",
+	"io_uring_register",
+};
+
 static const unsigned long ns_flags[] = {
 	CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP,
 };
@@ -131,11 +144,13 @@ int ib_seccomp_compile(struct ib_seccomp_prog *prog, unsigned flags, ib_error_t 
 		if (rc < 0)
 			return ib_error_errno(err, -rc, "seccomp: rule for mknodat");
 	}
-	int nr3 = seccomp_syscall_resolve_name("clone3");
-	if (nr3 != __NR_SCMP_ERROR) {
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr3, 0);
+	for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++) {
+		int nr = seccomp_syscall_resolve_name(absent[i]);
+		if (nr == __NR_SCMP_ERROR)
+			continue;
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
 		if (rc < 0 && rc != -EDOM)
-			return ib_error_errno(err, -rc, "seccomp: rule for clone3");
+			return ib_error_errno(err, -rc, "seccomp: rule for %s", absent[i]);
 	}
 
 	/* libseccomp 2.5 exports only to a file descriptor. */

@@ -96,6 +96,9 @@ cat >"$TMP/probe.c" <<'EOF'
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <linux/io_uring.h>
+#include <unistd.h>
 #include <time.h>
 static const char *e(int rc) { return rc == 0 ? "OK" : errno == EPERM ? "EPERM" : strerror(errno); }
 int main(void)
@@ -106,6 +109,10 @@ int main(void)
 	printf("ptrace=%s\n", e((int)ptrace(PTRACE_TRACEME, 0, NULL, NULL)));
 	printf("unshare=%s\n", e(unshare(CLONE_NEWNS)));
 	printf("clock_settime=%s\n", e(clock_settime(CLOCK_REALTIME, &ts)));
+	struct io_uring_params p;
+	memset(&p, 0, sizeof(p));
+	long ring = syscall(SYS_io_uring_setup, 4, &p);
+	printf("io_uring_setup=%s\n", ring >= 0 ? "OK" : errno == ENOSYS ? "ENOSYS" : strerror(errno));
 	return 0;
 }
 EOF
@@ -131,6 +138,18 @@ if echo "$out" | grep -q '^mount=EPERM' && echo "$out" | grep -q '^ptrace=EPERM'
 	ok "seccomp: mount, ptrace, unshare, clock_settime get EPERM"
 else
 	not_ok "seccomp: refused calls"; diag "$out"
+fi
+# The same call works without the filter on this kernel, so the refusal is the filter's.
+if echo "$out" | grep -q '^io_uring_setup=ENOSYS' && ! sysctl -n kernel.io_uring_disabled 2>/dev/null | grep -q '^[12]$'; then
+	if sbx_in -- /bin/probe 2>&1 | grep -q '^io_uring_setup=OK'; then
+		ok "seccomp: io_uring_setup answers ENOSYS (it works without the filter)"
+	else
+		not_ok "io_uring_setup without the filter"; diag "$(sbx_in -- /bin/probe 2>&1)"
+	fi
+elif echo "$out" | grep -q '^io_uring_setup=ENOSYS'; then
+	skip "io_uring refused by kernel.io_uring_disabled here: the filter's refusal cannot be told apart"
+else
+	not_ok "seccomp: io_uring_setup not refused"; diag "$out"
 fi
 out=$(sbx_in -- /bin/probe 2>&1 || true)
 if echo "$out" | grep -q '^ptrace=OK' && echo "$out" | grep -q '^mount=EPERM'; then
