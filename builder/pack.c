@@ -649,9 +649,9 @@ struct out {
 	size_t fill, cap;
 	uint64_t off;		     /* the file offset of stage[0] */
 	struct ib_hash_follow *hash; /* not owned */
-	/* Small files without xattrs are read into the stage through io_uring
-	 * when the kernel allows it (NULL otherwise), and must all be in
-	 * before the stage is written out. */
+	/* Small files are read into the stage through io_uring when the
+	 * kernel allows it (NULL otherwise), and must all be in before the
+	 * stage is written out. */
 	struct ib_uring_reads *reads;
 	uint64_t batched; /* files read that way */
 };
