@@ -713,22 +713,14 @@ static double now_s(void)
 /* Reads exactly LEN bytes of FD from offset OFF into BUF. */
 static int read_exact(int fd, uint8_t *buf, size_t len, off_t off, const char *rel, ib_error_t *err)
 {
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = pread(fd, buf + got, len - got, off + (off_t)got);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return ib_error_errno(err, errno, "read '%s'", rel);
-		}
-		/* Exactly the bytes pass 1 hashed are written: a file that grew
-		 * since is cut at its hashed size (no extra read to look for EOF),
-		 * one that shrank is an error. Nothing may change the tree while
-		 * it is packed. */
-		if (r == 0)
-			return ib_error_set(err, 0, "'%s' shrank while being packed", rel);
-		got += (size_t)r;
-	}
+	ssize_t got = ib_pread_full(fd, buf, len, off);
+	if (got < 0)
+		return ib_error_errno(err, errno, "read '%s'", rel);
+	/* Exactly the bytes pass 1 hashed are written: a file that grew since
+	 * is cut at its hashed size (no extra read to look for EOF), one that
+	 * shrank is an error. Nothing may change the tree while it is packed. */
+	if ((size_t)got < len)
+		return ib_error_set(err, 0, "'%s' shrank while being packed", rel);
 	return 0;
 }
 

@@ -196,16 +196,11 @@ static int read_rest(const struct queued *q, size_t got, ib_error_t *err)
 	cleanup_fd int fd = openat(q->dirfd, q->path, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return ib_error_errno(err, errno, "open '%s'", q->path);
-	while (got < q->len) {
-		ssize_t r = pread(fd, (uint8_t *)q->buf + got, q->len - got, (off_t)got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return ib_error_errno(err, errno, "read '%s'", q->path);
-		if (r == 0)
-			return ib_error_set(err, 0, "'%s' shrank while being read", q->path);
-		got += (size_t)r;
-	}
+	ssize_t rest = ib_pread_full(fd, (uint8_t *)q->buf + got, q->len - got, (off_t)got);
+	if (rest < 0)
+		return ib_error_errno(err, errno, "read '%s'", q->path);
+	if ((size_t)rest < q->len - got)
+		return ib_error_set(err, 0, "'%s' shrank while being read", q->path);
 	return 0;
 }
 

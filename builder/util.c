@@ -317,6 +317,22 @@ bool ib_read_all(int fd, void *buf, size_t n)
 	return true;
 }
 
+ssize_t ib_pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t r = pread(fd, (char *)buf + got, len - got, off + (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
 int ib_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, ib_error_t *err)
 {
 	cleanup_free char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());

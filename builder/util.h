@@ -94,6 +94,10 @@ char *ib_read_file_at(int dirfd, const char *name, const char *shown, size_t max
 bool ib_write_all(int fd, const void *buf, size_t n);
 /* Reads exactly N bytes; false on EOF or error. */
 bool ib_read_all(int fd, void *buf, size_t n);
+/* The one positioned read loop: LEN bytes of FD from OFF into BUF, retrying
+ * short reads and EINTR. Returns the bytes read, fewer than LEN only at the
+ * end of the file; -1 with errno set on error. */
+ssize_t ib_pread_full(int fd, void *buf, size_t len, off_t off);
 /* Writes to PATH.tmp.PID, fsyncs, renames over PATH: readers see old or new, never half. */
 int ib_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, ib_error_t *err);
 int ib_mkdir_p(const char *path, mode_t mode, ib_error_t *err);
