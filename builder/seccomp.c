@@ -77,6 +77,23 @@ static const char *const absent[] = {
 	"io_uring_register",
 };
 
+/* One rule per name in NAMES answering ERRNO; SKIP (may be NULL) is left
+ * allowed. Names this libseccomp does not know are left out. */
+static int refuse_names(scmp_filter_ctx ctx, const char *const *names, size_t n, int errnum, const char *skip, ib_error_t *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (skip && !strcmp(names[i], skip))
+			continue;
+		int nr = seccomp_syscall_resolve_name(names[i]);
+		if (nr == __NR_SCMP_ERROR)
+			continue;
+		int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(errnum), nr, 0);
+		if (rc < 0 && rc != -EDOM)
+			return ib_error_errno(err, -rc, "seccomp: rule for %s", names[i]);
+	}
+	return 0;
+}
+
 static const unsigned long ns_flags[] = {
 	CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP,
 };
@@ -116,16 +133,9 @@ int ib_seccomp_compile(struct ib_seccomp_prog *prog, unsigned flags, ib_error_t 
 		if (rc < 0 && rc != -EEXIST)
 			return ib_error_errno(err, -rc, "seccomp: add architecture");
 	}
-	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
-		if (allow_ptrace && !strcmp(refused[i], "ptrace"))
-			continue;
-		int nr = seccomp_syscall_resolve_name(refused[i]);
-		if (nr == __NR_SCMP_ERROR)
-			continue; /* unknown to this libseccomp */
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
-		if (rc < 0 && rc != -EDOM)
-			return ib_error_errno(err, -rc, "seccomp: rule for %s", refused[i]);
-	}
+	if (refuse_names(ctx, refused, sizeof(refused) / sizeof(refused[0]), EPERM, allow_ptrace ? "ptrace" : NULL, err) < 0 ||
+	    refuse_names(ctx, absent, sizeof(absent) / sizeof(absent[0]), ENOSYS, NULL, err) < 0)
+		return -1;
 	for (size_t i = 0; i < sizeof(ns_flags) / sizeof(ns_flags[0]); i++) {
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
 				      SCMP_A0(SCMP_CMP_MASKED_EQ, ns_flags[i], ns_flags[i]));
@@ -143,14 +153,6 @@ int ib_seccomp_compile(struct ib_seccomp_prog *prog, unsigned flags, ib_error_t 
 				      SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, dev_types[i]));
 		if (rc < 0)
 			return ib_error_errno(err, -rc, "seccomp: rule for mknodat");
-	}
-	for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++) {
-		int nr = seccomp_syscall_resolve_name(absent[i]);
-		if (nr == __NR_SCMP_ERROR)
-			continue;
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
-		if (rc < 0 && rc != -EDOM)
-			return ib_error_errno(err, -rc, "seccomp: rule for %s", absent[i]);
 	}
 
 	/* libseccomp 2.5 exports only to a file descriptor. */
