@@ -7,6 +7,7 @@
 #include "sign.h"
 #include "strset.h"
 #include "toml.h"
+#include "unpack_writer.h"
 #include "util.h"
 
 #include <errno.h>
@@ -305,7 +306,7 @@ static int hash_chunk(struct state *st, const struct ib_tar_entry *e, const void
  * it is the listing or the facts, written to disk when WRITING. Returns -1
  * to stop reading (the image is cut short, or the disk failed). */
 static int read_content(struct state *st, struct ib_archive_reader *r, const struct ib_tar_entry *e, const char *norm, bool safe,
-			bool is_listing, bool is_facts, bool writing, struct seen_entry *se)
+			bool is_listing, bool is_facts, bool writing, uint8_t *queued, bool *complete, struct seen_entry *se)
 {
 	ib_error_t err = NULL;
 	st->rep->files++;
@@ -328,6 +329,8 @@ static int read_content(struct state *st, struct ib_archive_reader *r, const str
 			break;
 		if (hash_chunk(st, e, buf, len, got == 0, &sha, &extent, &at) < 0)
 			return -1;
+		if (queued && got + (int64_t)len <= e->size)
+			memcpy(queued + got, buf, len);
 		if (writing && ib_archive_disk_data(st->opts->disk, r, buf, len, &err) < 0) {
 			fail(st->rep, "unpack: %s", err->msg);
 			ib_error_free(&err);
@@ -359,6 +362,7 @@ static int read_content(struct state *st, struct ib_archive_reader *r, const str
 	}
 	if (too_big)
 		entry_fail(st, is_listing ? "the listing is too large" : "facts.toml is too large");
+	*complete = got == e->size;
 	if (got != e->size)
 		entry_fail(st, "an entry's content is shorter than its header says");
 	return 0;
@@ -371,6 +375,19 @@ static void seen_add(struct state *st, const struct seen_entry *se)
 		st->v = xrealloc(st->v, st->cap * sizeof(*st->v));
 	}
 	st->v[st->n++] = *se;
+}
+
+/* A hard link's target, and the folders' deferred modes and times, need
+ * every file the writer thread took on disk first. */
+static int drain_writer(struct state *st)
+{
+	ib_error_t err = NULL;
+	if (ib_unpack_writer_drain(st->opts->writer, &err) < 0) {
+		fail(st->rep, "unpack: %s", err->msg);
+		ib_error_free(&err);
+		return -1;
+	}
+	return 0;
 }
 
 /* Parses the archive from SOURCE: every entry checked for safety and hashed.
@@ -409,14 +426,27 @@ static void read_entries(struct state *st, ib_archive_source_fn source, void *ct
 		if (safe && !is_listing)
 			seen_from(&se, &e, norm);
 		bool writing = false;
-		if (disk && unpack_begin(st, r, &e, norm, safe, &writing) < 0)
+		uint8_t *queued = NULL;
+		if (disk && safe && e.type == IB_ENTRY_HARDLINK && drain_writer(st) < 0)
+			goto stop;
+		if (disk && safe)
+			queued = ib_unpack_writer_reserve(st->opts->writer, &e, norm);
+		if (disk && queued == NULL && unpack_begin(st, r, &e, norm, safe, &writing) < 0)
 			goto stop;
 		if (is_listing)
 			st->have_listing = true;
 		if (is_facts)
 			st->have_facts = true;
-		if (e.type == IB_ENTRY_FILE && read_content(st, r, &e, norm, safe, is_listing, is_facts, writing, &se) < 0)
-			goto stop;
+		bool complete = false;
+		if (e.type == IB_ENTRY_FILE) {
+			int rc_content = read_content(st, r, &e, norm, safe, is_listing, is_facts, writing, queued, &complete, &se);
+			if (queued && rc_content == 0 && complete)
+				ib_unpack_writer_commit(st->opts->writer);
+			else if (queued)
+				ib_unpack_writer_cancel(st->opts->writer);
+			if (rc_content < 0)
+				goto stop;
+		}
 		if (writing && ib_archive_disk_end(disk, r, &err) < 0) {
 			fail(st->rep, "unpack: %s", err->msg);
 			ib_error_free(&err);
@@ -748,6 +778,10 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 			return ib_error_errno(err, e, "unpack: enter the folder to unpack into");
 		}
 		read_entries(&st, file_read, scan);
+		if (st.rep->failures.n == 0)
+			drain_writer(&st);
+		else
+			ib_unpack_writer_drain(opts->writer, NULL);
 		/* Always, and here inside INTO, even after a failure: libarchive sets
 		 * the folders' deferred modes and times by relative name, and left
 		 * for later it would do so when the writer is freed, in whatever

@@ -12,6 +12,8 @@
 #include "error.h"
 #include "imgmeta.h"
 
+struct ib_unpack_writer;
+
 struct ib_verify_opts {
 	const char *key;     /* the one trusted public key; NULL: ib_data_dir()/keys and ib_user_trust_dir() */
 	bool allow_unsigned; /* an image without IMAGE.sig passes (a bad signature still fails) */
@@ -33,7 +35,11 @@ struct ib_verify_opts {
 	 * returns 0. ROOT receives the root entry, which is not written. */
 	struct ib_archive_disk *disk; /* not owned */
 	int into;		      /* not owned; a folder fd, used when DISK is set */
-	struct ib_tar_entry *root;    /* not owned; its path, link and xattrs are NULL */
+	/* Optional, with DISK: takes the small files it can (unpack_writer.h);
+	 * drained before a hard link and before DISK applies the folders'
+	 * deferred modes and times. Not owned. */
+	struct ib_unpack_writer *writer;
+	struct ib_tar_entry *root; /* not owned; its path, link and xattrs are NULL */
 	/* Optional: every byte of the image file, in order, as the reading
 	 * thread hashed it (the outer digest is of exactly these bytes), called
 	 * on that thread. Export writes its layer from them in the same pass;

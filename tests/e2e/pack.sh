@@ -206,6 +206,15 @@ if [ $HAVE_SETCAP = 1 ]; then
 else
 	skip "setcap unavailable"
 fi
+# Small files go to a second thread (unpack_writer.c): the same tree as when
+# this thread writes them all, owners, modes, times, links and content.
+tree_facts() {	# $1: tree; the root folder's own time is the unpack's, left out
+	(cd "$1" && find . -mindepth 1 -printf '%p %y %m %U:%G %T@ %s %n %l\n' | sort && find . -type f -exec sha256sum {} + | sort -k2)
+}
+check "unpack writes small files on a second thread" bash -c "'$IMGBUILD' -v unpack '$IMG' '$TMP/tree-threads' 2>&1 | grep -E 'unpack: [1-9][0-9]* of [0-9]+ files written by the second thread'"
+check "... and the tree is the one written without it" bash -c "IMGBUILD_UNPACK_ONE_WRITER=1 '$IMGBUILD' -q unpack '$IMG' '$TMP/tree-one' >/dev/null &&
+	diff <($(declare -f tree_facts); tree_facts '$TMP/tree-one') <($(declare -f tree_facts); tree_facts '$TMP/tree-threads')"
+rm -rf "${TMP:?}/tree-threads" "${TMP:?}/tree-one"
 check_fails "unpack refuses a non-empty folder" 2 "not an empty folder" "$IMGBUILD" unpack "$IMG" "$TMP/tree"
 cp "$IMG" "$TMP/out/bad.tar"
 sed "s/img.tar/bad.tar/" "$IMG.sha256" >"$TMP/out/bad.tar.sha256"

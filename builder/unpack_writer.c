@@ -1,0 +1,295 @@
+#include "unpack_writer.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#else
+struct open_how {
+	unsigned long long flags, mode, resolve;
+};
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_NO_SYMLINKS 0x04
+#define RESOLVE_BENEATH 0x08
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+/* 4 MiB of queued content (two huge pages: a first touch of each 4 KiB page
+ * is a costly fault in this VM) and 1,024 files; a file the queue cannot hold
+ * is simply written by the caller. */
+#define QUEUE_BYTES (4u << 20)
+#define QUEUE_FILES 1024u
+/* The thread sleeps when the queue is empty and is woken only once this many
+ * files wait (or by a drain): waking it for every file cost more switching
+ * than the file itself. */
+#define WAKE_AT 32u
+
+struct queued {
+	uint64_t start, end; /* in the byte ring; END includes any skip to its start */
+	size_t path_off, content_off;
+	int64_t size, uid, gid, mtime;
+	mode_t mode;
+};
+
+struct ib_unpack_writer {
+	int into;
+	bool keep_owners;
+	mode_t umask;
+	struct timespec started; /* the files' access time, as libarchive sets it */
+	uint8_t *bytes;
+	struct queued q[QUEUE_FILES];
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t work, done_cond;
+	/* Under LOCK: */
+	uint64_t head_bytes, tail_bytes; /* reserved up to / freed up to */
+	uint64_t committed, done;	 /* files */
+	bool sleeping, stop, failed;
+	char *error; /* the first failure */
+	size_t written;
+	/* The caller's reservation (only the caller touches it). */
+	bool reserved;
+	struct queued pending;
+};
+
+static bool have_openat2 = true;
+
+/* Below INTO only, no symlink anywhere on the way (the entry checks already
+ * refuse every path through one; this is the kernel saying so too). */
+static int create_beneath(int into, const char *path, mode_t mode)
+{
+	if (__atomic_load_n(&have_openat2, __ATOMIC_RELAXED)) {
+		struct open_how how;
+		memset(&how, 0, sizeof(how));
+		how.flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+		how.mode = mode;
+		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+		int fd = (int)syscall(SYS_openat2, into, path, &how, sizeof(how));
+		/* ENOSYS: before 5.6; EPERM: a seccomp filter that does not know it. */
+		if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+			return fd;
+		__atomic_store_n(&have_openat2, false, __ATOMIC_RELAXED);
+	}
+	return openat(into, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
+}
+
+/* 0, or -1 with errno and *WHAT naming the step that failed. */
+static int write_one(struct ib_unpack_writer *w, const struct queued *f, const char **what)
+{
+	const char *path = (const char *)w->bytes + f->path_off;
+	mode_t perm = f->mode & 0777;
+	*what = "create";
+	cleanup_fd int fd = create_beneath(w->into, path, perm);
+	if (fd < 0)
+		return -1;
+	*what = "write";
+	const uint8_t *p = w->bytes + f->content_off;
+	for (int64_t left = f->size; left > 0;) {
+		ssize_t n = write(fd, p, (size_t)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += n;
+		left -= n;
+	}
+	/* A new file is the creator's, or has its folder's group where that
+	 * folder is set-group-ID: a stat says which, and costs less than a
+	 * chown that changes nothing but still dirties the inode. */
+	*what = "chown";
+	struct stat st;
+	if (w->keep_owners && (fstat(fd, &st) < 0 || st.st_uid != (uid_t)f->uid || st.st_gid != (gid_t)f->gid) &&
+	    fchown(fd, (uid_t)f->uid, (gid_t)f->gid) < 0)
+		return -1;
+	/* The umask took bits the entry has (no set-id bits here, so a chown
+	 * cleared nothing). */
+	*what = "chmod";
+	if ((perm & w->umask) != 0 && fchmod(fd, perm) < 0)
+		return -1;
+	*what = "set the times of";
+	struct timespec t[2] = { w->started, { .tv_sec = (time_t)f->mtime, .tv_nsec = 0 } };
+	if (futimens(fd, t) < 0)
+		return -1;
+	*what = "close";
+	int c = fd;
+	fd = -1;
+	return close(c);
+}
+
+static void *run(void *arg)
+{
+	struct ib_unpack_writer *w = arg;
+	/* Background work: the caller's thread and the scan's (which the caller
+	 * waits for) come first on the two cores; a queue left full only means
+	 * the caller writes the next file itself. */
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (w->done == w->committed && !w->stop) {
+			w->sleeping = true;
+			pthread_cond_wait(&w->work, &w->lock);
+		}
+		w->sleeping = false;
+		if (w->done == w->committed)
+			break;
+		struct queued f = w->q[w->done % QUEUE_FILES];
+		bool skip = w->failed;
+		pthread_mutex_unlock(&w->lock);
+		const char *what = NULL;
+		int rc = skip ? 0 : write_one(w, &f, &what);
+		int e = errno;
+		pthread_mutex_lock(&w->lock);
+		if (rc < 0 && !w->failed) {
+			w->failed = true;
+			w->error = xasprintf("%s '%s': %s", what, (const char *)w->bytes + f.path_off, strerror(e));
+		}
+		if (rc == 0 && !skip)
+			w->written++;
+		w->done++;
+		w->tail_bytes = f.end;
+		pthread_cond_signal(&w->done_cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+struct ib_unpack_writer *ib_unpack_writer_new(int into, bool keep_owners)
+{
+	struct ib_unpack_writer *w = xcalloc(1, sizeof(*w));
+	w->into = into;
+	w->keep_owners = keep_owners;
+	w->umask = umask(0);
+	umask(w->umask);
+	clock_gettime(CLOCK_REALTIME, &w->started);
+	w->started.tv_nsec = 0;
+	w->bytes = ib_big_alloc(QUEUE_BYTES);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->work, NULL);
+	pthread_cond_init(&w->done_cond, NULL);
+	if (pthread_create(&w->thread, NULL, run, w) != 0) {
+		pthread_cond_destroy(&w->done_cond);
+		pthread_cond_destroy(&w->work);
+		pthread_mutex_destroy(&w->lock);
+		ib_big_free(w->bytes, QUEUE_BYTES);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+static uint64_t align8(uint64_t n)
+{
+	return (n + 7) & ~(uint64_t)7;
+}
+
+void *ib_unpack_writer_reserve(struct ib_unpack_writer *w, const struct ib_tar_entry *e, const char *path)
+{
+	if (w == NULL || e->type != IB_ENTRY_FILE || e->size > IB_UNPACK_WRITER_MAX || e->n_xattrs > 0 || (e->mode & 07000) != 0)
+		return NULL;
+	size_t path_len = strlen(path) + 1;
+	uint64_t need = align8(path_len) + align8((uint64_t)e->size);
+	pthread_mutex_lock(&w->lock);
+	uint64_t tail = w->tail_bytes;
+	/* Full means at least WAKE_AT files wait (127 of the largest fill the
+	 * bytes), so the thread is awake. */
+	bool full = w->committed - w->done >= QUEUE_FILES || w->failed;
+	pthread_mutex_unlock(&w->lock);
+	if (full)
+		return NULL;
+	/* One piece in the ring: skip to its start when the end is too near. */
+	uint64_t start = w->head_bytes;
+	uint64_t at = start % QUEUE_BYTES;
+	if (at + need > QUEUE_BYTES)
+		start += QUEUE_BYTES - at;
+	if (start + need - tail > QUEUE_BYTES)
+		return NULL;
+	size_t off = (size_t)(start % QUEUE_BYTES);
+	memcpy(w->bytes + off, path, path_len);
+	w->pending = (struct queued){ .start = w->head_bytes,
+				      .end = start + need,
+				      .path_off = off,
+				      .content_off = off + (size_t)align8(path_len),
+				      .size = e->size,
+				      .uid = e->uid,
+				      .gid = e->gid,
+				      .mtime = e->mtime,
+				      .mode = e->mode };
+	w->reserved = true;
+	return w->bytes + w->pending.content_off;
+}
+
+void ib_unpack_writer_commit(struct ib_unpack_writer *w)
+{
+	if (!w->reserved)
+		return;
+	w->reserved = false;
+	w->head_bytes = w->pending.end;
+	pthread_mutex_lock(&w->lock);
+	w->q[w->committed % QUEUE_FILES] = w->pending;
+	w->committed++;
+	if (w->sleeping && w->committed - w->done >= WAKE_AT)
+		pthread_cond_signal(&w->work);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void ib_unpack_writer_cancel(struct ib_unpack_writer *w)
+{
+	w->reserved = false;
+}
+
+int ib_unpack_writer_drain(struct ib_unpack_writer *w, ib_error_t *err)
+{
+	if (w == NULL)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	if (w->done != w->committed)
+		pthread_cond_signal(&w->work);
+	while (w->done != w->committed)
+		pthread_cond_wait(&w->done_cond, &w->lock);
+	int rc = w->failed ? ib_error_set(err, 0, "%s", w->error) : 0;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+size_t ib_unpack_writer_files(const struct ib_unpack_writer *w)
+{
+	return w ? w->written : 0;
+}
+
+void ib_unpack_writer_free(struct ib_unpack_writer *w)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->work);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->done_cond);
+	pthread_cond_destroy(&w->work);
+	pthread_mutex_destroy(&w->lock);
+	free(w->error);
+	ib_big_free(w->bytes, QUEUE_BYTES);
+	free(w);
+}
+
+void ib_unpack_writer_cleanup(struct ib_unpack_writer **w)
+{
+	ib_unpack_writer_free(*w);
+}
