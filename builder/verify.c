@@ -303,8 +303,10 @@ static int hash_chunk(struct state *st, const struct ib_tar_entry *e, const void
 }
 
 /* A file's content: hashed into SE, handed to the caller's take(), kept when
- * it is the listing or the facts, written to disk when WRITING. Returns -1
- * to stop reading (the image is cut short, or the disk failed). */
+ * it is the listing or the facts, written to disk when WRITING, or copied to
+ * QUEUED (the writer thread's room for it; *COMPLETE says whether it is all
+ * there). Returns -1 to stop reading (the image is cut short, or the disk
+ * failed). */
 static int read_content(struct state *st, struct ib_archive_reader *r, const struct ib_tar_entry *e, const char *norm, bool safe,
 			bool is_listing, bool is_facts, bool writing, uint8_t *queued, bool *complete, struct seen_entry *se)
 {
