@@ -38,7 +38,7 @@ struct open_how {
 #define WAKE_AT 32u
 
 struct queued {
-	uint64_t start, end; /* in the byte ring; END includes any skip to its start */
+	uint64_t end; /* where it ends in the byte ring (counted from the first byte ever queued) */
 	size_t path_off, content_off;
 	int64_t size, uid, gid, mtime;
 	mode_t mode;
@@ -55,12 +55,13 @@ struct ib_unpack_writer {
 	pthread_mutex_t lock;
 	pthread_cond_t work, done_cond;
 	/* Under LOCK: */
-	uint64_t head_bytes, tail_bytes; /* reserved up to / freed up to */
-	uint64_t committed, done;	 /* files */
+	uint64_t tail_bytes;	  /* freed up to */
+	uint64_t committed, done; /* files */
 	bool sleeping, stop, failed;
 	char *error; /* the first failure */
 	size_t written;
-	/* The caller's reservation (only the caller touches it). */
+	/* Only the caller's thread: */
+	uint64_t head_bytes; /* reserved up to */
 	bool reserved;
 	struct queued pending;
 };
@@ -206,7 +207,7 @@ void *ib_unpack_writer_reserve(struct ib_unpack_writer *w, const struct ib_tar_e
 	uint64_t need = align8(path_len) + align8((uint64_t)e->size);
 	pthread_mutex_lock(&w->lock);
 	uint64_t tail = w->tail_bytes;
-	/* Full means at least WAKE_AT files wait (127 of the largest fill the
+	/* Full means at least WAKE_AT files wait (63 of the largest fill the
 	 * bytes), so the thread is awake. */
 	bool full = w->committed - w->done >= QUEUE_FILES || w->failed;
 	pthread_mutex_unlock(&w->lock);
@@ -221,8 +222,7 @@ void *ib_unpack_writer_reserve(struct ib_unpack_writer *w, const struct ib_tar_e
 		return NULL;
 	size_t off = (size_t)(start % QUEUE_BYTES);
 	memcpy(w->bytes + off, path, path_len);
-	w->pending = (struct queued){ .start = w->head_bytes,
-				      .end = start + need,
+	w->pending = (struct queued){ .end = start + need,
 				      .path_off = off,
 				      .content_off = off + (size_t)align8(path_len),
 				      .size = e->size,
