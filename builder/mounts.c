@@ -8,21 +8,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
-
-#if __has_include(<linux/openat2.h>)
-#include <linux/openat2.h>
-#else
-struct open_how {
-	unsigned long long flags, mode, resolve;
-};
-#define RESOLVE_NO_MAGICLINKS 0x02
-#define RESOLVE_IN_ROOT 0x10
-#endif
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
 
 void ib_mount_journal_init(struct ib_mount_journal *j)
 {
@@ -181,8 +167,6 @@ bool ib_is_mount_point(const char *path)
 
 /* ---- resolving a path inside an image root ---- */
 
-static bool have_openat2 = true;
-
 /* An O_PATH descriptor for REL (no leading '/') under ROOTFD. */
 static int open_in_root(int rootfd, const char *rel, const char *root, ib_error_t *err)
 {
@@ -190,19 +174,11 @@ static int open_in_root(int rootfd, const char *rel, const char *root, ib_error_
 		int fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
 		return fd < 0 ? ib_error_errno(err, errno, "dup '%s'", root) : fd;
 	}
-	if (have_openat2) {
-		struct open_how how;
-		memset(&how, 0, sizeof(how));
-		how.flags = O_PATH | O_CLOEXEC;
-		how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-		int fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
-		if (fd >= 0)
-			return fd;
-		/* ENOSYS: an old kernel; EPERM: a seccomp filter that does not know it. */
-		if (errno != ENOSYS && errno != EPERM)
-			return ib_error_errno(err, errno, "open '/%s' inside '%s'", rel, root);
-		have_openat2 = false;
-	}
+	int fd = ib_openat2(rootfd, rel, O_PATH | O_CLOEXEC, 0, IB_RESOLVE_IN_ROOT | IB_RESOLVE_NO_MAGICLINKS);
+	if (fd >= 0)
+		return fd;
+	if (errno != ENOSYS)
+		return ib_error_errno(err, errno, "open '/%s' inside '%s'", rel, root);
 	/* No openat2: one component at a time, never following a link. */
 	cleanup_fd int cur = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
 	if (cur < 0)

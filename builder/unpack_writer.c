@@ -13,20 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if __has_include(<linux/openat2.h>)
-#include <linux/openat2.h>
-#else
-struct open_how {
-	unsigned long long flags, mode, resolve;
-};
-#define RESOLVE_NO_MAGICLINKS 0x02
-#define RESOLVE_NO_SYMLINKS 0x04
-#define RESOLVE_BENEATH 0x08
-#endif
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
-
 /* 4 MiB of queued content (two huge pages: a first touch of each 4 KiB page
  * is a costly fault in this VM) and 1,024 files; a file the queue cannot hold
  * is simply written by the caller. */
@@ -66,25 +52,13 @@ struct ib_unpack_writer {
 	struct queued pending;
 };
 
-static bool have_openat2 = true;
-
 /* Below INTO only, no symlink anywhere on the way (the entry checks already
  * refuse every path through one; this is the kernel saying so too). */
 static int create_beneath(int into, const char *path, mode_t mode)
 {
-	if (__atomic_load_n(&have_openat2, __ATOMIC_RELAXED)) {
-		struct open_how how;
-		memset(&how, 0, sizeof(how));
-		how.flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
-		how.mode = mode;
-		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-		int fd = (int)syscall(SYS_openat2, into, path, &how, sizeof(how));
-		/* ENOSYS: before 5.6; EPERM: a seccomp filter that does not know it. */
-		if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-			return fd;
-		__atomic_store_n(&have_openat2, false, __ATOMIC_RELAXED);
-	}
-	return openat(into, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
+	int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY;
+	int fd = ib_openat2(into, path, flags, mode, IB_RESOLVE_BENEATH | IB_RESOLVE_NO_SYMLINKS | IB_RESOLVE_NO_MAGICLINKS);
+	return fd >= 0 || errno != ENOSYS ? fd : openat(into, path, flags, mode);
 }
 
 /* 0, or -1 with errno and *WHAT naming the step that failed. */
@@ -97,19 +71,8 @@ static int write_one(struct ib_unpack_writer *w, const struct queued *f, const c
 	if (fd < 0)
 		return -1;
 	*what = "write";
-	const uint8_t *p = w->bytes + f->content_off;
-	for (int64_t left = f->size; left > 0;) {
-		ssize_t n = write(fd, p, (size_t)left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = EIO;
-			return -1;
-		}
-		p += n;
-		left -= n;
-	}
+	if (!ib_write_all(fd, w->bytes + f->content_off, (size_t)f->size))
+		return -1;
 	/* A new file is the creator's, or has its folder's group where that
 	 * folder is set-group-ID: a stat says which, and costs less than a
 	 * chown that changes nothing but still dirties the inode. */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 void ib_die_oom(void)
@@ -457,4 +458,28 @@ const char *ib_nearest(const char *word, const char *const *candidates, size_t n
 	if (best && (best_d <= 2 || best_d * 3 <= len) && best_d < len)
 		return best;
 	return NULL;
+}
+
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+bool ib_have_openat2 = true;
+
+int ib_openat2(int dirfd, const char *path, int flags, mode_t mode, unsigned long long resolve)
+{
+	if (!__atomic_load_n(&ib_have_openat2, __ATOMIC_RELAXED)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	/* struct open_how of <linux/openat2.h>, which older headers lack. */
+	struct {
+		unsigned long long flags, mode, resolve;
+	} how = { (unsigned long long)(unsigned)flags, mode, resolve };
+	int fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+		__atomic_store_n(&ib_have_openat2, false, __ATOMIC_RELAXED);
+		errno = ENOSYS;
+	}
+	return fd;
 }

@@ -94,6 +94,17 @@ char *ib_read_file_at(int dirfd, const char *name, const char *shown, size_t max
 bool ib_write_all(int fd, const void *buf, size_t n);
 /* Reads exactly N bytes; false on EOF or error. */
 bool ib_read_all(int fd, void *buf, size_t n);
+/* openat2(2) (Linux 5.6) with FLAGS, MODE and RESOLVE (RESOLVE_* below). When
+ * the kernel has none (ENOSYS), or a seccomp filter that does not know it
+ * refuses it (EPERM), returns -1 with errno ENOSYS, then and on every later
+ * call: the caller falls back to its own walk. */
+int ib_openat2(int dirfd, const char *path, int flags, mode_t mode, unsigned long long resolve);
+/* False once the kernel refused openat2; tests set it to force the fallbacks. */
+extern bool ib_have_openat2;
+#define IB_RESOLVE_NO_MAGICLINKS 0x02ULL
+#define IB_RESOLVE_NO_SYMLINKS 0x04ULL
+#define IB_RESOLVE_BENEATH 0x08ULL
+#define IB_RESOLVE_IN_ROOT 0x10ULL
 /* The one positioned read loop: LEN bytes of FD from OFF into BUF, retrying
  * short reads and EINTR. Returns the bytes read, fewer than LEN only at the
  * end of the file; -1 with errno set on error. */

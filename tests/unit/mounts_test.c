@@ -1,7 +1,7 @@
 /* ib_resolve_in_root: links in an image never lead a mount point out of it,
  * both with openat2 (RESOLVE_IN_ROOT) and with the per-component O_NOFOLLOW
  * fallback that kernels before 5.6 get. mounts.c is included so that the
- * fallback can be forced (have_openat2 = false). */
+ * fallback can be forced (ib_have_openat2 = false). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,7 +47,7 @@ static int teardown(void **state)
 	ib_remove_tree(f->outside, &err);
 	ib_error_free(&err);
 	free(f);
-	have_openat2 = true;
+	ib_have_openat2 = true;
 	return 0;
 }
 
@@ -89,7 +89,7 @@ static void test_plain_and_created(void **state)
 static void test_links_stay_inside(void **state)
 {
 	struct fixture *f = *state;
-	if (!have_openat2)
+	if (!ib_have_openat2)
 		skip();
 	expect_in_root(f, "/mnt/newfile", IB_IN_ROOT_FILE, "etc/newfile");
 	expect_in_root(f, "/up/dir", IB_IN_ROOT_DIR, "etc/dir");
@@ -111,7 +111,7 @@ static void test_links_stay_inside(void **state)
 static void test_fallback_refuses_links(void **state)
 {
 	struct fixture *f = *state;
-	have_openat2 = false;
+	ib_have_openat2 = false;
 	expect_in_root(f, "/etc", IB_IN_ROOT_NONE, "etc");
 	expect_in_root(f, "/d/e", IB_IN_ROOT_DIR, "d/e");
 	expect_refused(f, "/mnt/newfile", IB_IN_ROOT_FILE, "is a symbolic link");
