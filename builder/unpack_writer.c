@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,14 +39,25 @@ struct ib_unpack_writer {
 	uint8_t *bytes;
 	struct queued q[QUEUE_FILES];
 	pthread_t thread;
+	/* The queue itself needs no lock: the caller alone writes COMMITTED (and
+	 * the entries below it), the thread alone DONE and TAIL_BYTES, each
+	 * published after what it covers. With a lock taken twice per file by
+	 * each side, the two threads met on it ~850 times per minbase image, and
+	 * each meeting is a futex call and a wake-up, which this VM makes costly
+	 * (docs/performance.md, section 13). The lock and the conditions are
+	 * only for sleeping: the thread when the queue is empty, the caller in
+	 * a drain. SLEEPING and DRAINING are each set before the sleeper's last
+	 * look at the other side's counter, and the counters are stored before
+	 * the other side looks at them, all sequentially consistent: either the
+	 * sleeper sees the new count or the other side sees it asleep and
+	 * signals under the lock. */
 	pthread_mutex_t lock;
 	pthread_cond_t work, done_cond;
-	/* Under LOCK: */
-	uint64_t tail_bytes;	  /* freed up to */
-	uint64_t committed, done; /* files */
-	bool sleeping, stop, failed;
-	char *error; /* the first failure */
-	size_t written;
+	_Atomic uint64_t committed, done; /* files */
+	_Atomic uint64_t tail_bytes;	  /* freed up to */
+	atomic_bool sleeping, draining, stop, failed;
+	char *error;	/* the first failure, set before FAILED */
+	size_t written; /* the thread's until it is joined or drained */
 	/* Only the caller's thread: */
 	uint64_t head_bytes; /* reserved up to */
 	bool reserved;
@@ -96,6 +108,18 @@ static int write_one(struct ib_unpack_writer *w, const struct queued *f, const c
 	return close(c);
 }
 
+/* Sleeps until a file is committed; false when stopped with nothing left. */
+static bool wait_for_work(struct ib_unpack_writer *w, uint64_t done)
+{
+	pthread_mutex_lock(&w->lock);
+	atomic_store(&w->sleeping, true);
+	while (atomic_load(&w->committed) == done && !atomic_load(&w->stop))
+		pthread_cond_wait(&w->work, &w->lock);
+	atomic_store(&w->sleeping, false);
+	pthread_mutex_unlock(&w->lock);
+	return atomic_load(&w->committed) != done;
+}
+
 static void *run(void *arg)
 {
 	struct ib_unpack_writer *w = arg;
@@ -103,33 +127,29 @@ static void *run(void *arg)
 	 * waits for) come first on the two cores; a queue left full only means
 	 * the caller writes the next file itself. */
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
-	pthread_mutex_lock(&w->lock);
+	uint64_t done = 0;
 	for (;;) {
-		while (w->done == w->committed && !w->stop) {
-			w->sleeping = true;
-			pthread_cond_wait(&w->work, &w->lock);
-		}
-		w->sleeping = false;
-		if (w->done == w->committed)
+		if (atomic_load(&w->committed) == done && !wait_for_work(w, done))
 			break;
-		struct queued f = w->q[w->done % QUEUE_FILES];
-		bool skip = w->failed;
-		pthread_mutex_unlock(&w->lock);
-		const char *what = NULL;
-		int rc = skip ? 0 : write_one(w, &f, &what);
-		int e = errno;
-		pthread_mutex_lock(&w->lock);
-		if (rc < 0 && !w->failed) {
-			w->failed = true;
-			w->error = xasprintf("%s '%s': %s", what, (const char *)w->bytes + f.path_off, strerror(e));
+		const struct queued *f = &w->q[done % QUEUE_FILES];
+		if (!atomic_load_explicit(&w->failed, memory_order_relaxed)) {
+			const char *what = NULL;
+			if (write_one(w, f, &what) == 0) {
+				w->written++;
+			} else {
+				w->error = xasprintf("%s '%s': %s", what, (const char *)w->bytes + f->path_off, strerror(errno));
+				atomic_store(&w->failed, true);
+			}
 		}
-		if (rc == 0 && !skip)
-			w->written++;
-		w->done++;
-		w->tail_bytes = f.end;
-		pthread_cond_signal(&w->done_cond);
+		atomic_store(&w->tail_bytes, f->end);
+		atomic_store(&w->done, ++done);
+		/* A drain waits for the last file only. */
+		if (atomic_load(&w->draining) && done == atomic_load(&w->committed)) {
+			pthread_mutex_lock(&w->lock);
+			pthread_cond_signal(&w->done_cond);
+			pthread_mutex_unlock(&w->lock);
+		}
 	}
-	pthread_mutex_unlock(&w->lock);
 	return NULL;
 }
 
@@ -157,6 +177,13 @@ struct ib_unpack_writer *ib_unpack_writer_new(int into, bool keep_owners)
 	return w;
 }
 
+static void wake(struct ib_unpack_writer *w)
+{
+	pthread_mutex_lock(&w->lock);
+	pthread_cond_signal(&w->work);
+	pthread_mutex_unlock(&w->lock);
+}
+
 static uint64_t align8(uint64_t n)
 {
 	return (n + 7) & ~(uint64_t)7;
@@ -168,12 +195,10 @@ void *ib_unpack_writer_reserve(struct ib_unpack_writer *w, const struct ib_tar_e
 		return NULL;
 	size_t path_len = strlen(path) + 1;
 	uint64_t need = align8(path_len) + align8((uint64_t)e->size);
-	pthread_mutex_lock(&w->lock);
-	uint64_t tail = w->tail_bytes;
+	uint64_t tail = atomic_load(&w->tail_bytes);
 	/* Full means at least WAKE_AT files wait (63 of the largest fill the
 	 * bytes), so the thread is awake. */
-	bool full = w->committed - w->done >= QUEUE_FILES || w->failed;
-	pthread_mutex_unlock(&w->lock);
+	bool full = atomic_load(&w->committed) - atomic_load(&w->done) >= QUEUE_FILES || atomic_load(&w->failed);
 	if (full)
 		return NULL;
 	/* One piece in the ring: skip to its start when the end is too near. */
@@ -203,12 +228,11 @@ void ib_unpack_writer_commit(struct ib_unpack_writer *w)
 		return;
 	w->reserved = false;
 	w->head_bytes = w->pending.end;
-	pthread_mutex_lock(&w->lock);
-	w->q[w->committed % QUEUE_FILES] = w->pending;
-	w->committed++;
-	if (w->sleeping && w->committed - w->done >= WAKE_AT)
-		pthread_cond_signal(&w->work);
-	pthread_mutex_unlock(&w->lock);
+	uint64_t committed = atomic_load_explicit(&w->committed, memory_order_relaxed);
+	w->q[committed % QUEUE_FILES] = w->pending;
+	atomic_store(&w->committed, ++committed);
+	if (atomic_load(&w->sleeping) && committed - atomic_load(&w->done) >= WAKE_AT)
+		wake(w);
 }
 
 void ib_unpack_writer_cancel(struct ib_unpack_writer *w)
@@ -220,14 +244,17 @@ int ib_unpack_writer_drain(struct ib_unpack_writer *w, ib_error_t *err)
 {
 	if (w == NULL)
 		return 0;
-	pthread_mutex_lock(&w->lock);
-	if (w->done != w->committed)
+	uint64_t committed = atomic_load_explicit(&w->committed, memory_order_relaxed);
+	if (atomic_load(&w->done) != committed) {
+		pthread_mutex_lock(&w->lock);
+		atomic_store(&w->draining, true);
 		pthread_cond_signal(&w->work);
-	while (w->done != w->committed)
-		pthread_cond_wait(&w->done_cond, &w->lock);
-	int rc = w->failed ? ib_error_set(err, 0, "%s", w->error) : 0;
-	pthread_mutex_unlock(&w->lock);
-	return rc;
+		while (atomic_load(&w->done) != committed)
+			pthread_cond_wait(&w->done_cond, &w->lock);
+		atomic_store(&w->draining, false);
+		pthread_mutex_unlock(&w->lock);
+	}
+	return atomic_load(&w->failed) ? ib_error_set(err, 0, "%s", w->error) : 0;
 }
 
 size_t ib_unpack_writer_files(const struct ib_unpack_writer *w)
@@ -239,10 +266,8 @@ void ib_unpack_writer_free(struct ib_unpack_writer *w)
 {
 	if (w == NULL)
 		return;
-	pthread_mutex_lock(&w->lock);
-	w->stop = true;
-	pthread_cond_signal(&w->work);
-	pthread_mutex_unlock(&w->lock);
+	atomic_store(&w->stop, true);
+	wake(w);
 	pthread_join(w->thread, NULL);
 	pthread_cond_destroy(&w->done_cond);
 	pthread_cond_destroy(&w->work);
