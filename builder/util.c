@@ -143,7 +143,7 @@ void ib_strv_free(struct ib_strv *s)
 	s->n = s->cap = 0;
 }
 
-static void buf_reserve(struct ib_buf *b, size_t more)
+void ib_buf_reserve(struct ib_buf *b, size_t more)
 {
 	if (b->len + more + 1 <= b->cap)
 		return;
@@ -156,7 +156,7 @@ static void buf_reserve(struct ib_buf *b, size_t more)
 
 void ib_buf_add(struct ib_buf *b, const void *data, size_t n)
 {
-	buf_reserve(b, n);
+	ib_buf_reserve(b, n);
 	memcpy(b->s + b->len, data, n);
 	b->len += n;
 	b->s[b->len] = '\0';

@@ -71,6 +71,8 @@ struct ib_buf {
 	char *s;
 	size_t len, cap;
 };
+/* Room for MORE bytes (and the terminating NUL) past LEN, in one allocation. */
+void ib_buf_reserve(struct ib_buf *b, size_t more);
 void ib_buf_add(struct ib_buf *b, const void *data, size_t n);
 void ib_buf_adds(struct ib_buf *b, const char *s);
 void ib_buf_addc(struct ib_buf *b, char c);

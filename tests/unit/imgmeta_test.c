@@ -93,6 +93,12 @@ static void test_listing_parse(void **state)
 	parse_ok("d 1777 65534 4294967294 0 - . -", &e);
 	assert_int_equal(e.gid, 4294967294LL);
 	ib_listing_entry_free(&e);
+
+	/* The largest size there is, and leading zeros. */
+	parse_ok("f 0644 00 0 9223372036854775807 " ABC_HEX " ./big -", &e);
+	assert_true(e.size == INT64_MAX);
+	assert_int_equal(e.uid, 0);
+	ib_listing_entry_free(&e);
 }
 
 /* Every byte value in a name survives a write and a parse (but NUL, which
@@ -158,6 +164,10 @@ static void test_listing_bad_lines(void **state)
 	parse_bad("d 0755 0 0 x - ./a -", "bad owner or size");
 	parse_bad("d 0755 \t1 0 0 - ./a -", "bad owner");
 	parse_bad("d 0755 0 0 99999999999999999999 - ./a -", "bad owner or size");
+	parse_bad("f 0644 0 0 9223372036854775808 " ABC_HEX " ./a -", "bad owner or size");
+	parse_bad("d 0755 0 0 000000000000000000001 - ./a -", "bad owner or size");
+	parse_bad("d 0755 0 0 - - ./a -", "bad owner or size");
+	parse_bad("d 0755 0 1: 0 - ./a -", "bad owner");
 	parse_bad("f 0644 0 0 3 " ABC_HEX "0 ./a -", "bad sha256");
 	parse_bad("f 0644 0 0 3 BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD ./a -", "bad sha256");
 	parse_bad("f 0644 0 0 3 - ./a -", "missing for a file");
