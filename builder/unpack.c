@@ -228,8 +228,8 @@ static int verify_extract(const char *image, const char *dir, const struct ib_ve
 		vo.root = root;
 		struct ib_verify_report rep;
 		rc = ib_verify(image, &vo, &rep, err);
-		ib_log_debug("unpack: %zu of %" PRIu64 " files written by the second thread", ib_unpack_writer_files(writer),
-			     rep.files);
+		ib_log_debug("unpack: %zu of %" PRIu64 " files written through the second thread's queue",
+			     ib_unpack_writer_files(writer), rep.files);
 		memcpy(got, rep.sha256, IB_SHA256_HEX_LEN + 1);
 		ib_verify_report_free(&rep);
 		if (rc < 0)

@@ -40,24 +40,31 @@ struct ib_unpack_writer {
 	struct queued q[QUEUE_FILES];
 	pthread_t thread;
 	/* The queue itself needs no lock: the caller alone writes COMMITTED (and
-	 * the entries below it), the thread alone DONE and TAIL_BYTES, each
+	 * the entries below it); a file is taken by moving CLAIMED past it
+	 * (compare-and-swap: the thread, and the caller in a drain, take from
+	 * the same queue) and counted in DONE once on disk; each counter is
 	 * published after what it covers. With a lock taken twice per file by
 	 * each side, the two threads met on it ~850 times per minbase image, and
 	 * each meeting is a futex call and a wake-up, which this VM makes costly
 	 * (docs/performance.md, section 13). The lock and the conditions are
-	 * only for sleeping: the thread when the queue is empty, the caller in
-	 * a drain. SLEEPING and DRAINING are each set before the sleeper's last
-	 * look at the other side's counter, and the counters are stored before
-	 * the other side looks at them, all sequentially consistent: either the
-	 * sleeper sees the new count or the other side sees it asleep and
-	 * signals under the lock. */
+	 * only for sleeping: the thread when the queue is empty, the caller at
+	 * the end of a drain. SLEEPING and DRAINING are each set before the
+	 * sleeper's last look at the other side's counter, and the counters are
+	 * stored before the other side looks at them, all sequentially
+	 * consistent: either the sleeper sees the new count or the other side
+	 * sees it asleep and signals under the lock. The lock also guards
+	 * ERROR. */
 	pthread_mutex_t lock;
 	pthread_cond_t work, done_cond;
-	_Atomic uint64_t committed, done; /* files */
-	_Atomic uint64_t tail_bytes;	  /* freed up to */
+	_Atomic uint64_t committed, claimed, done; /* files */
+	/* Freed up to: stored by the thread after each file, in order while it
+	 * is the only taker; a drain, where files finish out of order, sets it
+	 * to HEAD_BYTES once every file is done, and the caller reserves nothing
+	 * in between. */
+	_Atomic uint64_t tail_bytes;
 	atomic_bool sleeping, draining, stop, failed;
-	char *error;	/* the first failure, set before FAILED */
-	size_t written; /* the thread's until it is joined or drained */
+	char *error;	       /* the first failure */
+	atomic_size_t written; /* by the thread or a drain */
 	/* Only the caller's thread: */
 	uint64_t head_bytes; /* reserved up to */
 	bool reserved;
@@ -108,16 +115,50 @@ static int write_one(struct ib_unpack_writer *w, const struct queued *f, const c
 	return close(c);
 }
 
+/* The next committed file nobody has taken yet, for the caller of this. */
+static bool claim(struct ib_unpack_writer *w, uint64_t *idx)
+{
+	uint64_t c = atomic_load(&w->claimed);
+	while (c != atomic_load(&w->committed))
+		if (atomic_compare_exchange_weak(&w->claimed, &c, c + 1)) {
+			*idx = c;
+			return true;
+		}
+	return false;
+}
+
+/* Writes file IDX (or skips it after a failure). */
+static void write_claimed(struct ib_unpack_writer *w, uint64_t idx)
+{
+	const struct queued *f = &w->q[idx % QUEUE_FILES];
+	if (!atomic_load(&w->failed)) {
+		const char *what = NULL;
+		if (write_one(w, f, &what) == 0) {
+			atomic_fetch_add(&w->written, 1);
+		} else {
+			char *msg = xasprintf("%s '%s': %s", what, (const char *)w->bytes + f->path_off, strerror(errno));
+			pthread_mutex_lock(&w->lock);
+			if (!atomic_load(&w->failed)) {
+				w->error = steal_pointer(&msg);
+				atomic_store(&w->failed, true);
+			}
+			pthread_mutex_unlock(&w->lock);
+			free(msg);
+		}
+	}
+}
+
 /* Sleeps until a file is committed; false when stopped with nothing left. */
-static bool wait_for_work(struct ib_unpack_writer *w, uint64_t done)
+static bool wait_for_work(struct ib_unpack_writer *w)
 {
 	pthread_mutex_lock(&w->lock);
 	atomic_store(&w->sleeping, true);
-	while (atomic_load(&w->committed) == done && !atomic_load(&w->stop))
+	while (atomic_load(&w->committed) == atomic_load(&w->claimed) && !atomic_load(&w->stop))
 		pthread_cond_wait(&w->work, &w->lock);
 	atomic_store(&w->sleeping, false);
+	bool more = atomic_load(&w->committed) != atomic_load(&w->claimed);
 	pthread_mutex_unlock(&w->lock);
-	return atomic_load(&w->committed) != done;
+	return more || !atomic_load(&w->stop);
 }
 
 static void *run(void *arg)
@@ -127,23 +168,17 @@ static void *run(void *arg)
 	 * waits for) come first on the two cores; a queue left full only means
 	 * the caller writes the next file itself. */
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
-	uint64_t done = 0;
 	for (;;) {
-		if (atomic_load(&w->committed) == done && !wait_for_work(w, done))
-			break;
-		const struct queued *f = &w->q[done % QUEUE_FILES];
-		if (!atomic_load_explicit(&w->failed, memory_order_relaxed)) {
-			const char *what = NULL;
-			if (write_one(w, f, &what) == 0) {
-				w->written++;
-			} else {
-				w->error = xasprintf("%s '%s': %s", what, (const char *)w->bytes + f->path_off, strerror(errno));
-				atomic_store(&w->failed, true);
-			}
+		uint64_t idx;
+		if (!claim(w, &idx)) {
+			if (!wait_for_work(w))
+				break;
+			continue;
 		}
-		atomic_store(&w->tail_bytes, f->end);
-		atomic_store(&w->done, ++done);
-		/* A drain waits for the last file only. */
+		write_claimed(w, idx);
+		atomic_store(&w->tail_bytes, w->q[idx % QUEUE_FILES].end);
+		uint64_t done = atomic_fetch_add(&w->done, 1) + 1;
+		/* A drain waits only for the last file. */
 		if (atomic_load(&w->draining) && done == atomic_load(&w->committed)) {
 			pthread_mutex_lock(&w->lock);
 			pthread_cond_signal(&w->done_cond);
@@ -231,7 +266,7 @@ void ib_unpack_writer_commit(struct ib_unpack_writer *w)
 	uint64_t committed = atomic_load_explicit(&w->committed, memory_order_relaxed);
 	w->q[committed % QUEUE_FILES] = w->pending;
 	atomic_store(&w->committed, ++committed);
-	if (atomic_load(&w->sleeping) && committed - atomic_load(&w->done) >= WAKE_AT)
+	if (atomic_load(&w->sleeping) && committed - atomic_load(&w->claimed) >= WAKE_AT)
 		wake(w);
 }
 
@@ -246,20 +281,30 @@ int ib_unpack_writer_drain(struct ib_unpack_writer *w, ib_error_t *err)
 		return 0;
 	uint64_t committed = atomic_load_explicit(&w->committed, memory_order_relaxed);
 	if (atomic_load(&w->done) != committed) {
+		/* Both take from the queue: at the end of an unpack the thread
+		 * (at nice 10) had ~20 ms of files left, and this thread only
+		 * waited. */
+		if (atomic_load(&w->sleeping))
+			wake(w);
+		uint64_t idx;
+		while (claim(w, &idx)) {
+			write_claimed(w, idx);
+			atomic_fetch_add(&w->done, 1);
+		}
 		pthread_mutex_lock(&w->lock);
 		atomic_store(&w->draining, true);
-		pthread_cond_signal(&w->work);
 		while (atomic_load(&w->done) != committed)
 			pthread_cond_wait(&w->done_cond, &w->lock);
 		atomic_store(&w->draining, false);
 		pthread_mutex_unlock(&w->lock);
 	}
+	atomic_store(&w->tail_bytes, w->head_bytes);
 	return atomic_load(&w->failed) ? ib_error_set(err, 0, "%s", w->error) : 0;
 }
 
 size_t ib_unpack_writer_files(const struct ib_unpack_writer *w)
 {
-	return w ? w->written : 0;
+	return w ? atomic_load(&w->written) : 0;
 }
 
 void ib_unpack_writer_free(struct ib_unpack_writer *w)

@@ -31,12 +31,14 @@ void *ib_unpack_writer_reserve(struct ib_unpack_writer *w, const struct ib_tar_e
 void ib_unpack_writer_commit(struct ib_unpack_writer *w);
 void ib_unpack_writer_cancel(struct ib_unpack_writer *w);
 
-/* Waits until every committed file is on disk with its mode, owner and
- * times. The first failure is the error ("'PATH': ..."); files after it are
- * not written. */
+/* Writes committed files on the caller's thread too, beside the thread,
+ * until every one is on disk with its mode, owner and times. The first
+ * failure is the error ("'PATH': ..."); no file is started once it is
+ * seen (one the other taker already had in hand may still be written). */
 int ib_unpack_writer_drain(struct ib_unpack_writer *w, ib_error_t *err);
 
-/* How many files the thread wrote. */
+/* How many files were written from the queue (by the thread, or by the
+ * caller in a drain, which takes from the queue too). */
 size_t ib_unpack_writer_files(const struct ib_unpack_writer *w);
 
 /* Stops the thread (after what is committed) and frees. */

@@ -702,6 +702,25 @@ static void take_scan_digests(struct state *st)
 			ib_hex(ib_hash_scan_digest(st->scan, (size_t)st->v[i].extent), IB_SHA256_LEN, st->v[i].sha256);
 }
 
+/* After the last entry: the image's digest (whatever libarchive left unread,
+ * after an error, still counts: _finish reads it), the listing, the facts. */
+static void check_what_was_read(struct state *st, const char *image)
+{
+	uint8_t digest[IB_SHA256_LEN];
+	ib_error_t err = NULL;
+	if (ib_hash_scan_finish(st->scan, digest, NULL, &err) < 0) {
+		fail(st->rep, "read '%s': %s", image, err->msg);
+		ib_error_free(&err);
+	} else {
+		take_scan_digests(st);
+	}
+	ib_hex(digest, sizeof(digest), st->rep->sha256);
+	compare_listing(st);
+	read_facts(st);
+	if (st->entry_failures > 20)
+		fail(st->rep, "... and %zu more entry failures", st->entry_failures - 20);
+}
+
 int ib_verify_read_sha256_file(const char *image, char hex[IB_SHA256_HEX_LEN + 1], ib_error_t *err)
 {
 	cleanup_free char *path = xasprintf("%s.sha256", image);
@@ -795,6 +814,8 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 			return ib_error_errno(err, e, "unpack: enter the folder to unpack into");
 		}
 		read_entries(&st, file_read, scan);
+		/* While the writer thread still makes the last queued files. */
+		check_what_was_read(&st, image);
 		if (st.rep->failures.n == 0)
 			drain_writer(&st);
 		else
@@ -817,21 +838,8 @@ int ib_verify(const char *image, const struct ib_verify_opts *opts, struct ib_ve
 		}
 	} else {
 		read_entries(&st, file_read, scan);
+		check_what_was_read(&st, image);
 	}
-	/* Whatever libarchive left unread (after an error) still counts for the
-	 * digest: _finish reads it. */
-	uint8_t digest[IB_SHA256_LEN];
-	if (ib_hash_scan_finish(scan, digest, NULL, &e2) < 0) {
-		fail(rep, "read '%s': %s", image, e2->msg);
-		ib_error_free(&e2);
-	} else {
-		take_scan_digests(&st);
-	}
-	ib_hex(digest, sizeof(digest), rep->sha256);
-	compare_listing(&st);
-	read_facts(&st);
-	if (st.entry_failures > 20)
-		fail(rep, "... and %zu more entry failures", st.entry_failures - 20);
 	state_free(&st);
 
 	/* The outer digest. */
