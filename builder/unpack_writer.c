@@ -23,6 +23,7 @@
  * files wait (or by a drain): waking it for every file cost more switching
  * than the file itself. */
 #define WAKE_AT 32u
+#define NO_FAILURE UINT64_MAX
 
 struct queued {
 	uint64_t end; /* where it ends in the byte ring (counted from the first byte ever queued) */
@@ -62,8 +63,12 @@ struct ib_unpack_writer {
 	 * to HEAD_BYTES once every file is done, and the caller reserves nothing
 	 * in between. */
 	_Atomic uint64_t tail_bytes;
-	atomic_bool sleeping, draining, stop, failed;
-	char *error;	       /* the first failure */
+	atomic_bool sleeping, draining, stop;
+	/* The failing file first in the queue (NO_FAILURE: none), and its
+	 * error: a file after it is not started, one before it still is, so
+	 * the outcome does not depend on which taker got there first. */
+	_Atomic uint64_t failed_at;
+	char *error;
 	atomic_size_t written; /* by the thread or a drain */
 	/* Only the caller's thread: */
 	uint64_t head_bytes; /* reserved up to */
@@ -127,25 +132,31 @@ static bool claim(struct ib_unpack_writer *w, uint64_t *idx)
 	return false;
 }
 
-/* Writes file IDX (or skips it after a failure). */
+/* Writes file IDX (or skips it, after an earlier file failed). */
 static void write_claimed(struct ib_unpack_writer *w, uint64_t idx)
 {
 	const struct queued *f = &w->q[idx % QUEUE_FILES];
-	if (!atomic_load(&w->failed)) {
-		const char *what = NULL;
-		if (write_one(w, f, &what) == 0) {
-			atomic_fetch_add(&w->written, 1);
-		} else {
-			char *msg = xasprintf("%s '%s': %s", what, (const char *)w->bytes + f->path_off, strerror(errno));
-			pthread_mutex_lock(&w->lock);
-			if (!atomic_load(&w->failed)) {
-				w->error = steal_pointer(&msg);
-				atomic_store(&w->failed, true);
-			}
-			pthread_mutex_unlock(&w->lock);
-			free(msg);
-		}
+	if (idx > atomic_load(&w->failed_at))
+		return;
+	const char *what = NULL;
+	if (write_one(w, f, &what) == 0) {
+		atomic_fetch_add(&w->written, 1);
+		return;
 	}
+	char *msg = xasprintf("%s '%s': %s", what, (const char *)w->bytes + f->path_off, strerror(errno));
+	pthread_mutex_lock(&w->lock);
+	if (idx < atomic_load(&w->failed_at)) {
+		free(w->error);
+		w->error = steal_pointer(&msg);
+		atomic_store(&w->failed_at, idx);
+	}
+	pthread_mutex_unlock(&w->lock);
+	free(msg);
+}
+
+static bool failed(struct ib_unpack_writer *w)
+{
+	return atomic_load(&w->failed_at) != NO_FAILURE;
 }
 
 /* Sleeps until a file is committed; false when stopped with nothing left. */
@@ -198,6 +209,7 @@ struct ib_unpack_writer *ib_unpack_writer_new(int into, bool keep_owners)
 	clock_gettime(CLOCK_REALTIME, &w->started);
 	w->started.tv_nsec = 0;
 	w->bytes = ib_big_alloc(QUEUE_BYTES);
+	atomic_init(&w->failed_at, NO_FAILURE);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->work, NULL);
 	pthread_cond_init(&w->done_cond, NULL);
@@ -233,7 +245,7 @@ void *ib_unpack_writer_reserve(struct ib_unpack_writer *w, const struct ib_tar_e
 	uint64_t tail = atomic_load(&w->tail_bytes);
 	/* Full means at least WAKE_AT files wait (63 of the largest fill the
 	 * bytes), so the thread is awake. */
-	bool full = atomic_load(&w->committed) - atomic_load(&w->done) >= QUEUE_FILES || atomic_load(&w->failed);
+	bool full = atomic_load(&w->committed) - atomic_load(&w->done) >= QUEUE_FILES || failed(w);
 	if (full)
 		return NULL;
 	/* One piece in the ring: skip to its start when the end is too near. */
@@ -299,7 +311,12 @@ int ib_unpack_writer_drain(struct ib_unpack_writer *w, ib_error_t *err)
 		pthread_mutex_unlock(&w->lock);
 	}
 	atomic_store(&w->tail_bytes, w->head_bytes);
-	return atomic_load(&w->failed) ? ib_error_set(err, 0, "%s", w->error) : 0;
+	if (!failed(w))
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	int rc = ib_error_set(err, 0, "%s", w->error);
+	pthread_mutex_unlock(&w->lock);
+	return rc;
 }
 
 size_t ib_unpack_writer_files(const struct ib_unpack_writer *w)

@@ -32,9 +32,10 @@ void ib_unpack_writer_commit(struct ib_unpack_writer *w);
 void ib_unpack_writer_cancel(struct ib_unpack_writer *w);
 
 /* Writes committed files on the caller's thread too, beside the thread,
- * until every one is on disk with its mode, owner and times. The first
- * failure is the error ("'PATH': ..."); no file is started once it is
- * seen (one the other taker already had in hand may still be written). */
+ * until every one is on disk with its mode, owner and times. The error is
+ * the failure of the first failing file in the queue ("'PATH': ..."); the
+ * files before it are written, and no file after it is started once the
+ * failure is known (one the other taker already had in hand may be). */
 int ib_unpack_writer_drain(struct ib_unpack_writer *w, ib_error_t *err);
 
 /* How many files were written from the queue (by the thread, or by the

@@ -4,10 +4,10 @@
  *
  * Every system call added after 4.15 (pidfd_open, clone3, openat2,
  * close_range, mount_setattr, the new mount API, io_uring, listxattrat, ...)
- * answers ENOSYS, as an
- * old kernel does, and mounting overlayfs outside the initial user namespace
- * answers EPERM (unprivileged overlayfs came with 5.11). The filter is
- * inherited by everything the command starts, sandboxes included.
+ * answers ENOSYS, as an old kernel does, and mounting overlayfs outside the
+ * initial user namespace answers EPERM (unprivileged overlayfs came with
+ * 5.11). The filter is inherited by everything the command starts,
+ * sandboxes included.
  *
  * A seccomp filter cannot read mount(2)'s fstype string nor tell which user
  * namespace the caller is in, so mount goes to this process through a user

@@ -187,8 +187,8 @@ static void expect_failure(int into, const char *path, const char *want)
 	ib_error_free(&err);
 	assert_int_equal(faccessat(into, "before", F_OK, AT_SYMLINK_NOFOLLOW), 0);
 	/* "./after" may be written: the thread and the drain both take files,
-	 * and one may have it in hand when the other fails. Later reservations
-	 * are refused: the caller stops at the drain. */
+	 * and one may have had it in hand when the other failed. Later
+	 * reservations are refused: the caller stops at the drain. */
 	struct ib_tar_entry e = file_entry("./later", 1, 0644);
 	assert_null(ib_unpack_writer_reserve(w, &e, "./later"));
 	ib_unpack_writer_free(w);
