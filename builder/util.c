@@ -466,20 +466,43 @@ const char *ib_nearest(const char *word, const char *const *candidates, size_t n
 
 bool ib_have_openat2 = true;
 
+static int raw_openat2(int dirfd, const char *path, int flags, mode_t mode, unsigned long long resolve)
+{
+	/* struct open_how of <linux/openat2.h>, which older headers lack. */
+	struct {
+		unsigned long long flags, mode, resolve;
+	} how = { (unsigned long long)(unsigned)flags, mode, resolve };
+	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}
+
+/* EPERM is what a seccomp filter older than openat2 answers (Docker's
+ * profiles before 20.10), but also a real refusal: an immutable folder, an
+ * LSM. Only the filter may turn openat2 off for the whole process, so an
+ * EPERM asks once more with a call no kernel that has openat2 refuses. */
+static bool openat2_filtered(void)
+{
+	int fd = raw_openat2(AT_FDCWD, "/", O_PATH | O_CLOEXEC, 0, 0);
+	if (fd >= 0) {
+		close(fd);
+		return false;
+	}
+	return errno == EPERM || errno == ENOSYS;
+}
+
 int ib_openat2(int dirfd, const char *path, int flags, mode_t mode, unsigned long long resolve)
 {
 	if (!__atomic_load_n(&ib_have_openat2, __ATOMIC_RELAXED)) {
 		errno = ENOSYS;
 		return -1;
 	}
-	/* struct open_how of <linux/openat2.h>, which older headers lack. */
-	struct {
-		unsigned long long flags, mode, resolve;
-	} how = { (unsigned long long)(unsigned)flags, mode, resolve };
-	int fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-	if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
-		__atomic_store_n(&ib_have_openat2, false, __ATOMIC_RELAXED);
-		errno = ENOSYS;
+	int fd = raw_openat2(dirfd, path, flags, mode, resolve);
+	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+		return fd;
+	if (errno == EPERM && !openat2_filtered()) {
+		errno = EPERM;
+		return -1;
 	}
-	return fd;
+	__atomic_store_n(&ib_have_openat2, false, __ATOMIC_RELAXED);
+	errno = ENOSYS;
+	return -1;
 }

@@ -98,8 +98,9 @@ bool ib_write_all(int fd, const void *buf, size_t n);
 bool ib_read_all(int fd, void *buf, size_t n);
 /* openat2(2) (Linux 5.6) with FLAGS, MODE and RESOLVE (RESOLVE_* below). When
  * the kernel has none (ENOSYS), or a seccomp filter that does not know it
- * refuses it (EPERM), returns -1 with errno ENOSYS, then and on every later
- * call: the caller falls back to its own walk. */
+ * refuses it (EPERM for every call), returns -1 with errno ENOSYS, then and on
+ * every later call: the caller falls back to its own walk. A refusal of this
+ * one path (EPERM: an immutable folder, an LSM) is returned as it is. */
 int ib_openat2(int dirfd, const char *path, int flags, mode_t mode, unsigned long long resolve);
 /* False once the kernel refused openat2; tests set it to force the fallbacks. */
 extern bool ib_have_openat2;

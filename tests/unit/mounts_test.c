@@ -8,6 +8,12 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <linux/filter.h>
+#include <linux/fs.h>
+#include <linux/seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 
 #include "../../builder/mounts.c"
 #include "sandbox.h"
@@ -122,12 +128,80 @@ static void test_fallback_refuses_links(void **state)
 	assert_int_equal(access("/etc/newfile", F_OK), -1);
 }
 
+/* A refusal of one path (here an immutable folder) is that path's error; it
+ * must not turn openat2 off, and with it RESOLVE_BENEATH and RESOLVE_IN_ROOT,
+ * for the rest of the process. */
+static void test_one_refusal_keeps_openat2(void **state)
+{
+	struct fixture *f = *state;
+	if (!ib_have_openat2)
+		skip();
+	cleanup_free char *dir = ib_path_join(f->outside, "frozen");
+	assert_int_equal(mkdir(dir, 0755), 0);
+	cleanup_fd int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	int attr = FS_IMMUTABLE_FL;
+	if (ioctl(dfd, FS_IOC_SETFLAGS, &attr) < 0)
+		skip(); /* a file system without the flag */
+	errno = 0;
+	int fd = ib_openat2(dfd, "x", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644, IB_RESOLVE_BENEATH);
+	int e = errno;
+	attr = 0;
+	assert_int_equal(ioctl(dfd, FS_IOC_SETFLAGS, &attr), 0);
+	assert_int_equal(fd, -1);
+	assert_int_equal(e, EPERM);
+	assert_true(ib_have_openat2);
+	expect_in_root(f, "/mnt/newfile", IB_IN_ROOT_FILE, "etc/newfile");
+}
+
+/* A seccomp profile older than openat2 answers EPERM to every call: that
+ * turns openat2 off (ENOSYS), and the walk of one component at a time takes
+ * over. In a child, since a filter cannot be removed. */
+static void test_filter_turns_openat2_off(void **state)
+{
+	struct fixture *f = *state;
+	if (!ib_have_openat2)
+		skip();
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sock_filter prog_f[] = {
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 437 /* openat2 */, 0, 1),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = { .len = sizeof(prog_f) / sizeof(prog_f[0]), .filter = prog_f };
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+			_exit(10);
+		errno = 0;
+		if (ib_openat2(AT_FDCWD, "/", O_PATH | O_CLOEXEC, 0, 0) != -1 || errno != ENOSYS)
+			_exit(11);
+		if (ib_have_openat2)
+			_exit(12);
+		ib_error_t err = NULL;
+		cleanup_free char *got = ib_resolve_in_root(f->root, "/mnt/newfile", IB_IN_ROOT_FILE, &err);
+		if (got != NULL || strstr(err->msg, "is a symbolic link") == NULL)
+			_exit(13);
+		ib_error_free(&err);
+		_exit(0);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_true(ib_have_openat2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_plain_and_created, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_links_stay_inside, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fallback_refuses_links, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_refusal_keeps_openat2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_filter_turns_openat2_off, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
